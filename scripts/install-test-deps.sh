@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs the DNS tools tests/e2e.rs drives (Debian/Ubuntu, as root).
+# Idempotent: only runs apt-get when a tool is missing. The e2e tests use
+# their own configs and ports, so the unbound/knot system services these
+# packages may start are neither needed nor touched.
+set -euo pipefail
+
+# tool -> Debian package
+declare -A pkg_for=(
+  [dig]=dnsutils
+  [kdig]=knot-dnsutils
+  [dnsmasq]=dnsmasq-base
+  [unbound]=unbound
+  [knotd]=knot
+)
+
+have() { PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; }
+
+missing=()
+for tool in "${!pkg_for[@]}"; do
+  have "$tool" || missing+=("${pkg_for[$tool]}")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-test-deps: all present (dig kdig dnsmasq unbound knotd)"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-test-deps: need root to install: ${missing[*]}" >&2
+  exit 1
+fi
+
+# Keep package postinst scripts from starting services (no-op without
+# invoke-rc.d/systemd, e.g. in containers).
+policy=/usr/sbin/policy-rc.d
+created_policy=
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod +x "$policy"
+  created_policy=1
+fi
+cleanup() { if [ -n "$created_policy" ]; then rm -f "$policy"; fi; }
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+echo "install-test-deps: installing ${missing[*]}"
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+for tool in "${!pkg_for[@]}"; do
+  have "$tool" || { echo "install-test-deps: $tool still missing" >&2; exit 1; }
+done
+echo "install-test-deps: done"

@@ -1,0 +1,345 @@
+//! Command line and wiring: `meshdns serve` and `meshdns check`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use hickory_proto::rr::Name;
+use tracing::info;
+
+use crate::admin::{self, Readiness};
+use crate::dns::{DnsServer, Handler};
+use crate::index::{self, Index, ZoneConfig, convert, name};
+use crate::source::file::{self, FileSource};
+use crate::source::manifest;
+
+/// Authoritative DNS for Istio multi-cluster `.global` names.
+///
+/// Answers `<name>.<namespace>.global` from the addresses of Istio
+/// ServiceEntries, so that pods can connect and the sidecar routes the
+/// connection to the remote cluster. Point cluster DNS (CoreDNS `forward`,
+/// kube-dns `stubDomains`) at it for the `global` zone.
+#[derive(Debug, Parser)]
+#[command(name = "meshdns", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve DNS from ServiceEntry manifests, reloading them as they change.
+    Serve(ServeArgs),
+    /// Validate manifests and print the records they would produce.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// UDP and TCP address for DNS.
+    #[arg(long, env = "MESHDNS_DNS_ADDR", default_value = "0.0.0.0:1053")]
+    dns_addr: SocketAddr,
+
+    /// HTTP address for /healthz (liveness) and /readyz (readiness).
+    #[arg(long, env = "MESHDNS_ADMIN_ADDR", default_value = "0.0.0.0:9253")]
+    admin_addr: SocketAddr,
+
+    /// A YAML file, or a directory of *.yaml/*.yml files, holding ServiceEntry
+    /// manifests (multi-document and `kind: List` are fine; other kinds are
+    /// ignored). Repeatable. Watched: changes apply within a second; a file
+    /// that stops parsing keeps its last good content.
+    #[arg(long = "file", value_name = "PATH", env = "MESHDNS_FILE", value_delimiter = ',')]
+    files: Vec<PathBuf>,
+
+    #[command(flatten)]
+    zone: ZoneArgs,
+
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// Manifest files or directories.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+
+    /// `text`: records, skipped items and conflicts; `zone`: an RFC 1035
+    /// master file per zone (SOA serial 1), e.g. to load into another server.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+
+    #[command(flatten)]
+    zone: ZoneArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Output {
+    Text,
+    Zone,
+}
+
+#[derive(Debug, clap::Args)]
+struct ZoneArgs {
+    /// Zone served authoritatively; hosts outside every zone are ignored.
+    /// Repeatable.
+    #[arg(long = "zone", value_name = "ZONE", env = "MESHDNS_ZONE", value_delimiter = ',', default_value = "global")]
+    zones: Vec<String>,
+
+    /// TTL of answers, in seconds.
+    #[arg(long, env = "MESHDNS_TTL", default_value_t = 30)]
+    ttl: u32,
+
+    /// How long resolvers may cache "no such name" and "no such type", in
+    /// seconds (the SOA MINIMUM; negative answers use min(TTL, this)).
+    #[arg(long, env = "MESHDNS_NEGATIVE_TTL", default_value_t = 5)]
+    negative_ttl: u32,
+
+    /// Address for entries that have neither spec.addresses nor Istio-allocated
+    /// status.addresses (istio-coredns-plugin's option). Unset: such entries
+    /// are not served.
+    #[arg(long, env = "MESHDNS_DEFAULT_ADDRESS", value_name = "IP")]
+    default_address: Option<IpAddr>,
+
+    /// Name server in the zones' SOA MNAME and apex NS record.
+    #[arg(long, env = "MESHDNS_NAMESERVER", default_value = "localhost.")]
+    nameserver: String,
+
+    /// Mailbox in the zones' SOA RNAME.
+    #[arg(long, env = "MESHDNS_HOSTMASTER", default_value = "nobody.invalid.")]
+    hostmaster: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct LogArgs {
+    #[arg(long, value_enum, env = "MESHDNS_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Log filter, e.g. `info` or `meshdns=debug`. Defaults to RUST_LOG, then `info`.
+    #[arg(long, env = "MESHDNS_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn main() -> ExitCode {
+    let Cli { command } = Cli::parse();
+    let result = match command {
+        Command::Serve(args) => args.log.init().and_then(|()| args.run()),
+        Command::Check(args) => args.run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl LogArgs {
+    fn init(&self) -> anyhow::Result<()> {
+        let mut directives = match &self.log_level {
+            Some(level) => level.clone(),
+            None => std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        };
+        // hickory-server logs every request at info; keep queries out of
+        // the logs unless asked for by name.
+        if !directives.contains("hickory") {
+            directives.push_str(",hickory_server=warn");
+        }
+        let filter = tracing_subscriber::EnvFilter::try_new(&directives).context("invalid --log-level")?;
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        match self.log_format {
+            LogFormat::Text => builder.init(),
+            LogFormat::Json => builder.json().init(),
+        }
+        Ok(())
+    }
+}
+
+impl ZoneArgs {
+    fn index(&self) -> anyhow::Result<Index> {
+        let Self { zones, ttl, negative_ttl, default_address, nameserver, hostmaster } = self;
+        let zones = zones
+            .iter()
+            .map(|z| match name::normalize_host(z) {
+                Ok(n) if !n.starts_with('*') => Ok(n),
+                Ok(_) => bail!("--zone {z:?}: a zone cannot be a wildcard"),
+                Err(e) => bail!("--zone {z:?}: {e}"),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let fqdn = |flag: &str, s: &str| -> anyhow::Result<Name> {
+            let mut n = Name::from_ascii(s).with_context(|| format!("{flag} {s:?} is not a domain name"))?;
+            n.set_fqdn(true);
+            Ok(n)
+        };
+        let config = ZoneConfig {
+            ttl: *ttl,
+            negative_ttl: *negative_ttl,
+            nameserver: fqdn("--nameserver", nameserver)?,
+            hostmaster: fqdn("--hostmaster", hostmaster)?,
+        };
+        Index::new(zones, config, *default_address)
+    }
+}
+
+impl ServeArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        let Self { dns_addr, admin_addr, files, zone, log: _ } = self;
+        if files.is_empty() {
+            bail!(
+                "no ServiceEntry source: pass --file PATH (a YAML file or a directory), \
+                 e.g. --file deploy/examples/serviceentries.yaml"
+            );
+        }
+        let index = Arc::new(zone.index()?);
+        let ready = Readiness::default();
+        let _files = FileSource::start(files, index.clone())?;
+        index::log_stats(&index.table().stats);
+        ready.set(true);
+
+        // One thread answers DNS: per-query work is microseconds, and a
+        // current-thread runtime avoids cross-thread task hand-offs.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async move {
+            let dns = DnsServer::bind(dns_addr, Handler::new(index)).await?;
+            let admin = admin::bind(admin_addr).await?;
+            info!(dns = %dns.local_addr(), admin = %admin.local_addr()?, "serving");
+            tokio::select! {
+                r = dns.run() => r,
+                r = admin::serve(admin, ready) => r,
+                signal = shutdown_signal() => {
+                    info!(signal, "shutting down");
+                    Ok(())
+                }
+            }
+        })?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+impl CheckArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        let Self { files, output, zone } = self;
+        let index = zone.index()?;
+        let mut report = String::new();
+        let mut invalid = 0;
+        let mut records: Vec<(String, &'static str, IpAddr, String)> = Vec::new();
+        let mut skipped: Vec<String> = Vec::new();
+        let mut defined_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+
+        for path in &files {
+            let found = file::expand(path);
+            if found.is_empty() {
+                writeln!(report, "error: {}: no such file, or no *.yaml/*.yml in it", path.display())?;
+                invalid += 1;
+            }
+            for f in found {
+                let text = std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+                let manifests = match manifest::parse(&text) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        writeln!(report, "error: {}: {e}", f.display())?;
+                        invalid += 1;
+                        continue;
+                    }
+                };
+                for se in &manifests.entries {
+                    let who = se.display_name();
+                    let conversion = convert::convert(se, index.convert_options());
+                    for host in &conversion.hosts {
+                        defined_by.entry(format!("{}.", host.name)).or_default().push(who.clone());
+                        for addr in &host.addrs {
+                            let rtype = if addr.is_ipv4() { "A" } else { "AAAA" };
+                            records.push((format!("{}.", host.name), rtype, *addr, who.clone()));
+                        }
+                    }
+                    for s in &conversion.skipped {
+                        skipped.push(format!("{who}  {}: {}", s.item, s.reason));
+                    }
+                }
+                index.reset(&file::source_id(&f), file::load(&f, &text, &index).unwrap_or_default());
+            }
+        }
+
+        match output {
+            Output::Zone => print!("{}", zone_file(&index.table())),
+            Output::Text => {
+                records.sort();
+                let width = records.iter().map(|r| r.0.len()).max().unwrap_or(4).max(4);
+                println!("{:width$}  {:4}  {:39}  SOURCE", "NAME", "TYPE", "ADDRESS");
+                for (name, rtype, addr, who) in &records {
+                    println!("{name:width$}  {rtype:4}  {:39}  {who}", addr.to_string());
+                }
+                if !skipped.is_empty() {
+                    println!("\nskipped:");
+                    skipped.iter().for_each(|s| println!("  {s}"));
+                }
+                let conflicts: Vec<_> = defined_by.iter().filter(|(_, who)| who.len() > 1).collect();
+                if !conflicts.is_empty() {
+                    println!("\nconflicts (served as the union, oldest entry first):");
+                    for (name, who) in &conflicts {
+                        println!("  {name}  defined by {}", who.join(", "));
+                    }
+                }
+                println!(
+                    "\n{} records, {} skipped, {} conflicts, {} invalid files",
+                    records.len(),
+                    skipped.len(),
+                    conflicts.len(),
+                    invalid
+                );
+            }
+        }
+        eprint!("{report}");
+        Ok(if invalid > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    }
+}
+
+/// The table as RFC 1035 master files, one per zone, SOA serial 1.
+fn zone_file(table: &index::Table) -> String {
+    let c = &table.config;
+    let mut out = String::new();
+    for zone in table.zones.iter() {
+        let _ = writeln!(out, "$ORIGIN {}\n$TTL {}", zone.name, c.ttl);
+        let _ = writeln!(
+            out,
+            "@ {} IN SOA {} {} 1 3600 600 86400 {}\n@ {} IN NS {}",
+            c.ttl, c.nameserver, c.hostmaster, c.negative_ttl, c.ttl, c.nameserver
+        );
+        let own: Vec<_> = table
+            .records()
+            .into_iter()
+            .filter(|(n, _)| {
+                name::in_zone(n, &zone.key)
+                    && !table.zones.iter().any(|z| z.key.len() > zone.key.len() && name::in_zone(n, &z.key))
+            })
+            .collect();
+        for (n, node) in own {
+            node.v4.iter().for_each(|a| _ = writeln!(out, "{n}. {} IN A {a}", c.ttl));
+            node.v6.iter().for_each(|a| _ = writeln!(out, "{n}. {} IN AAAA {a}", c.ttl));
+        }
+    }
+    out
+}

@@ -1,0 +1,82 @@
+//! Authoritative answers from the table: which rcode, which records, in
+//! which section. Pure: no I/O, no EDNS, no size limits (see `handler`).
+
+use hickory_proto::op::{Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, NS};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+use crate::index::{Lookup, Table, Zone};
+
+#[derive(Debug, PartialEq)]
+pub struct Reply {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub answers: Vec<Record>,
+    pub authority: Vec<Record>,
+}
+
+impl Reply {
+    pub fn refused() -> Self {
+        Self { rcode: ResponseCode::Refused, authoritative: false, answers: Vec::new(), authority: Vec::new() }
+    }
+}
+
+pub fn answer(table: &Table, query: &Query) -> Reply {
+    // CHAOS (version.bind, hostname.bind) and other classes: disclose nothing.
+    if query.query_class() != DNSClass::IN {
+        return Reply::refused();
+    }
+    let qtype = query.query_type();
+    // Zone transfers are never offered.
+    if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+        return Reply::refused();
+    }
+    let qname = query.name();
+    let ttl = table.config.ttl;
+    let records = |data: Vec<RData>| -> Vec<Record> {
+        data.into_iter().map(|d| Record::from_rdata(qname.clone(), ttl, d)).collect()
+    };
+
+    match table.lookup(qname) {
+        Lookup::OutOfZone => Reply::refused(),
+        Lookup::NxDomain(zone) => negative(table, zone, ResponseCode::NXDomain),
+        Lookup::Empty(zone) => negative(table, zone, ResponseCode::NoError),
+        Lookup::Apex(zone) => match qtype {
+            // RFC 8482: ANY gets one RRset, never the whole name.
+            RecordType::SOA | RecordType::ANY => positive(records(vec![RData::SOA(table.soa())])),
+            RecordType::NS => positive(records(vec![RData::NS(NS(table.config.nameserver.clone()))])),
+            _ => negative(table, zone, ResponseCode::NoError),
+        },
+        Lookup::Records(zone, node) => {
+            let v4 = || node.v4.iter().map(|a| RData::A(A(*a))).collect::<Vec<_>>();
+            let v6 = || node.v6.iter().map(|a| RData::AAAA(AAAA(*a))).collect::<Vec<_>>();
+            match qtype {
+                RecordType::A if !node.v4.is_empty() => positive(records(v4())),
+                RecordType::AAAA if !node.v6.is_empty() => positive(records(v6())),
+                RecordType::ANY if !node.v4.is_empty() => positive(records(v4())),
+                RecordType::ANY => positive(records(v6())),
+                _ => negative(table, zone, ResponseCode::NoError),
+            }
+        }
+    }
+}
+
+fn positive(answers: Vec<Record>) -> Reply {
+    Reply { rcode: ResponseCode::NoError, authoritative: true, answers, authority: Vec::new() }
+}
+
+/// NXDOMAIN or NODATA with the zone's SOA, whose TTL caps the negative
+/// cache time (RFC 2308 §5: min(SOA TTL, MINIMUM)).
+fn negative(table: &Table, zone: &Zone, rcode: ResponseCode) -> Reply {
+    let ttl = table.config.ttl.min(table.config.negative_ttl);
+    Reply {
+        rcode,
+        authoritative: true,
+        answers: Vec::new(),
+        authority: vec![soa_record(table, &zone.name, ttl)],
+    }
+}
+
+fn soa_record(table: &Table, owner: &Name, ttl: u32) -> Record {
+    Record::from_rdata(owner.clone(), ttl, RData::SOA(table.soa()))
+}

@@ -1,0 +1,313 @@
+//! ServiceEntry → records: which hosts are served and with which addresses.
+//! Pure; every host or address left out comes back with its reason, so
+//! `meshdns check`, the logs and the metrics all tell the same story.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::name::{NameError, in_zone, normalize_host};
+use crate::serviceentry::ServiceEntry;
+
+/// More hosts or addresses than any real entry carries; the rest is skipped
+/// so one hostile object cannot blow up the table or an answer.
+pub const MAX_HOSTS_PER_ENTRY: usize = 1000;
+pub const MAX_ADDRESSES_PER_ENTRY: usize = 256;
+
+#[derive(Clone, Debug)]
+pub struct ConvertOptions {
+    /// Normalized zone names (`global`).
+    pub zones: Vec<Arc<str>>,
+    /// For entries with neither `spec.addresses` nor `status.addresses`
+    /// (istio-coredns-plugin's `--default-address`).
+    pub default_address: Option<IpAddr>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Conversion {
+    pub hosts: Vec<HostAddrs>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// One served name and its addresses, in the entry's order, without repeats.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HostAddrs {
+    pub name: Arc<str>,
+    pub addrs: Vec<IpAddr>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Skipped {
+    /// The host or address left out, or `*` for the whole entry.
+    pub item: String,
+    pub reason: SkipReason,
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SkipReason {
+    #[error("resolution is NONE (Istio's default when unset); set resolution: DNS or STATIC to serve it")]
+    ResolutionNone,
+    #[error("not under a served zone")]
+    OutOfZone,
+    #[error("is a zone apex; only names below it are served")]
+    ZoneApex,
+    #[error("invalid name: {0}")]
+    InvalidName(NameError),
+    #[error("not an IP address or CIDR")]
+    InvalidAddress,
+    #[error("CIDR /{0} is a range, not one host (only /32 and /128 are served)")]
+    WideCidr(u8),
+    #[error("no address: neither spec.addresses, status.addresses nor --default-address")]
+    NoAddress,
+    #[error("more than {MAX_HOSTS_PER_ENTRY} hosts in one entry")]
+    TooManyHosts,
+    #[error("more than {MAX_ADDRESSES_PER_ENTRY} addresses in one entry")]
+    TooManyAddresses,
+}
+
+impl SkipReason {
+    /// A bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::ResolutionNone => "resolution_none",
+            Self::OutOfZone => "out_of_zone",
+            Self::ZoneApex => "zone_apex",
+            Self::InvalidName(_) => "invalid_name",
+            Self::InvalidAddress => "invalid_address",
+            Self::WideCidr(_) => "wide_cidr",
+            Self::NoAddress => "no_address",
+            Self::TooManyHosts => "too_many_hosts",
+            Self::TooManyAddresses => "too_many_addresses",
+        }
+    }
+}
+
+pub fn convert(se: &ServiceEntry, opts: &ConvertOptions) -> Conversion {
+    let mut out = Conversion::default();
+    let resolution = se.spec.resolution.as_deref().unwrap_or("NONE");
+    if resolution.eq_ignore_ascii_case("NONE") {
+        out.skip("*", SkipReason::ResolutionNone);
+        return out;
+    }
+
+    let spec_addrs = parse_addresses(se.spec.addresses.iter().map(String::as_str), &mut out);
+    for (i, host) in se.spec.hosts.iter().enumerate() {
+        if i == MAX_HOSTS_PER_ENTRY {
+            let rest = se.spec.hosts.len() - i;
+            out.skip(format!("{rest} more hosts"), SkipReason::TooManyHosts);
+            break;
+        }
+        let name = match normalize_host(host) {
+            Ok(name) => name,
+            Err(e) => {
+                out.skip(host, SkipReason::InvalidName(e));
+                continue;
+            }
+        };
+        let Some(zone) = opts.zones.iter().filter(|z| in_zone(&name, z)).max_by_key(|z| z.len()) else {
+            out.skip(host, SkipReason::OutOfZone);
+            continue;
+        };
+        if name == *zone {
+            out.skip(host, SkipReason::ZoneApex);
+            continue;
+        }
+        let addrs = if !se.spec.addresses.is_empty() {
+            spec_addrs.clone()
+        } else if let Some(status) = allocated(se, &name, &mut out) {
+            status
+        } else {
+            opts.default_address.into_iter().collect()
+        };
+        if addrs.is_empty() {
+            out.skip(host, SkipReason::NoAddress);
+            continue;
+        }
+        out.hosts.push(HostAddrs { name, addrs });
+    }
+    out
+}
+
+/// Istio's auto-allocated `status.addresses` for `host`; `None` when there
+/// are none, so the caller falls back to `--default-address`.
+fn allocated(se: &ServiceEntry, host: &str, out: &mut Conversion) -> Option<Vec<IpAddr>> {
+    let status = se.status.as_ref()?;
+    let values = status
+        .addresses
+        .iter()
+        .filter(|a| a.host.as_deref().is_none_or(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host)))
+        .map(|a| a.value.as_str());
+    let addrs = parse_addresses(values, out);
+    (!addrs.is_empty()).then_some(addrs)
+}
+
+fn parse_addresses<'a>(values: impl Iterator<Item = &'a str>, out: &mut Conversion) -> Vec<IpAddr> {
+    let mut addrs = Vec::new();
+    for (i, value) in values.enumerate() {
+        if i == MAX_ADDRESSES_PER_ENTRY {
+            out.skip(value, SkipReason::TooManyAddresses);
+            break;
+        }
+        match parse_address(value) {
+            Ok(ip) if !addrs.contains(&ip) => addrs.push(ip),
+            Ok(_) => {}
+            Err(reason) => out.skip(value, reason),
+        }
+    }
+    addrs
+}
+
+/// An address, or a CIDR naming exactly one host (`/32`, `/128`).
+pub fn parse_address(value: &str) -> Result<IpAddr, SkipReason> {
+    let value = value.trim();
+    let (ip, prefix) = match value.split_once('/') {
+        Some((ip, prefix)) => (ip, Some(prefix)),
+        None => (value, None),
+    };
+    let ip: IpAddr = ip.parse().map_err(|_| SkipReason::InvalidAddress)?;
+    if let Some(prefix) = prefix {
+        let prefix: u8 = prefix.parse().map_err(|_| SkipReason::InvalidAddress)?;
+        let host_len = if ip.is_ipv4() { 32 } else { 128 };
+        if prefix > host_len {
+            return Err(SkipReason::InvalidAddress);
+        }
+        if prefix != host_len {
+            return Err(SkipReason::WideCidr(prefix));
+        }
+    }
+    Ok(ip)
+}
+
+impl Conversion {
+    fn skip(&mut self, item: impl Into<String>, reason: SkipReason) {
+        self.skipped.push(Skipped { item: item.into(), reason });
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::serviceentry::{Metadata, Spec, Status, StatusAddress};
+
+    pub fn mk_se(ns: &str, name: &str, hosts: &[&str], addrs: &[&str]) -> ServiceEntry {
+        ServiceEntry {
+            metadata: Metadata { name: name.into(), namespace: Some(ns.into()), creation_timestamp: None },
+            spec: Spec {
+                hosts: hosts.iter().map(|h| h.to_string()).collect(),
+                addresses: addrs.iter().map(|a| a.to_string()).collect(),
+                resolution: Some("DNS".into()),
+            },
+            status: None,
+        }
+    }
+
+    pub fn mk_opts() -> ConvertOptions {
+        ConvertOptions { zones: vec!["global".into()], default_address: None }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn reasons(c: &Conversion) -> Vec<(&str, &str)> {
+        c.skipped.iter().map(|s| (s.item.as_str(), s.reason.label())).collect()
+    }
+
+    #[test]
+    fn v4_and_v6_addresses_and_host_cidrs() {
+        let se = mk_se("foo", "a", &["httpbin.bar.global"], &["240.0.0.2", "2001:db8::2/128", "240.0.0.3/32"]);
+        let c = convert(&se, &mk_opts());
+        assert_eq!(c.hosts, vec![HostAddrs {
+            name: "httpbin.bar.global".into(),
+            addrs: vec![ip("240.0.0.2"), ip("2001:db8::2"), ip("240.0.0.3")],
+        }]);
+        assert!(c.skipped.is_empty());
+    }
+
+    #[test]
+    fn wide_cidrs_and_garbage_are_skipped_rest_served() {
+        let se = mk_se("foo", "a", &["a.global"], &["10.0.0.0/24", "2001:db8::/64", "nope", "1.2.3.4/33", "240.0.0.9"]);
+        let c = convert(&se, &mk_opts());
+        assert_eq!(c.hosts[0].addrs, vec![ip("240.0.0.9")]);
+        assert_eq!(
+            reasons(&c),
+            [
+                ("10.0.0.0/24", "wide_cidr"),
+                ("2001:db8::/64", "wide_cidr"),
+                ("nope", "invalid_address"),
+                ("1.2.3.4/33", "invalid_address")
+            ]
+        );
+    }
+
+    #[test]
+    fn hosts_outside_zones_and_invalid_hosts_are_skipped() {
+        let long = format!("{}.global", "x".repeat(64));
+        let se = mk_se("foo", "a", &["ok.global", "api.example.com", "global", &long, "bad host.global", "Mixed.Global."], &["240.0.0.1"]);
+        let c = convert(&se, &mk_opts());
+        let names: Vec<_> = c.hosts.iter().map(|h| &*h.name).collect();
+        assert_eq!(names, ["ok.global", "mixed.global"]);
+        assert_eq!(
+            reasons(&c).iter().map(|r| r.1).collect::<Vec<_>>(),
+            ["out_of_zone", "zone_apex", "invalid_name", "invalid_name"]
+        );
+    }
+
+    #[test]
+    fn most_specific_zone_wins_for_apex_check() {
+        let opts = ConvertOptions { zones: vec!["global".into(), "mesh.global".into()], default_address: None };
+        let c = convert(&mk_se("foo", "a", &["mesh.global", "x.mesh.global"], &["240.0.0.1"]), &opts);
+        assert_eq!(c.hosts.len(), 1);
+        assert_eq!(reasons(&c), [("mesh.global", "zone_apex")]);
+    }
+
+    #[test]
+    fn resolution_none_or_unset_is_not_served() {
+        let mut se = mk_se("foo", "a", &["a.global"], &["240.0.0.1"]);
+        se.spec.resolution = Some("NONE".into());
+        assert_eq!(reasons(&convert(&se, &mk_opts())), [("*", "resolution_none")]);
+        se.spec.resolution = None;
+        assert!(convert(&se, &mk_opts()).hosts.is_empty());
+        se.spec.resolution = Some("STATIC".into());
+        assert_eq!(convert(&se, &mk_opts()).hosts.len(), 1);
+    }
+
+    #[test]
+    fn status_addresses_then_default_address() {
+        let mut se = mk_se("foo", "a", &["a.global", "b.global", "c.global"], &[]);
+        se.status = Some(Status {
+            addresses: vec![
+                StatusAddress { value: "240.240.0.1".into(), host: Some("A.global".into()) },
+                StatusAddress { value: "2001:db8::1".into(), host: Some("a.global".into()) },
+                StatusAddress { value: "240.240.0.2".into(), host: Some("b.global".into()) },
+            ],
+        });
+        let c = convert(&se, &mk_opts());
+        assert_eq!(c.hosts[0].addrs, vec![ip("240.240.0.1"), ip("2001:db8::1")]);
+        assert_eq!(c.hosts[1].addrs, vec![ip("240.240.0.2")]);
+        assert_eq!(reasons(&c), [("c.global", "no_address")]);
+
+        let opts = ConvertOptions { default_address: Some(ip("240.0.0.100")), ..mk_opts() };
+        let c = convert(&se, &opts);
+        assert_eq!(c.hosts[2].addrs, vec![ip("240.0.0.100")]);
+        // spec.addresses, when present, win over both.
+        se.spec.addresses = vec!["240.0.0.7".into()];
+        assert!(convert(&se, &opts).hosts.iter().all(|h| h.addrs == vec![ip("240.0.0.7")]));
+    }
+
+    #[test]
+    fn absurd_counts_are_capped_not_fatal() {
+        let hosts: Vec<String> = (0..MAX_HOSTS_PER_ENTRY + 5).map(|i| format!("h{i}.global")).collect();
+        let addrs: Vec<String> = (0..MAX_ADDRESSES_PER_ENTRY + 5).map(|i| format!("240.0.{}.{}", i / 256, i % 256)).collect();
+        let se = mk_se("foo", "a", &hosts.iter().map(String::as_str).collect::<Vec<_>>(), &addrs.iter().map(String::as_str).collect::<Vec<_>>());
+        let c = convert(&se, &mk_opts());
+        assert_eq!(c.hosts.len(), MAX_HOSTS_PER_ENTRY);
+        assert_eq!(c.hosts[0].addrs.len(), MAX_ADDRESSES_PER_ENTRY);
+        assert_eq!(reasons(&c).iter().map(|r| r.1).collect::<Vec<_>>(), ["too_many_addresses", "too_many_hosts"]);
+    }
+
+    #[test]
+    fn duplicate_addresses_collapse() {
+        let c = convert(&mk_se("foo", "a", &["a.global"], &["240.0.0.1", "240.0.0.1/32", "240.0.0.1"]), &mk_opts());
+        assert_eq!(c.hosts[0].addrs, vec![ip("240.0.0.1")]);
+    }
+}

@@ -1,0 +1,331 @@
+//! The index owns the served table. Sources (files, Kubernetes) hand it
+//! converted entries; it merges hosts defined by several entries, tracks
+//! empty non-terminals and publishes an immutable [`Table`] after each
+//! change. Mutations cannot fail: problems are logged and skipped.
+//!
+//! Writers take a mutex; readers load the current table through an
+//! `ArcSwap` and never block. The table's map is persistent (`imbl`), so
+//! publishing after a one-entry change costs O(that entry), not O(table).
+
+pub mod convert;
+pub mod name;
+mod table;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use tracing::{info, warn};
+
+pub use self::convert::{Conversion, ConvertOptions, HostAddrs, SkipReason, Skipped};
+pub use self::table::{Lookup, Node, Stats, Table, Zone, ZoneConfig};
+use self::table::Nodes;
+
+/// Most addresses one name can carry after merging entries: keeps every
+/// answer well inside a 64 KiB TCP message.
+pub const MAX_ADDRESSES_PER_NAME: usize = 1000;
+
+/// Where an entry came from. Sources own disjoint sets of entries.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SourceId {
+    Kube,
+    File(Arc<str>),
+}
+
+impl std::fmt::Display for SourceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Kube => f.write_str("kubernetes"),
+            Self::File(path) => f.write_str(path),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryId {
+    pub source: SourceId,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl std::fmt::Display for EntryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// What the index keeps of a ServiceEntry: its identity, its place in the
+/// conflict order and the records it produced. Never the object itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub id: EntryId,
+    pub created: Option<Arc<str>>,
+    pub hosts: Vec<HostAddrs>,
+}
+
+impl Entry {
+    /// Conflict order: oldest first, then namespace/name (then source).
+    fn order(&self) -> (Option<&str>, &str, &str, &SourceId) {
+        (self.created.as_deref(), &self.id.namespace, &self.id.name, &self.id.source)
+    }
+}
+
+pub struct Index {
+    zone_options: ConvertOptions,
+    writer: Mutex<Writer>,
+    table: ArcSwap<Table>,
+}
+
+struct Writer {
+    entries: HashMap<EntryId, Arc<Entry>>,
+    by_source: HashMap<SourceId, HashSet<EntryId>>,
+    /// The entries defining each name, in conflict order.
+    by_name: HashMap<Arc<str>, Vec<Arc<Entry>>>,
+    nodes: Nodes,
+    stats: Stats,
+    serial: u32,
+}
+
+impl Index {
+    /// `zones` must be normalized names (see [`name::normalize_host`]).
+    pub fn new(zones: Vec<Arc<str>>, config: ZoneConfig, default_address: Option<IpAddr>) -> anyhow::Result<Self> {
+        let mut parsed = zones
+            .iter()
+            .map(|z| Zone::new(z.clone()).map_err(|e| anyhow::anyhow!("invalid zone {z:?}: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        parsed.sort_by_key(|z| std::cmp::Reverse(z.name.num_labels()));
+        parsed.dedup_by(|a, b| a.key == b.key);
+        let serial = next_serial(0);
+        let table = Table {
+            config: Arc::new(config),
+            zones: parsed.into(),
+            nodes: Nodes::default(),
+            serial,
+            stats: Stats::default(),
+        };
+        let writer = Writer {
+            entries: HashMap::new(),
+            by_source: HashMap::new(),
+            by_name: HashMap::new(),
+            nodes: Nodes::default(),
+            stats: Stats::default(),
+            serial,
+        };
+        Ok(Self {
+            zone_options: ConvertOptions { zones, default_address },
+            writer: Mutex::new(writer),
+            table: ArcSwap::from_pointee(table),
+        })
+    }
+
+    /// What sources pass to [`convert::convert`].
+    pub fn convert_options(&self) -> &ConvertOptions {
+        &self.zone_options
+    }
+
+    /// The current table; cheap, lock-free, never blocks on writers.
+    pub fn table(&self) -> Arc<Table> {
+        self.table.load_full()
+    }
+
+    /// Adds or replaces one entry.
+    pub fn apply(&self, entry: Entry) {
+        let mut w = self.lock();
+        if w.upsert(entry) {
+            self.publish(&mut w);
+        }
+    }
+
+    pub fn delete(&self, id: &EntryId) {
+        let mut w = self.lock();
+        if w.remove(id) {
+            self.publish(&mut w);
+        }
+    }
+
+    /// Replaces everything `source` defined with `entries`, published as one
+    /// new table: readers see the old set or the new one, never a mix.
+    /// Unchanged entries cost nothing.
+    pub fn reset(&self, source: &SourceId, entries: Vec<Entry>) {
+        let mut w = self.lock();
+        let keep: HashSet<&EntryId> = entries.iter().map(|e| &e.id).collect();
+        let stale: Vec<EntryId> = w
+            .by_source
+            .get(source)
+            .map(|ids| ids.iter().filter(|id| !keep.contains(id)).cloned().collect())
+            .unwrap_or_default();
+        let mut changed = false;
+        for id in &stale {
+            changed |= w.remove(id);
+        }
+        for entry in entries {
+            if entry.id.source != *source {
+                warn!(entry = %entry.id, from = %entry.id.source, into = %source, "entry reset into the wrong source; skipped");
+                continue;
+            }
+            changed |= w.upsert(entry);
+        }
+        if changed {
+            self.publish(&mut w);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
+        // A panic while holding the lock leaves consistent data behind (each
+        // step is complete or not started), so keep serving.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, w: &mut Writer) {
+        w.serial = next_serial(w.serial);
+        w.stats.entries = w.entries.len();
+        let current = self.table.load();
+        self.table.store(Arc::new(Table {
+            config: current.config.clone(),
+            zones: current.zones.clone(),
+            nodes: w.nodes.clone(),
+            serial: w.serial,
+            stats: w.stats,
+        }));
+    }
+}
+
+/// SOA serial: the Unix time, but always moving forward when the table
+/// changes more than once a second.
+fn next_serial(prev: u32) -> u32 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+    now.max(prev.wrapping_add(1))
+}
+
+impl Writer {
+    /// Returns whether anything changed.
+    fn upsert(&mut self, entry: Entry) -> bool {
+        if self.entries.get(&entry.id).is_some_and(|old| **old == entry) {
+            return false;
+        }
+        let entry = Arc::new(entry);
+        let old = self.entries.insert(entry.id.clone(), entry.clone());
+        self.by_source.entry(entry.id.source.clone()).or_default().insert(entry.id.clone());
+        let mut names: Vec<Arc<str>> = entry.hosts.iter().map(|h| h.name.clone()).collect();
+        if let Some(old) = &old {
+            names.extend(old.hosts.iter().map(|h| h.name.clone()));
+        }
+        names.sort();
+        names.dedup();
+        for name in names {
+            let defines = entry.hosts.iter().any(|h| h.name == name);
+            self.relink(&name, &entry.id, defines.then(|| entry.clone()));
+        }
+        true
+    }
+
+    fn remove(&mut self, id: &EntryId) -> bool {
+        let Some(old) = self.entries.remove(id) else {
+            return false;
+        };
+        if let Some(ids) = self.by_source.get_mut(&id.source) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_source.remove(&id.source);
+            }
+        }
+        for host in &old.hosts {
+            self.relink(&host.name, id, None);
+        }
+        true
+    }
+
+    /// Puts `entry` (or nothing) in place of `id`'s contribution to `name`,
+    /// then recomputes that one name.
+    fn relink(&mut self, name: &Arc<str>, id: &EntryId, entry: Option<Arc<Entry>>) {
+        let list = self.by_name.entry(name.clone()).or_default();
+        let before = list.len();
+        list.retain(|e| e.id != *id);
+        if let Some(entry) = entry {
+            let at = list.partition_point(|e| e.order() < entry.order());
+            list.insert(at, entry);
+        }
+        let after = list.len();
+        if before > 1 && after <= 1 {
+            self.stats.conflicts -= 1;
+        } else if before <= 1 && after > 1 {
+            self.stats.conflicts += 1;
+            let ids: Vec<String> = list.iter().map(|e| e.id.to_string()).collect();
+            warn!(%name, entries = ?ids, "host defined by several ServiceEntries; serving the union of their addresses");
+        }
+
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        let addrs = list.iter().flat_map(|e| e.hosts.iter().filter(|h| h.name == *name)).flat_map(|h| &h.addrs);
+        for addr in addrs {
+            if v4.len() + v6.len() == MAX_ADDRESSES_PER_NAME {
+                warn!(%name, limit = MAX_ADDRESSES_PER_NAME, "too many addresses for one name; extra ones skipped");
+                break;
+            }
+            match *addr {
+                IpAddr::V4(a) if !v4.contains(&a) => v4.push(a),
+                IpAddr::V6(a) if !v6.contains(&a) => v6.push(a),
+                _ => {}
+            }
+        }
+        if after == 0 {
+            self.by_name.remove(name);
+        }
+        self.set_records(name, v4, v6);
+    }
+
+    fn set_records(&mut self, name: &Arc<str>, v4: Vec<std::net::Ipv4Addr>, v6: Vec<std::net::Ipv6Addr>) {
+        let old = self.nodes.get(name).cloned().unwrap_or_default();
+        let had = old.has_records();
+        let node = Node { v4: v4.into(), v6: v6.into(), below: old.below };
+        let has = node.has_records();
+        self.stats.a = self.stats.a + node.v4.len() - old.v4.len();
+        self.stats.aaaa = self.stats.aaaa + node.v6.len() - old.v6.len();
+        match (had, has) {
+            (false, true) => self.stats.names += 1,
+            (true, false) => self.stats.names -= 1,
+            _ => {}
+        }
+        self.store(name.clone(), node);
+        if had != has {
+            for ancestor in name::ancestors(name) {
+                let mut node = self.nodes.get(ancestor).cloned().unwrap_or_default();
+                if has {
+                    node.below += 1;
+                } else {
+                    node.below -= 1;
+                }
+                self.store(ancestor.into(), node);
+            }
+        }
+    }
+
+    fn store(&mut self, name: Arc<str>, node: Node) {
+        if node.has_records() || node.below > 0 {
+            self.nodes.insert(name, node);
+        } else {
+            self.nodes.remove(&name);
+        }
+    }
+}
+
+impl Entry {
+    /// The entry a source hands the index for one converted ServiceEntry.
+    pub fn new(source: SourceId, se: &crate::serviceentry::ServiceEntry, conversion: &Conversion) -> Self {
+        Self {
+            id: EntryId { source, namespace: se.namespace().into(), name: se.metadata.name.as_str().into() },
+            created: se.metadata.creation_timestamp.as_deref().map(Arc::from),
+            hosts: conversion.hosts.clone(),
+        }
+    }
+}
+
+/// Logs the first time a table becomes non-empty, for operators watching start-up.
+pub fn log_stats(stats: &Stats) {
+    info!(entries = stats.entries, names = stats.names, a = stats.a, aaaa = stats.aaaa, conflicts = stats.conflicts, "table updated");
+}
+
+#[cfg(test)]
+mod tests;

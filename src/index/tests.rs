@@ -1,0 +1,196 @@
+//! Index rules: lookups, wildcards, empty non-terminals, conflicts, resets.
+
+use std::str::FromStr;
+
+use hickory_proto::rr::Name;
+
+use super::*;
+
+pub fn mk_config() -> ZoneConfig {
+    ZoneConfig {
+        ttl: 30,
+        negative_ttl: 5,
+        nameserver: Name::from_str("localhost.").unwrap(),
+        hostmaster: Name::from_str("nobody.invalid.").unwrap(),
+    }
+}
+
+pub fn mk_index() -> Index {
+    Index::new(vec!["global".into()], mk_config(), None).unwrap()
+}
+
+pub fn mk_entry(name: &str, created: Option<&str>, hosts: &[(&str, &[&str])]) -> Entry {
+    mk_entry_in(SourceId::Kube, name, created, hosts)
+}
+
+fn mk_entry_in(source: SourceId, name: &str, created: Option<&str>, hosts: &[(&str, &[&str])]) -> Entry {
+    let (namespace, name) = name.split_once('/').unwrap();
+    Entry {
+        id: EntryId { source, namespace: namespace.into(), name: name.into() },
+        created: created.map(Arc::from),
+        hosts: hosts
+            .iter()
+            .map(|(h, addrs)| HostAddrs { name: (*h).into(), addrs: addrs.iter().map(|a| a.parse().unwrap()).collect() })
+            .collect(),
+    }
+}
+
+/// The addresses a query name resolves to, or the negative outcome.
+fn resolve(index: &Index, qname: &str) -> String {
+    let table = index.table();
+    match table.lookup(&Name::from_str(qname).unwrap()) {
+        Lookup::OutOfZone => "REFUSED".into(),
+        Lookup::Apex(_) => "APEX".into(),
+        Lookup::Empty(_) => "NODATA".into(),
+        Lookup::NxDomain(_) => "NXDOMAIN".into(),
+        Lookup::Records(_, node) => {
+            let all: Vec<String> = node.v4.iter().map(|a| a.to_string()).chain(node.v6.iter().map(|a| a.to_string())).collect();
+            all.join(",")
+        }
+    }
+}
+
+#[test]
+fn exact_names_case_insensitive() {
+    let index = mk_index();
+    index.apply(mk_entry("foo/a", None, &[("httpbin.bar.global", &["240.0.0.2", "2001:db8::2"])]));
+    assert_eq!(resolve(&index, "httpbin.bar.global."), "240.0.0.2,2001:db8::2");
+    assert_eq!(resolve(&index, "HTTPBIN.Bar.GLOBAL."), "240.0.0.2,2001:db8::2");
+    assert_eq!(resolve(&index, "nope.bar.global."), "NXDOMAIN");
+    assert_eq!(resolve(&index, "x.httpbin.bar.global."), "NXDOMAIN");
+    assert_eq!(resolve(&index, "global."), "APEX");
+    assert_eq!(resolve(&index, "GLOBAL."), "APEX");
+    assert_eq!(resolve(&index, "example.com."), "REFUSED");
+    assert_eq!(resolve(&index, "."), "REFUSED");
+    assert_eq!(resolve(&index, "xglobal."), "REFUSED");
+}
+
+#[test]
+fn empty_non_terminals_exist() {
+    let index = mk_index();
+    index.apply(mk_entry("foo/a", None, &[("a.b.c.global", &["240.0.0.1"])]));
+    assert_eq!(resolve(&index, "b.c.global."), "NODATA");
+    assert_eq!(resolve(&index, "c.global."), "NODATA");
+    index.delete(&mk_entry("foo/a", None, &[]).id);
+    assert_eq!(resolve(&index, "c.global."), "NXDOMAIN");
+    assert!(index.table().nodes.is_empty(), "no node left behind");
+}
+
+#[test]
+fn wildcard_precedence() {
+    let index = mk_index();
+    index.apply(mk_entry("foo/w1", None, &[("*.global", &["240.0.0.1"])]));
+    index.apply(mk_entry("foo/w2", None, &[("*.foo.global", &["240.0.0.2"])]));
+    index.apply(mk_entry("foo/w3", None, &[("*.bar.foo.global", &["240.0.0.3"])]));
+    index.apply(mk_entry("foo/e", None, &[("exact.foo.global", &["240.0.0.4"])]));
+    assert_eq!(resolve(&index, "x.global."), "240.0.0.1");
+    assert_eq!(resolve(&index, "x.y.z.global."), "240.0.0.1");
+    assert_eq!(resolve(&index, "x.foo.global."), "240.0.0.2");
+    assert_eq!(resolve(&index, "a.b.foo.global."), "240.0.0.2");
+    assert_eq!(resolve(&index, "x.bar.foo.global."), "240.0.0.3");
+    assert_eq!(resolve(&index, "deep.x.bar.foo.global."), "240.0.0.3");
+    // Exact beats wildcard; the wildcard's parent exists (as a non-terminal).
+    assert_eq!(resolve(&index, "exact.foo.global."), "240.0.0.4");
+    assert_eq!(resolve(&index, "foo.global."), "NODATA");
+    assert_eq!(resolve(&index, "bar.foo.global."), "NODATA");
+    // A name below an exact name still falls to the nearest wildcard.
+    assert_eq!(resolve(&index, "sub.exact.foo.global."), "240.0.0.2");
+    // The wildcard owner itself, asked for literally.
+    assert_eq!(resolve(&index, "*.foo.global."), "240.0.0.2");
+}
+
+#[test]
+fn wildcard_matches_labels_with_unusual_bytes() {
+    let index = mk_index();
+    index.apply(mk_entry("foo/w", None, &[("*.foo.global", &["240.0.0.2"])]));
+    let name = Name::from_labels(vec![&b"a b"[..], b"foo", b"global"]).unwrap();
+    assert!(matches!(index.table().lookup(&name), Lookup::Records(..)));
+    let name = Name::from_labels(vec![&b"a.b"[..], b"global"]).unwrap();
+    assert!(matches!(index.table().lookup(&name), Lookup::NxDomain(_)));
+}
+
+#[test]
+fn conflicts_union_in_creation_then_name_order() {
+    let index = mk_index();
+    index.apply(mk_entry("ns2/b", Some("2024-01-02T00:00:00Z"), &[("svc.global", &["240.0.0.3", "240.0.0.1"])]));
+    index.apply(mk_entry("ns1/z", Some("2024-01-01T00:00:00Z"), &[("svc.global", &["240.0.0.2"])]));
+    index.apply(mk_entry("ns1/a", Some("2024-01-02T00:00:00Z"), &[("svc.global", &["240.0.0.1", "2001:db8::1"])]));
+    assert_eq!(resolve(&index, "svc.global."), "240.0.0.2,240.0.0.1,240.0.0.3,2001:db8::1");
+    assert_eq!(index.table().stats.conflicts, 1);
+    index.delete(&mk_entry("ns1/z", None, &[]).id);
+    index.delete(&mk_entry("ns1/a", None, &[]).id);
+    assert_eq!(resolve(&index, "svc.global."), "240.0.0.3,240.0.0.1");
+    assert_eq!(index.table().stats.conflicts, 0);
+}
+
+#[test]
+fn update_replaces_only_that_entry() {
+    let index = mk_index();
+    index.apply(mk_entry("foo/a", None, &[("a.global", &["240.0.0.1"]), ("b.global", &["240.0.0.1"])]));
+    index.apply(mk_entry("foo/other", None, &[("c.global", &["240.0.0.9"])]));
+    index.apply(mk_entry("foo/a", None, &[("b.global", &["240.0.0.2"])]));
+    assert_eq!(resolve(&index, "a.global."), "NXDOMAIN");
+    assert_eq!(resolve(&index, "b.global."), "240.0.0.2");
+    assert_eq!(resolve(&index, "c.global."), "240.0.0.9");
+    let stats = index.table().stats;
+    assert_eq!((stats.entries, stats.names, stats.a, stats.aaaa), (2, 2, 2, 0));
+}
+
+#[test]
+fn serial_moves_only_on_change() {
+    let index = mk_index();
+    let s0 = index.table().serial;
+    index.apply(mk_entry("foo/a", None, &[("a.global", &["240.0.0.1"])]));
+    let s1 = index.table().serial;
+    assert!(s1 > s0);
+    index.apply(mk_entry("foo/a", None, &[("a.global", &["240.0.0.1"])]));
+    assert_eq!(index.table().serial, s1, "an identical apply is a no-op");
+    index.delete(&mk_entry("foo/missing", None, &[]).id);
+    assert_eq!(index.table().serial, s1);
+    index.apply(mk_entry("foo/a", None, &[("a.global", &["240.0.0.2"])]));
+    assert!(index.table().serial > s1);
+}
+
+#[test]
+fn reset_swaps_one_source_atomically() {
+    let index = mk_index();
+    let file = SourceId::File("/etc/x.yaml".into());
+    index.apply(mk_entry("foo/kube", None, &[("k.global", &["240.0.0.1"])]));
+    index.reset(&file, vec![
+        mk_entry_in(file.clone(), "foo/a", None, &[("a.global", &["240.0.0.2"])]),
+        mk_entry_in(file.clone(), "foo/b", None, &[("b.global", &["240.0.0.3"])]),
+    ]);
+    let before = index.table();
+    index.reset(&file, vec![mk_entry_in(file.clone(), "foo/b", None, &[("b.global", &["240.0.0.4"])])]);
+    // The old table is untouched; the new one has the whole change.
+    assert!(matches!(before.lookup(&Name::from_str("a.global.").unwrap()), Lookup::Records(..)));
+    assert_eq!(resolve(&index, "a.global."), "NXDOMAIN");
+    assert_eq!(resolve(&index, "b.global."), "240.0.0.4");
+    assert_eq!(resolve(&index, "k.global."), "240.0.0.1", "other sources untouched");
+    // Same id from two sources: both kept, merged by the conflict rule.
+    index.reset(&file, vec![mk_entry_in(file.clone(), "foo/kube", None, &[("k.global", &["240.0.0.5"])])]);
+    assert_eq!(resolve(&index, "k.global."), "240.0.0.1,240.0.0.5");
+    index.reset(&file, vec![]);
+    assert_eq!(resolve(&index, "k.global."), "240.0.0.1");
+    assert_eq!(index.table().stats.entries, 1);
+}
+
+#[test]
+fn per_name_address_cap() {
+    let index = mk_index();
+    for i in 0..5u32 {
+        let addrs: Vec<String> = (0..300u32).map(|j| std::net::Ipv4Addr::from((240u32 << 24) | (i << 16) | j).to_string()).collect();
+        let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        index.apply(mk_entry(&format!("foo/e{i}"), None, &[("big.global", &refs)]));
+    }
+    let table = index.table();
+    let Lookup::Records(_, node) = table.lookup(&Name::from_str("big.global.").unwrap()) else { panic!() };
+    assert_eq!(node.v4.len(), MAX_ADDRESSES_PER_NAME);
+}
+
+#[test]
+fn most_specific_zone_wins() {
+    let index = Index::new(vec!["global".into(), "mesh.global".into()], mk_config(), None).unwrap();
+    assert!(matches!(index.table().lookup(&Name::from_str("mesh.global.").unwrap()), Lookup::Apex(z) if &*z.key == "mesh.global"));
+    assert!(matches!(index.table().lookup(&Name::from_str("x.mesh.global.").unwrap()), Lookup::NxDomain(z) if &*z.key == "mesh.global"));
+}

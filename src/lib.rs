@@ -1,0 +1,13 @@
+//! meshdns: authoritative DNS for Istio multi-cluster `.global` names.
+//!
+//! The data path, one module each:
+//! `source` (files; Kubernetes later) → [`index`] (ServiceEntry → records,
+//! the published table) → [`dns`] (answers from the table, on the wire).
+//! [`cli`] wires them together; [`admin`] serves health endpoints.
+
+pub mod admin;
+pub mod cli;
+pub mod dns;
+pub mod index;
+pub mod serviceentry;
+pub mod source;

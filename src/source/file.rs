@@ -1,0 +1,209 @@
+//! The file source: `--file` paths (YAML files, or directories of `*.yaml`
+//! / `*.yml`), loaded at start-up and watched with inotify. Each file is its
+//! own [`SourceId`], so a change re-reads one file and resets only the
+//! entries that file defines. A file that stops parsing keeps its last good
+//! state.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use notify::{RecursiveMode, Watcher};
+use tracing::{debug, error, info, warn};
+
+use super::manifest;
+use crate::index::{Entry, Index, SourceId, convert};
+
+/// Quiet time after a change before reloading, so an editor's
+/// write-rename-chmod burst is read once.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+const DEBOUNCE_MAX: Duration = Duration::from_millis(300);
+
+/// The file source; dropping it stops the watch.
+pub struct FileSource {
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl FileSource {
+    /// Loads every path (an error if one is missing or unreadable), then
+    /// watches them from a background thread.
+    pub fn start(paths: Vec<PathBuf>, index: Arc<Index>) -> anyhow::Result<Self> {
+        let mut state = Files { paths, index, known: HashMap::new() };
+        for path in &state.paths {
+            std::fs::metadata(path).with_context(|| format!("--file {}", path.display()))?;
+        }
+        state.rescan();
+
+        let (tx, rx) = mpsc::channel();
+        let mut watcher = notify::recommended_watcher(move |event| {
+            let _ = tx.send(event);
+        })
+        .context("cannot start the file watcher (inotify)")?;
+        let mut watched = HashSet::new();
+        for path in &state.paths {
+            // Watch the directory that holds a file: editors and ConfigMap
+            // updates replace files by rename, which a watch on the file misses.
+            let dir = if path.is_dir() { path.clone() } else { parent(path) };
+            if watched.insert(dir.clone()) {
+                watcher.watch(&dir, RecursiveMode::NonRecursive).with_context(|| {
+                    format!("cannot watch {} (is fs.inotify.max_user_watches/instances exhausted?)", dir.display())
+                })?;
+            }
+        }
+        std::thread::Builder::new()
+            .name("file-watch".into())
+            .spawn(move || state.watch(rx))
+            .context("cannot start the file watch thread")?;
+        Ok(Self { _watcher: watcher })
+    }
+}
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+struct Files {
+    paths: Vec<PathBuf>,
+    index: Arc<Index>,
+    known: HashMap<PathBuf, Fingerprint>,
+}
+
+/// Cheap change detection: metadata first, the content hash decides.
+#[derive(Clone, Copy, PartialEq)]
+struct Fingerprint {
+    meta: (u64, u64, u64, i64, i64),
+    content: u64,
+}
+
+impl Files {
+    fn watch(mut self, rx: mpsc::Receiver<notify::Result<notify::Event>>) {
+        while let Ok(event) = rx.recv() {
+            log_event(event);
+            let start = Instant::now();
+            while start.elapsed() < DEBOUNCE_MAX {
+                match rx.recv_timeout(DEBOUNCE) {
+                    Ok(event) => log_event(event),
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            self.rescan();
+        }
+    }
+
+    /// Re-reads whatever changed on disk; unchanged files cost one stat.
+    fn rescan(&mut self) {
+        let mut present = HashSet::new();
+        for path in self.paths.clone() {
+            for file in expand(&path) {
+                present.insert(file.clone());
+                self.reload(&file);
+            }
+        }
+        let gone: Vec<PathBuf> = self.known.keys().filter(|p| !present.contains(*p)).cloned().collect();
+        for file in gone {
+            info!(file = %file.display(), "file removed; dropping its entries");
+            self.known.remove(&file);
+            self.index.reset(&source_id(&file), Vec::new());
+        }
+    }
+
+    fn reload(&mut self, file: &Path) {
+        let meta = match std::fs::metadata(file) {
+            Ok(m) => (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()),
+            Err(e) => return warn!(file = %file.display(), error = %e, "cannot stat file; keeping its last good state"),
+        };
+        let known = self.known.get(file).copied();
+        if known.is_some_and(|k| k.meta == meta) {
+            return;
+        }
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) => return error!(file = %file.display(), error = %e, "cannot read file; keeping its last good state"),
+        };
+        let fingerprint = Fingerprint { meta, content: hash(&text) };
+        self.known.insert(file.to_path_buf(), fingerprint);
+        if known.is_some_and(|k| k.content == fingerprint.content) {
+            return;
+        }
+        match load(file, &text, &self.index) {
+            Ok(entries) => {
+                debug!(file = %file.display(), entries = entries.len(), "file loaded");
+                self.index.reset(&source_id(file), entries);
+            }
+            Err(e) => {
+                error!(file = %file.display(), line = e.line, column = e.column, error = %e.message,
+                    "invalid ServiceEntry manifest; keeping the file's last good state");
+            }
+        }
+    }
+}
+
+fn log_event(event: notify::Result<notify::Event>) {
+    match event {
+        Ok(event) => debug!(?event.kind, paths = ?event.paths, "file event"),
+        Err(e) => warn!(error = %e, "file watch error"),
+    }
+}
+
+/// A path's YAML files: itself, or a directory's `*.yaml` / `*.yml`
+/// (hidden ones skipped, which also skips ConfigMap's `..data` internals).
+pub fn expand(path: &Path) -> Vec<PathBuf> {
+    if !path.is_dir() {
+        return if path.exists() { vec![path.to_path_buf()] } else { Vec::new() };
+    }
+    let Ok(dir) = std::fs::read_dir(path) else {
+        warn!(dir = %path.display(), "cannot list directory");
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = dir
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) && p.is_file()
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+pub fn source_id(file: &Path) -> SourceId {
+    SourceId::File(file.display().to_string().into())
+}
+
+/// Parses and converts one file's entries, logging what is skipped.
+pub fn load(file: &Path, text: &str, index: &Index) -> Result<Vec<Entry>, manifest::ManifestError> {
+    let manifests = manifest::parse(text)?;
+    let source = source_id(file);
+    let mut seen = HashSet::new();
+    let mut entries = Vec::with_capacity(manifests.entries.len());
+    for se in &manifests.entries {
+        let conversion = convert::convert(se, index.convert_options());
+        for skipped in &conversion.skipped {
+            debug!(file = %file.display(), entry = %se.display_name(), item = %skipped.item, reason = %skipped.reason, "skipped");
+        }
+        let entry = Entry::new(source.clone(), se, &conversion);
+        if !seen.insert(entry.id.clone()) {
+            warn!(file = %file.display(), entry = %entry.id, "ServiceEntry defined twice in one file; the first one is used");
+            continue;
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+fn hash(text: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+

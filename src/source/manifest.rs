@@ -1,0 +1,176 @@
+//! Reading ServiceEntries out of YAML manifests: multi-document files,
+//! `kind: List`, other kinds ignored. Errors name the line they start on.
+
+use std::fmt;
+
+use serde_yaml::Value;
+
+use crate::serviceentry::{self, ServiceEntry};
+
+#[derive(Debug, Default)]
+pub struct Manifests {
+    pub entries: Vec<ServiceEntry>,
+    /// Documents of other kinds (ConfigMaps, Services …), left alone.
+    pub ignored: usize,
+}
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub struct ManifestError {
+    /// 1-based line in the file.
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {} column {}: {}", self.line, self.column, self.message)
+    }
+}
+
+/// Parses a whole file; any invalid document makes the whole file invalid,
+/// so a half-edited file never replaces a good one.
+pub fn parse(text: &str) -> Result<Manifests, ManifestError> {
+    let mut out = Manifests::default();
+    for (first_line, doc) in documents(text) {
+        parse_document(doc, first_line, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Splits at YAML document markers (`---`, `...` at column 0), keeping each
+/// document's first line number so errors point into the file.
+fn documents(text: &str) -> Vec<(usize, &str)> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut start_line = 1;
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end();
+        let marker = bare == "---" || bare == "..." || line.starts_with("--- ") || line.starts_with("---\t");
+        if marker {
+            docs.push((start_line, &text[start..offset]));
+            // `--- {inline: doc}`: the content after the marker belongs to the next document.
+            let after = if line.starts_with("--- ") || line.starts_with("---\t") { 4 } else { line.len() };
+            start = offset + after.min(line.len());
+            start_line = i + 1 + usize::from(after >= line.len());
+        }
+        offset += line.len();
+    }
+    docs.push((start_line, &text[start..]));
+    docs
+}
+
+fn parse_document(doc: &str, first_line: usize, out: &mut Manifests) -> Result<(), ManifestError> {
+    let at = |e: serde_yaml::Error| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        ManifestError { line: first_line + line.saturating_sub(1), column, message: strip_location(&e.to_string()) }
+    };
+    let value: Value = serde_yaml::from_str(doc).map_err(at)?;
+    match kind(&value) {
+        None if value.is_null() => Ok(()),
+        Some((api_version, serviceentry::KIND)) if serviceentry::is_istio_networking(api_version) => {
+            let se: ServiceEntry = serde_yaml::from_str(doc).map_err(at)?;
+            push(se, first_line, out)
+        }
+        Some((_, list)) if list.ends_with("List") => {
+            let items = value.get("items").and_then(Value::as_sequence).map_or(&[][..], Vec::as_slice);
+            for (i, item) in items.iter().enumerate() {
+                match kind(item) {
+                    Some((api_version, serviceentry::KIND)) if serviceentry::is_istio_networking(api_version) => {
+                        let se: ServiceEntry = serde_yaml::from_value(item.clone()).map_err(|e| ManifestError {
+                            line: first_line,
+                            column: 0,
+                            message: format!("items[{i}]: {}", strip_location(&e.to_string())),
+                        })?;
+                        push(se, first_line, out)?;
+                    }
+                    _ => out.ignored += 1,
+                }
+            }
+            Ok(())
+        }
+        Some(_) => {
+            out.ignored += 1;
+            Ok(())
+        }
+        None => Err(ManifestError {
+            line: first_line,
+            column: 0,
+            message: "not a Kubernetes object (no apiVersion/kind)".into(),
+        }),
+    }
+}
+
+fn kind(value: &Value) -> Option<(&str, &str)> {
+    Some((value.get("apiVersion")?.as_str()?, value.get("kind")?.as_str()?))
+}
+
+fn push(se: ServiceEntry, line: usize, out: &mut Manifests) -> Result<(), ManifestError> {
+    if se.metadata.name.is_empty() {
+        return Err(ManifestError { line, column: 0, message: "ServiceEntry without metadata.name".into() });
+    }
+    out.entries.push(se);
+    Ok(())
+}
+
+/// serde_yaml appends " at line X column Y"; we report our own file line.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SE: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: a\n  namespace: foo\nspec:\n  hosts: [a.global]\n  resolution: DNS\n  addresses: [240.0.0.1]\n";
+
+    #[test]
+    fn multi_document_with_other_kinds() {
+        let text = format!("# leading comment\n{SE}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata: {{a: b}}\n---\n{}\n---\n", SE.replace("name: a", "name: b"));
+        let m = parse(&text).unwrap();
+        assert_eq!(m.entries.iter().map(|e| e.metadata.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(m.ignored, 1);
+        assert_eq!(m.entries[0].spec.hosts, ["a.global"]);
+    }
+
+    #[test]
+    fn list_kind() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.istio.io/v1beta1\n  kind: ServiceEntry\n  metadata: {name: x, namespace: y}\n  spec: {hosts: [x.global], resolution: DNS}\n- apiVersion: v1\n  kind: Service\n  metadata: {name: s}\n";
+        let m = parse(text).unwrap();
+        assert_eq!(m.entries.len(), 1);
+        assert_eq!(m.ignored, 1);
+    }
+
+    #[test]
+    fn other_groups_are_not_serviceentries() {
+        let m = parse(&SE.replace("networking.istio.io", "example.com")).unwrap();
+        assert_eq!((m.entries.len(), m.ignored), (0, 1));
+    }
+
+    #[test]
+    fn syntax_error_names_the_file_line() {
+        let text = format!("{SE}---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: [unclosed\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.line >= 13 && err.line <= 15, "{err}");
+    }
+
+    #[test]
+    fn type_error_names_the_line() {
+        let text = format!("{SE}---\n{}", SE.replace("hosts: [a.global]", "hosts: {not: a list}"));
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line, 17, "{err}");
+        assert!(err.message.contains("hosts"), "{err}");
+    }
+
+    #[test]
+    fn missing_name_and_non_objects_are_errors() {
+        assert!(parse(&SE.replace("  name: a\n", "")).is_err());
+        assert!(parse("just a string\n").is_err());
+        assert!(parse("").unwrap().entries.is_empty());
+        assert!(parse("---\n---\n# only comments\n").unwrap().entries.is_empty());
+    }
+}

@@ -1,0 +1,818 @@
+//! End-to-end tests: the release `meshdns` binary against real DNS clients
+//! (dig, kdig), real forwarders (dnsmasq as kube-dns stubDomains, unbound
+//! stub-zone), a reference authoritative server (Knot DNS), and file edits.
+//!
+//! Everything listens on 127.0.0.1 only. A missing tool skips its test with a
+//! "SKIPPED:" line unless MESHDNS_E2E_REQUIRED=1 (CI), where it fails.
+//! Run: `cargo test --release --test e2e -- --nocapture`.
+
+#[path = "e2e/common.rs"]
+mod common;
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use hickory_proto::rr::RecordType;
+
+/// TTLs from the contract: record TTL 30, negative TTL min(30, 5) = 5.
+const TTL: u32 = 30;
+const NEG_TTL: u32 = 5;
+
+// ---------------------------------------------------------------------------
+// 1. dig and kdig against the bundled example
+
+/// One query and what meshdns must answer.
+struct Case {
+    name: &'static str,
+    qtype: &'static str,
+    tcp: bool,
+    rcode: &'static str,
+    /// (owner exactly as expected on the wire, type, rdata)
+    answer: &'static [(&'static str, &'static str, &'static str)],
+    /// SOA in authority (negative answers)
+    soa: bool,
+}
+
+const fn case(
+    name: &'static str,
+    qtype: &'static str,
+    rcode: &'static str,
+    answer: &'static [(&'static str, &'static str, &'static str)],
+    soa: bool,
+) -> Case {
+    Case {
+        name,
+        qtype,
+        tcp: false,
+        rcode,
+        answer,
+        soa,
+    }
+}
+
+const fn tcp(c: Case) -> Case {
+    Case { tcp: true, ..c }
+}
+
+const HTTPBIN_A: &[(&str, &str, &str)] = &[("httpbin.bar.global.", "A", "240.0.0.2")];
+
+const CLIENT_CASES: &[Case] = &[
+    case("httpbin.bar.global", "A", "NOERROR", HTTPBIN_A, false),
+    // Case-insensitive match; the owner echoes the query's case.
+    case(
+        "HtTpBiN.BaR.GlObAl",
+        "A",
+        "NOERROR",
+        &[("HtTpBiN.BaR.GlObAl.", "A", "240.0.0.2")],
+        false,
+    ),
+    case("httpbin.bar.global", "AAAA", "NOERROR", &[], true),
+    case("nope.bar.global", "A", "NXDOMAIN", &[], true),
+    case("bar.global", "A", "NOERROR", &[], true),
+    case(".", "NS", "REFUSED", &[], false),
+    case(
+        "foo.baz.global",
+        "A",
+        "NOERROR",
+        &[("foo.baz.global.", "A", "240.0.0.3")],
+        false,
+    ),
+    case(
+        "ratings.bar.global",
+        "AAAA",
+        "NOERROR",
+        &[("ratings.bar.global.", "AAAA", "2001:db8::7")],
+        false,
+    ),
+    case(
+        "details.bar.global",
+        "A",
+        "NOERROR",
+        &[("details.bar.global.", "A", "240.240.0.5")],
+        false,
+    ),
+    case(
+        "reviews.baz-team.global",
+        "AAAA",
+        "NOERROR",
+        &[("reviews.baz-team.global.", "AAAA", "2001:db8::4")],
+        false,
+    ),
+    tcp(case("httpbin.bar.global", "A", "NOERROR", HTTPBIN_A, false)),
+    tcp(case("nope.bar.global", "A", "NXDOMAIN", &[], true)),
+];
+
+/// Checks one reply against its case; returns a list of problems.
+fn check_case(c: &Case, got: &Reply, owner_case_sensitive: bool) -> Vec<String> {
+    let mut bad = Vec::new();
+    if got.rcode != c.rcode {
+        bad.push(format!("rcode {} (want {})", got.rcode, c.rcode));
+    }
+    let refused = c.rcode == "REFUSED";
+    if got.aa() == refused {
+        bad.push(format!("aa flag {} (want {})", got.aa(), !refused));
+    }
+    let norm = |s: &str| {
+        if owner_case_sensitive {
+            s.to_string()
+        } else {
+            s.to_ascii_lowercase()
+        }
+    };
+    let mut want: Vec<String> = c
+        .answer
+        .iter()
+        .map(|(n, t, d)| format!("{} {TTL} IN {t} {d}", norm(n)))
+        .collect();
+    let mut have: Vec<String> = got
+        .answer
+        .iter()
+        .map(|r| format!("{} {} IN {} {}", norm(&r.name), r.ttl, r.rtype, r.rdata))
+        .collect();
+    want.sort();
+    have.sort();
+    if want != have {
+        bad.push(format!("answer {have:?} (want {want:?})"));
+    }
+    if c.soa {
+        let soa: Vec<&Rr> = got.authority.iter().filter(|r| r.rtype == "SOA").collect();
+        let ok = soa.len() == 1 && {
+            let s = soa[0];
+            let f: Vec<&str> = s.rdata.split_whitespace().collect();
+            s.name.eq_ignore_ascii_case("global.")
+                && s.ttl == NEG_TTL
+                && f.len() == 7
+                && f[..2] == ["localhost.", "nobody.invalid."]
+                && f[3..] == ["3600", "600", "86400", "5"]
+        };
+        if !ok || got.authority.len() != 1 {
+            bad.push(format!(
+                "authority {:?} (want only `global. {NEG_TTL} IN SOA localhost. nobody.invalid. N 3600 600 86400 5`)",
+                got.authority.iter().map(Rr::to_string).collect::<Vec<_>>()
+            ));
+        }
+    }
+    if refused && !(got.answer.is_empty() && got.authority.is_empty()) {
+        bad.push("REFUSED must carry no records".into());
+    }
+    bad
+}
+
+fn run_client_cases(client: &str, query: impl Fn(&Case) -> Reply, owner_case_sensitive: bool) {
+    let mut failures = String::new();
+    for c in CLIENT_CASES {
+        let got = query(c);
+        let proto = if c.tcp { "tcp" } else { "udp" };
+        let bad = check_case(c, &got, owner_case_sensitive);
+        let verdict = if bad.is_empty() { "ok" } else { "FAIL" };
+        println!("{client} {proto} {} {}: {verdict}", c.name, c.qtype);
+        if !bad.is_empty() {
+            let _ = writeln!(
+                failures,
+                "{client} {proto} {} {}: {}\n{}",
+                c.name,
+                c.qtype,
+                bad.join("; "),
+                got.dump()
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{client} mismatches:\n{failures}");
+}
+
+#[test]
+fn dig_queries_example() {
+    let Some(dig_bin) = require_tool("dig_queries_example", "dig") else {
+        return;
+    };
+    let m = Meshdns::serve(&[&example_file()], &[]);
+    let health = http_get(m.admin, "/healthz");
+    assert!(
+        health.as_ref().is_ok_and(|(c, _)| *c == 200),
+        "/healthz: {health:?}"
+    );
+    run_client_cases(
+        "dig",
+        |c| {
+            let mut args = vec![c.name, c.qtype];
+            if c.tcp {
+                args.push("+tcp");
+            }
+            dig(&dig_bin, m.dns, &args)
+        },
+        true,
+    );
+}
+
+#[test]
+fn kdig_queries_example() {
+    let Some(kdig_bin) = require_tool("kdig_queries_example", "kdig") else {
+        return;
+    };
+    let m = Meshdns::serve(&[&example_file()], &[]);
+    // kdig lower-cases the query name before sending, so owner case cannot
+    // be checked with it (dig does that).
+    run_client_cases(
+        "kdig",
+        |c| {
+            let mut args = vec![c.name, c.qtype];
+            if c.tcp {
+                args.push("+tcp");
+            }
+            kdig(&kdig_bin, m.dns, &args)
+        },
+        false,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2./3. Real forwarders in front of meshdns
+
+/// Waits until `server` answers any query (a forwarder is up).
+fn wait_dns_up(p: &mut Proc, server: SocketAddr) {
+    let took = p.wait_ready(&format!("DNS on {server}"), || {
+        query_udp_once(server, "localhost.", RecordType::A).is_ok()
+    });
+    println!("{} ready on {server} in {took:?}", p.name);
+}
+
+/// The queries both forwarder tests send through the forwarder with dig.
+fn check_through_forwarder(dig_bin: &Path, fwd: SocketAddr, who: &str) {
+    let r = dig(dig_bin, fwd, &["httpbin.bar.global", "A"]);
+    println!("{who}: httpbin.bar.global A -> {}", r.dump().trim_end());
+    assert_eq!(r.rcode, "NOERROR", "{who}: httpbin A\n{}", r.dump());
+    assert_eq!(
+        r.answers("A"),
+        ["240.0.0.2"],
+        "{who}: httpbin A\n{}",
+        r.dump()
+    );
+
+    let r = dig(dig_bin, fwd, &["nope.bar.global", "A"]);
+    println!("{who}: nope.bar.global A -> {}", r.dump().trim_end());
+    assert_eq!(r.rcode, "NXDOMAIN", "{who}: missing name\n{}", r.dump());
+    assert!(r.answer.is_empty(), "{who}: missing name\n{}", r.dump());
+
+    let r = dig(dig_bin, fwd, &["a.b.baz.global", "A"]);
+    assert_eq!(
+        r.answers("A"),
+        ["240.0.0.3"],
+        "{who}: wildcard\n{}",
+        r.dump()
+    );
+
+    let r = dig(dig_bin, fwd, &["ratings.bar.global", "AAAA"]);
+    assert_eq!(
+        r.answers("AAAA"),
+        ["2001:db8::7"],
+        "{who}: AAAA\n{}",
+        r.dump()
+    );
+
+    // NODATA must stay NOERROR through the forwarder, not become NXDOMAIN.
+    let r = dig(dig_bin, fwd, &["ratings.bar.global", "A"]);
+    assert_eq!(r.rcode, "NOERROR", "{who}: NODATA\n{}", r.dump());
+    assert!(r.answer.is_empty(), "{who}: NODATA\n{}", r.dump());
+
+    let r = dig(dig_bin, fwd, &["httpbin.bar.global", "A", "+tcp"]);
+    assert_eq!(r.answers("A"), ["240.0.0.2"], "{who}: tcp\n{}", r.dump());
+}
+
+#[test]
+fn dnsmasq_stub_domain() {
+    let test = "dnsmasq_stub_domain";
+    let (Some(dnsmasq), Some(dig_bin)) = (require_tool(test, "dnsmasq"), require_tool(test, "dig"))
+    else {
+        return;
+    };
+    let m = Meshdns::serve(&[&example_file()], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(dnsmasq);
+    // What kube-dns renders for stubDomains {"global": ["<meshdns>"]}, plus
+    // flags to run from a temp dir as whatever user we are.
+    cmd.args([
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        "--cache-size=0",
+        "--log-queries",
+        "--log-facility=-",
+        "--user=root",
+        "--group=root",
+    ])
+    .arg(format!("--port={port}"))
+    .arg(format!(
+        "--pid-file={}",
+        dir.path().join("dnsmasq.pid").display()
+    ))
+    .arg(format!("--server=/global/127.0.0.1#{}", m.dns.port()));
+    let mut p = Proc::spawn("dnsmasq", cmd, &dir.path().join("dnsmasq.log"));
+    let fwd = loopback(port);
+    wait_dns_up(&mut p, fwd);
+    check_through_forwarder(&dig_bin, fwd, "dnsmasq");
+    p.assert_alive();
+}
+
+#[test]
+fn unbound_stub_zone() {
+    let test = "unbound_stub_zone";
+    let (Some(unbound), Some(dig_bin)) = (require_tool(test, "unbound"), require_tool(test, "dig"))
+    else {
+        return;
+    };
+    let m = Meshdns::serve(&[&example_file()], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let port = free_port();
+    // Own config only: no trust anchor, no remote control, no chroot or
+    // privilege drop, loopback in and out, nothing needing the network.
+    let conf = format!(
+        r#"server:
+    verbosity: 1
+    interface: 127.0.0.1
+    port: {port}
+    outgoing-interface: 127.0.0.1
+    do-ip4: yes
+    do-ip6: no
+    do-udp: yes
+    do-tcp: yes
+    do-daemonize: no
+    num-threads: 1
+    so-reuseport: no
+    chroot: ""
+    username: ""
+    directory: "{d}"
+    pidfile: "{d}/unbound.pid"
+    logfile: ""
+    use-syslog: no
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    domain-insecure: "global"
+    module-config: "iterator"
+    # 0x20: unbound randomises the query's case and drops replies that do
+    # not echo it exactly.
+    use-caps-for-id: yes
+    harden-referral-path: no
+    prefetch: no
+
+remote-control:
+    control-enable: no
+
+stub-zone:
+    name: "global"
+    stub-addr: 127.0.0.1@{mport}
+"#,
+        mport = m.dns.port()
+    );
+    let conf_path = dir.path().join("unbound.conf");
+    fs::write(&conf_path, conf).unwrap();
+    let mut cmd = Command::new(unbound);
+    cmd.arg("-d").arg("-c").arg(&conf_path);
+    let mut p = Proc::spawn("unbound", cmd, &dir.path().join("unbound.log"));
+    let fwd = loopback(port);
+    wait_dns_up(&mut p, fwd);
+    check_through_forwarder(&dig_bin, fwd, "unbound");
+    p.assert_alive();
+}
+
+// ---------------------------------------------------------------------------
+// 4. Knot DNS as reference
+
+/// Queries compared between meshdns and Knot. ANY is left out on purpose:
+/// meshdns returns a single RRset (RFC 8482), Knot does not.
+fn knot_queries() -> Vec<(&'static str, RecordType)> {
+    use RecordType::*;
+    let mut q = Vec::new();
+    let names = [
+        "global.",
+        "httpbin.bar.global.",
+        "ratings.bar.global.",
+        "details.bar.global.",
+        "reviews.baz-team.global.",
+        "HtTpBiN.BaR.GlObAl.",
+        "REVIEWS.Baz-Team.GLOBAL.",
+        "bar.global.",
+        "baz.global.",
+        "baz-team.global.",
+        "x.baz.global.",
+        "a.b.baz.global.",
+        "X.BaZ.gLoBaL.",
+        "*.baz.global.",
+        "nope.global.",
+        "nope.bar.global.",
+        "deeper.httpbin.bar.global.",
+    ];
+    for n in names {
+        q.push((n, A));
+        q.push((n, AAAA));
+    }
+    q.extend([
+        ("global.", SOA),
+        ("global.", NS),
+        ("GlObAl.", SOA),
+        ("global.", TXT),
+        ("httpbin.bar.global.", TXT),
+        ("httpbin.bar.global.", MX),
+        ("httpbin.bar.global.", SOA),
+        ("httpbin.bar.global.", NS),
+        ("bar.global.", NS),
+        ("x.baz.global.", MX),
+        ("x.baz.global.", TXT),
+        ("nope.bar.global.", MX),
+        ("example.com.", A),
+        ("example.com.", NS),
+        ("global.example.com.", A),
+        (".", NS),
+        (".", SOA),
+    ]);
+    q
+}
+
+/// Field-by-field differences between two replies: (failures, notes).
+/// Answer owners must match case-sensitively (both echo the query). In the
+/// authority section only the owner's case may differ, reported as a note:
+/// Knot echoes the query's case there too, which DNS does not require.
+fn reply_diff(knot: &Reply, mesh: &Reply) -> (Vec<String>, Vec<String>) {
+    let (mut d, mut notes) = (Vec::new(), Vec::new());
+    if knot.rcode != mesh.rcode {
+        d.push(format!("rcode knot={} meshdns={}", knot.rcode, mesh.rcode));
+    }
+    for flag in ["aa", "tc"] {
+        let (k, m) = (
+            knot.flags.contains(&flag.into()),
+            mesh.flags.contains(&flag.into()),
+        );
+        if k != m {
+            d.push(format!("{flag} knot={k} meshdns={m}"));
+        }
+    }
+    let sorted = |v: &[Rr], fold_case: bool| {
+        let mut v: Vec<String> = v
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                if fold_case {
+                    r.name.make_ascii_lowercase();
+                }
+                r.to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    if sorted(&knot.answer, false) != sorted(&mesh.answer, false) {
+        let (k, m) = (sorted(&knot.answer, false), sorted(&mesh.answer, false));
+        d.push(format!("answer knot={k:?} meshdns={m:?}"));
+    }
+    let (k, m) = (
+        sorted(&knot.authority, false),
+        sorted(&mesh.authority, false),
+    );
+    if k != m {
+        if sorted(&knot.authority, true) == sorted(&mesh.authority, true) {
+            notes.push(format!("authority owner case: knot={k:?} meshdns={m:?}"));
+        } else {
+            d.push(format!("authority knot={k:?} meshdns={m:?}"));
+        }
+    }
+    (d, notes)
+}
+
+#[test]
+fn knot_reference_comparison() {
+    let Some(knotd) = require_tool("knot_reference_comparison", "knotd") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+
+    // The zone Knot serves is what `meshdns check --output zone` prints.
+    let example = example_file();
+    let (code, zone, stderr) = meshdns_check(&["--output", "zone", example.to_str().unwrap()]);
+    assert_eq!(
+        code, 0,
+        "meshdns check --output zone failed:\n{stderr}\n{zone}"
+    );
+    println!("---- meshdns check --output zone ----\n{zone}-------------------------------------");
+    fs::write(dir.path().join("global.zone"), &zone).unwrap();
+
+    let port = free_port();
+    let conf = format!(
+        r#"server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+
+log:
+  - target: stderr
+    any: info
+
+database:
+    storage: "{d}/db"
+    journal-db-max-size: 64M
+    kasp-db-max-size: 64M
+    timer-db-max-size: 64M
+    catalog-db-max-size: 64M
+
+control:
+    listen: "{d}/knot.sock"
+
+zone:
+  - domain: global
+    storage: "{d}"
+    file: "global.zone"
+    semantic-checks: on
+    journal-content: none
+    zonefile-sync: -1
+"#
+    );
+    let conf_path = dir.path().join("knot.conf");
+    fs::write(&conf_path, conf).unwrap();
+    let mut cmd = Command::new(knotd);
+    cmd.arg("-c").arg(&conf_path);
+    let mut knot = Proc::spawn("knotd", cmd, &dir.path().join("knotd.log"));
+    let knot_addr = loopback(port);
+    // Up and zone loaded: an authoritative SOA answer.
+    let took = knot.wait_ready("zone global. loaded", || {
+        query_udp_once(knot_addr, "global.", RecordType::SOA)
+            .is_ok_and(|m| m.metadata.authoritative && m.answers.len() == 1)
+    });
+    println!("knotd ready on {knot_addr} in {took:?}");
+
+    let m = Meshdns::serve(&[&example], &[]);
+
+    let mut table = String::new();
+    let (mut mismatches, mut note_count) = (0, 0);
+    let queries = knot_queries();
+    for ((name, rtype), proto) in queries.iter().flat_map(|q| [(q, "udp"), (q, "tcp")]) {
+        let ask = |server| match proto {
+            "udp" => query_udp(server, name, *rtype),
+            _ => query_tcp(server, name, *rtype),
+        };
+        let k = ask(knot_addr).unwrap_or_else(|e| panic!("knot {proto} {name} {rtype}: {e}"));
+        let g = ask(m.dns).unwrap_or_else(|e| panic!("meshdns {proto} {name} {rtype}: {e}"));
+        let (k, g) = (Reply::from_message(&k, true), Reply::from_message(&g, true));
+        let (diff, notes) = reply_diff(&k, &g);
+        let verdict = match (diff.is_empty(), notes.is_empty()) {
+            (false, _) => "DIFF",
+            (true, false) => "note",
+            (true, true) => "same",
+        };
+        let _ = writeln!(
+            table,
+            "{verdict:4} {proto} {name:28} {:5} knot={:8} meshdns={}",
+            rtype.to_string(),
+            k.rcode,
+            g.rcode
+        );
+        mismatches += usize::from(!diff.is_empty());
+        note_count += usize::from(!notes.is_empty());
+        for line in diff.iter().chain(&notes) {
+            let _ = writeln!(table, "       - {line}");
+        }
+    }
+    println!("{table}");
+    println!(
+        "{} queries x UDP/TCP: {mismatches} of {} exchanges differ, {note_count} with notes",
+        queries.len(),
+        queries.len() * 2
+    );
+    knot.assert_alive();
+    assert_eq!(mismatches, 0, "meshdns differs from Knot DNS:\n{table}");
+}
+
+// ---------------------------------------------------------------------------
+// 5. Hot reload
+
+/// Edits must be applied within this long (contract).
+const RELOAD_DEADLINE: Duration = Duration::from_secs(1);
+/// Poll this long before declaring an edit never applied.
+const RELOAD_GIVE_UP: Duration = Duration::from_secs(5);
+
+/// Records how long each edit took to show up.
+struct Reload<'a> {
+    dns: SocketAddr,
+    latencies: Vec<(String, Duration)>,
+    proc: &'a mut Proc,
+}
+
+impl Reload<'_> {
+    /// A records of `name` now, or None for NXDOMAIN.
+    fn lookup(&self, name: &str) -> Option<Option<Vec<String>>> {
+        let m = query_udp_once(self.dns, name, RecordType::A).ok()?;
+        let r = Reply::from_message(&m, false);
+        match r.rcode.as_str() {
+            "NXDOMAIN" => Some(None),
+            "NOERROR" => Some(Some(r.answers("A"))),
+            _ => None,
+        }
+    }
+
+    /// Waits for `name` to resolve to `want` (None = NXDOMAIN) after `step`.
+    fn expect(&mut self, step: &str, name: &str, want: Option<&str>) {
+        let want: Option<Vec<String>> = want.map(|a| vec![a.to_string()]);
+        let mut last = None;
+        let took = poll_until(RELOAD_GIVE_UP, Duration::from_millis(10), || {
+            last = self.lookup(name);
+            last.as_ref() == Some(&want)
+        });
+        self.proc.assert_alive();
+        let Some(took) = took else {
+            panic!(
+                "{step}: {name} A never became {want:?} within {RELOAD_GIVE_UP:?}; last: {last:?}"
+            );
+        };
+        println!("reload: {step}: {name} -> {want:?} after {took:?}");
+        self.latencies.push((step.to_string(), took));
+    }
+
+    /// Asserts `name` resolves to `want` right now and keeps doing so.
+    fn steady(&mut self, step: &str, name: &str, want: Option<&str>) {
+        let want: Option<Vec<String>> = want.map(|a| vec![a.to_string()]);
+        for _ in 0..5 {
+            let got = self.lookup(name);
+            assert_eq!(got, Some(want.clone()), "{step}: {name} A");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.proc.assert_alive();
+    }
+
+    fn finish(self) {
+        let slow: Vec<String> = self
+            .latencies
+            .iter()
+            .filter(|(_, d)| *d > RELOAD_DEADLINE)
+            .map(|(s, d)| format!("{s}: {d:?}"))
+            .collect();
+        assert!(
+            slow.is_empty(),
+            "edits applied later than {RELOAD_DEADLINE:?}: {slow:?}"
+        );
+    }
+}
+
+/// Editor-style save: write a temp file next to it, then rename over it.
+fn atomic_write(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp~");
+    fs::write(&tmp, content).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+fn append(path: &Path, content: &str) {
+    let mut f = fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(content.as_bytes()).unwrap();
+}
+
+#[test]
+fn hot_reload_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = dir.path().join("services.yaml");
+    let extra = dir.path().join("extra.yml");
+    let alpha = |ip: &str| service_entry("alpha", &["alpha.hot.global"], &[ip]);
+    let gamma = service_entry("gamma", &["gamma.hot.global"], &["240.1.0.3"]);
+    fs::write(&svc, alpha("240.1.0.1")).unwrap();
+
+    let dir_arg = dir.path();
+    let mut m = Meshdns::serve(&[dir_arg], &[]);
+    let mut r = Reload {
+        dns: m.dns,
+        latencies: Vec::new(),
+        proc: &mut m.proc,
+    };
+    r.steady("initial", "alpha.hot.global", Some("240.1.0.1"));
+    r.steady("initial", "beta.hot.global", None);
+
+    // (a) add: a new file, then a document appended to the existing one.
+    fs::write(
+        &extra,
+        service_entry("beta", &["beta.hot.global"], &["240.1.0.2"]),
+    )
+    .unwrap();
+    r.expect("new file", "beta.hot.global", Some("240.1.0.2"));
+    append(&svc, &format!("---\n{gamma}"));
+    r.expect("append document", "gamma.hot.global", Some("240.1.0.3"));
+    r.steady("append document", "alpha.hot.global", Some("240.1.0.1"));
+
+    // (b) change an address: editor-style atomic replace, then in-place.
+    atomic_write(&svc, &format!("{}---\n{gamma}", alpha("240.1.0.11")));
+    r.expect("atomic replace", "alpha.hot.global", Some("240.1.0.11"));
+    r.steady("atomic replace", "gamma.hot.global", Some("240.1.0.3"));
+    fs::write(
+        &extra,
+        service_entry("beta", &["beta.hot.global"], &["240.1.0.12"]),
+    )
+    .unwrap();
+    r.expect("in-place rewrite", "beta.hot.global", Some("240.1.0.12"));
+
+    // (c) delete: a whole file, then one document of a file.
+    fs::remove_file(&extra).unwrap();
+    r.expect("delete file", "beta.hot.global", None);
+    atomic_write(&svc, &alpha("240.1.0.11"));
+    r.expect("remove document", "gamma.hot.global", None);
+
+    // (d) invalid YAML: last good state stays, the error names file and line.
+    let broken = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: alpha\n  namespace: test: broken\nspec:\n  hosts:\n  - alpha.hot.global\n  addresses:\n  - 240.1.0.99\n";
+    fs::write(&svc, broken).unwrap();
+    let logged = poll_until(Duration::from_secs(3), Duration::from_millis(20), || {
+        r.proc.log().lines().any(|l| l.contains("services.yaml"))
+    });
+    let log = r.proc.log();
+    assert!(
+        logged.is_some(),
+        "no log line naming services.yaml after invalid YAML:\n{log}"
+    );
+    let err_line = log.lines().rfind(|l| l.contains("services.yaml")).unwrap();
+    println!("reload: invalid YAML logged: {err_line}");
+    assert!(
+        err_line.contains("line 5") || err_line.contains(":5:") || err_line.contains("line: 5"),
+        "error log line does not name line 5 of services.yaml: {err_line}"
+    );
+    std::thread::sleep(RELOAD_DEADLINE);
+    r.steady("invalid YAML", "alpha.hot.global", Some("240.1.0.11"));
+    assert!(
+        http_get(m.admin, "/healthz").is_ok_and(|(c, _)| c == 200),
+        "/healthz after invalid YAML"
+    );
+
+    // ...and the fixed file is picked up.
+    atomic_write(&svc, &alpha("240.1.0.21"));
+    r.expect("fix invalid YAML", "alpha.hot.global", Some("240.1.0.21"));
+    r.finish();
+}
+
+/// `--file` naming a single file that an editor replaces by rename (a watch
+/// on the old inode would miss it).
+#[test]
+fn hot_reload_single_file_rename() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = dir.path().join("one.yaml");
+    let one = |ip: &str| service_entry("one", &["one.hot.global"], &[ip]);
+    fs::write(&svc, one("240.2.0.1")).unwrap();
+    let mut m = Meshdns::serve(&[&svc], &[]);
+    let mut r = Reload {
+        dns: m.dns,
+        latencies: Vec::new(),
+        proc: &mut m.proc,
+    };
+    r.steady("initial", "one.hot.global", Some("240.2.0.1"));
+    for (i, ip) in ["240.2.0.2", "240.2.0.3", "240.2.0.4"].iter().enumerate() {
+        atomic_write(&svc, &one(ip));
+        r.expect(&format!("rename #{}", i + 1), "one.hot.global", Some(ip));
+    }
+    fs::write(&svc, one("240.2.0.5")).unwrap();
+    r.expect(
+        "in-place after renames",
+        "one.hot.global",
+        Some("240.2.0.5"),
+    );
+    r.finish();
+}
+
+/// A Kubernetes ConfigMap volume: kubelet never touches `services.yaml`; it
+/// writes a new `..<timestamp>` dir and atomically swaps the `..data` symlink.
+#[test]
+fn hot_reload_configmap_symlink_swap() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let cm = |ip: &str| service_entry("cm", &["cm.hot.global"], &[ip]);
+    let publish = |generation: u32, ip: &str| {
+        let ts = root.join(format!("..2024_01_01_00_00_0{generation}.000"));
+        fs::create_dir(&ts).unwrap();
+        fs::write(ts.join("services.yaml"), cm(ip)).unwrap();
+        let tmp = root.join("..data_tmp");
+        symlink(ts.file_name().unwrap(), &tmp).unwrap();
+        let old = fs::read_link(root.join("..data")).ok();
+        fs::rename(&tmp, root.join("..data")).unwrap();
+        if let Some(old) = old {
+            fs::remove_dir_all(root.join(old)).unwrap();
+        }
+    };
+    publish(1, "240.3.0.1");
+    symlink("..data/services.yaml", root.join("services.yaml")).unwrap();
+
+    let mut m = Meshdns::serve(&[root], &[]);
+    let mut r = Reload {
+        dns: m.dns,
+        latencies: Vec::new(),
+        proc: &mut m.proc,
+    };
+    r.steady("initial", "cm.hot.global", Some("240.3.0.1"));
+    publish(2, "240.3.0.2");
+    r.expect("configmap update #1", "cm.hot.global", Some("240.3.0.2"));
+    publish(3, "240.3.0.3");
+    r.expect("configmap update #2", "cm.hot.global", Some("240.3.0.3"));
+    r.finish();
+}
