@@ -158,7 +158,12 @@ impl LogArgs {
             directives.push_str(",hickory_server=warn");
         }
         let filter = tracing_subscriber::EnvFilter::try_new(&directives).context("invalid --log-level")?;
-        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        use std::io::IsTerminal;
+        // Colour only for people: log collectors get plain text.
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal());
         match self.log_format {
             LogFormat::Text => builder.init(),
             LogFormat::Json => builder.json().init(),

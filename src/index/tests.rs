@@ -38,7 +38,7 @@ fn mk_entry_in(source: SourceId, name: &str, created: Option<&str>, hosts: &[(&s
 /// The addresses a query name resolves to, or the negative outcome.
 fn resolve(index: &Index, qname: &str) -> String {
     let table = index.table();
-    match table.lookup(&Name::from_str(qname).unwrap()) {
+    match table.lookup(&Name::from_ascii(qname).unwrap()) {
         Lookup::OutOfZone => "REFUSED".into(),
         Lookup::Apex(_) => "APEX".into(),
         Lookup::Empty(_) => "NODATA".into(),

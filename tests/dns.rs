@@ -1,0 +1,388 @@
+//! Tier 2: the DNS server in-process on port 0, queried over real UDP and
+//! TCP sockets with hand-built packets (hickory-proto encodes them).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use meshdns::dns::{DnsServer, Handler};
+use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
+use meshdns::source::file;
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/serviceentries.yaml");
+
+struct Server {
+    addr: SocketAddr,
+    index: Arc<Index>,
+}
+
+fn mk_index(ttl: u32, negative_ttl: u32) -> Arc<Index> {
+    let config = ZoneConfig {
+        ttl,
+        negative_ttl,
+        nameserver: Name::from_str("localhost.").unwrap(),
+        hostmaster: Name::from_str("nobody.invalid.").unwrap(),
+    };
+    Arc::new(Index::new(vec!["global".into()], config, None).unwrap())
+}
+
+/// Serves the bundled example file on 127.0.0.1:0 from a background thread.
+fn start() -> Server {
+    start_with(mk_index(30, 5))
+}
+
+fn start_with(index: Arc<Index>) -> Server {
+    let path = Path::new(EXAMPLE);
+    let text = std::fs::read_to_string(path).unwrap();
+    index.reset(&file::source_id(path), file::load(path, &text, &index).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handler_index = index.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), Handler::new(handler_index)).await.unwrap();
+            tx.send(server.local_addr()).unwrap();
+            server.run().await.unwrap();
+        });
+    });
+    Server { addr: rx.recv_timeout(Duration::from_secs(5)).unwrap(), index }
+}
+
+fn query(name: &str, rtype: RecordType) -> Message {
+    let mut m = Message::query();
+    m.metadata.id = 4242;
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    m
+}
+
+fn with_edns(mut m: Message, payload: u16) -> Message {
+    let mut edns = Edns::new();
+    edns.set_max_payload(payload);
+    m.set_edns(edns);
+    m
+}
+
+impl Server {
+    fn udp_raw(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+        sock.send_to(packet, self.addr).unwrap();
+        let mut buf = vec![0; 65535];
+        let n = sock.recv(&mut buf).ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    fn udp(&self, m: &Message) -> Message {
+        let bytes = self.udp_raw(&m.to_vec().unwrap()).expect("no UDP reply");
+        Message::from_vec(&bytes).unwrap()
+    }
+
+    fn tcp(&self, m: &Message) -> Message {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let bytes = m.to_vec().unwrap();
+        s.write_all(&(bytes.len() as u16).to_be_bytes()).unwrap();
+        s.write_all(&bytes).unwrap();
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut buf = vec![0; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut buf).unwrap();
+        Message::from_vec(&buf).unwrap()
+    }
+
+    fn ask(&self, name: &str, rtype: RecordType) -> Message {
+        self.udp(&with_edns(query(name, rtype), 1232))
+    }
+}
+
+fn rdata(records: &[Record]) -> Vec<String> {
+    records.iter().map(|r| format!("{} {} {}", r.name, r.ttl, r.data)).collect()
+}
+
+fn assert_negative(r: &Message, rcode: ResponseCode, soa_ttl: u32) {
+    assert_eq!(r.metadata.response_code, rcode);
+    assert!(r.metadata.authoritative);
+    assert!(r.answers.is_empty(), "{:?}", r.answers);
+    assert_eq!(r.authorities.len(), 1);
+    let soa = &r.authorities[0];
+    assert_eq!(soa.record_type(), RecordType::SOA);
+    assert_eq!(soa.name.to_string(), "global.");
+    assert_eq!(soa.ttl, soa_ttl);
+}
+
+#[test]
+fn known_name_is_an_authoritative_answer() {
+    let s = start();
+    let r = s.ask("httpbin.bar.global.", RecordType::A);
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(r.metadata.authoritative && !r.metadata.truncation && !r.metadata.recursion_available);
+    assert!(r.metadata.recursion_desired, "RD is copied");
+    assert_eq!(r.metadata.id, 4242);
+    assert_eq!(rdata(&r.answers), ["httpbin.bar.global. 30 240.0.0.2"]);
+    assert!(r.authorities.is_empty());
+    // From Istio's status.addresses, and an IPv6 one.
+    assert_eq!(rdata(&s.ask("details.bar.global.", RecordType::A).answers), ["details.bar.global. 30 240.240.0.5"]);
+    assert_eq!(rdata(&s.ask("ratings.bar.global.", RecordType::AAAA).answers), ["ratings.bar.global. 30 2001:db8::7"]);
+}
+
+#[test]
+fn existing_name_without_that_type_is_nodata() {
+    let s = start();
+    assert_negative(&s.ask("httpbin.bar.global.", RecordType::AAAA), ResponseCode::NoError, 5);
+    assert_negative(&s.ask("ratings.bar.global.", RecordType::A), ResponseCode::NoError, 5);
+    assert_negative(&s.ask("httpbin.bar.global.", RecordType::TXT), ResponseCode::NoError, 5);
+    assert_negative(&s.ask("httpbin.bar.global.", RecordType::MX), ResponseCode::NoError, 5);
+}
+
+#[test]
+fn unknown_name_is_nxdomain() {
+    let s = start();
+    assert_negative(&s.ask("nope.bar.global.", RecordType::A), ResponseCode::NXDomain, 5);
+    assert_negative(&s.ask("nope.global.", RecordType::AAAA), ResponseCode::NXDomain, 5);
+    assert_negative(&s.ask("x.httpbin.bar.global.", RecordType::A), ResponseCode::NXDomain, 5);
+}
+
+#[test]
+fn empty_non_terminal_is_nodata() {
+    let s = start();
+    assert_negative(&s.ask("bar.global.", RecordType::A), ResponseCode::NoError, 5);
+    assert_negative(&s.ask("baz.global.", RecordType::A), ResponseCode::NoError, 5);
+}
+
+#[test]
+fn wildcards_answer_names_strictly_below() {
+    let s = start();
+    assert_eq!(rdata(&s.ask("x.baz.global.", RecordType::A).answers), ["x.baz.global. 30 240.0.0.3"]);
+    assert_eq!(rdata(&s.ask("a.b.baz.global.", RecordType::A).answers), ["a.b.baz.global. 30 240.0.0.3"]);
+    assert_negative(&s.ask("x.baz.global.", RecordType::AAAA), ResponseCode::NoError, 5);
+}
+
+#[test]
+fn negative_ttl_is_min_of_soa_ttl_and_minimum() {
+    let s = start_with(mk_index(3, 5));
+    assert_negative(&s.ask("nope.global.", RecordType::A), ResponseCode::NXDomain, 3);
+    let r = s.ask("global.", RecordType::SOA);
+    assert_eq!(r.answers[0].ttl, 3);
+}
+
+#[test]
+fn apex_soa_and_ns() {
+    let s = start();
+    let r = s.ask("global.", RecordType::SOA);
+    assert!(r.metadata.authoritative);
+    assert_eq!(r.answers.len(), 1);
+    let RData::SOA(soa) = &r.answers[0].data else { panic!("{:?}", r.answers) };
+    assert_eq!((soa.mname.to_string().as_str(), soa.rname.to_string().as_str()), ("localhost.", "nobody.invalid."));
+    assert_eq!((soa.refresh, soa.retry, soa.expire, soa.minimum), (3600, 600, 86400, 5));
+    assert_eq!(rdata(&s.ask("global.", RecordType::NS).answers), ["global. 30 localhost."]);
+    assert_negative(&s.ask("global.", RecordType::A), ResponseCode::NoError, 5);
+
+    // The serial moves when the table changes.
+    let serial = soa.serial;
+    s.index.apply(Entry {
+        id: EntryId { source: SourceId::Kube, namespace: "ns".into(), name: "new".into() },
+        created: None,
+        hosts: vec![HostAddrs { name: "new.global".into(), addrs: vec!["240.0.0.9".parse().unwrap()] }],
+    });
+    let r = s.ask("global.", RecordType::SOA);
+    let RData::SOA(soa) = &r.answers[0].data else { panic!() };
+    assert!(soa.serial > serial);
+    assert_eq!(rdata(&s.ask("new.global.", RecordType::A).answers), ["new.global. 30 240.0.0.9"]);
+}
+
+#[test]
+fn out_of_zone_is_refused_without_records() {
+    let s = start();
+    for (name, rtype) in [(".", RecordType::NS), ("example.com.", RecordType::A), ("xglobal.", RecordType::A)] {
+        let r = s.ask(name, rtype);
+        assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{name}");
+        assert!(!r.metadata.authoritative);
+        assert!(r.answers.is_empty() && r.authorities.is_empty());
+    }
+}
+
+#[test]
+fn names_echo_the_query_case() {
+    let s = start();
+    let r = s.ask("HtTpBiN.BaR.gLoBaL.", RecordType::A);
+    assert_eq!(r.queries[0].name().to_string(), "HtTpBiN.BaR.gLoBaL.");
+    assert_eq!(rdata(&r.answers), ["HtTpBiN.BaR.gLoBaL. 30 240.0.0.2"]);
+    let r = s.ask("X.BAZ.Global.", RecordType::A);
+    assert_eq!(rdata(&r.answers), ["X.BAZ.Global. 30 240.0.0.3"]);
+    let r = s.ask("GLOBAL.", RecordType::NS);
+    assert_eq!(rdata(&r.answers), ["GLOBAL. 30 localhost."]);
+}
+
+#[test]
+fn edns_is_answered_with_our_payload() {
+    let s = start();
+    let r = s.ask("httpbin.bar.global.", RecordType::A);
+    let edns = r.edns.as_ref().expect("OPT in reply");
+    assert_eq!((edns.max_payload(), edns.version()), (1232, 0));
+    // No OPT in, none out.
+    assert!(s.udp(&query("httpbin.bar.global.", RecordType::A)).edns.is_none());
+}
+
+#[test]
+fn edns_version_above_zero_is_badvers() {
+    let s = start();
+    let mut m = with_edns(query("httpbin.bar.global.", RecordType::A), 1232);
+    m.edns.as_mut().unwrap().set_version(1);
+    let r = s.udp(&m);
+    // BADVERS and BADSIG share code 16; hickory decodes it as BADSIG.
+    assert_eq!(u16::from(r.metadata.response_code), 16);
+    assert_eq!(r.edns.as_ref().unwrap().version(), 0);
+    assert!(r.answers.is_empty());
+}
+
+#[test]
+fn two_opt_records_are_formerr() {
+    let s = start();
+    let mut bytes = with_edns(query("httpbin.bar.global.", RecordType::A), 1232).to_vec().unwrap();
+    // Append a second OPT (root name, type 41, class 1232, ttl 0, rdlen 0).
+    bytes.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    bytes[11] = 2;
+    let r = Message::from_vec(&s.udp_raw(&bytes).expect("a reply")).unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+}
+
+/// An entry with `n` IPv4 addresses under `big.global`.
+fn add_big(s: &Server, n: u32) {
+    let addrs = (0..n).map(|i| std::net::Ipv4Addr::from(0xf000_0000 | i).into()).collect();
+    s.index.apply(Entry {
+        id: EntryId { source: SourceId::Kube, namespace: "ns".into(), name: format!("big{n}").into() },
+        created: None,
+        hosts: vec![HostAddrs { name: format!("big{n}.global").into(), addrs }],
+    });
+}
+
+#[test]
+fn udp_truncation_never_splits_an_rrset() {
+    let s = start();
+    add_big(&s, 40); // 40 × 16 bytes: over 512, under 1232
+    add_big(&s, 100); // over 1232
+
+    let r = s.udp(&query("big40.global.", RecordType::A));
+    assert!(r.metadata.truncation, "no EDNS: 512 bytes");
+    assert!(r.answers.is_empty() && r.authorities.is_empty());
+    assert_eq!(s.tcp(&query("big40.global.", RecordType::A)).answers.len(), 40);
+
+    let r = s.udp(&with_edns(query("big40.global.", RecordType::A), 4096));
+    assert!(!r.metadata.truncation);
+    assert_eq!(r.answers.len(), 40);
+
+    let r = s.udp(&with_edns(query("big40.global.", RecordType::A), 600));
+    assert!(r.metadata.truncation, "client's 600 bytes");
+
+    let r = s.udp(&with_edns(query("big100.global.", RecordType::A), 4096));
+    assert!(r.metadata.truncation, "our 1232 bytes cap the client's 4096");
+    assert!(r.answers.is_empty());
+    assert!(r.edns.is_some());
+    let r = s.tcp(&with_edns(query("big100.global.", RecordType::A), 4096));
+    assert!(!r.metadata.truncation);
+    assert_eq!(r.answers.len(), 100);
+
+    // An advertised size under 512 counts as 512.
+    add_big(&s, 25);
+    assert!(!s.udp(&with_edns(query("big25.global.", RecordType::A), 100)).metadata.truncation);
+}
+
+#[test]
+fn any_gets_one_rrset() {
+    let s = start();
+    let r = s.ask("reviews.baz-team.global.", RecordType::ANY);
+    assert_eq!(rdata(&r.answers), ["reviews.baz-team.global. 30 240.0.0.4"]);
+    let r = s.ask("ratings.bar.global.", RecordType::ANY);
+    assert_eq!(rdata(&r.answers), ["ratings.bar.global. 30 2001:db8::7"]);
+    let r = s.ask("global.", RecordType::ANY);
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(r.answers[0].record_type(), RecordType::SOA);
+    assert_negative(&s.ask("nope.global.", RecordType::ANY), ResponseCode::NXDomain, 5);
+}
+
+#[test]
+fn other_opcodes_are_notimp() {
+    let s = start();
+    for op in [OpCode::Notify, OpCode::Update, OpCode::Status] {
+        let mut m = query("global.", RecordType::SOA);
+        m.metadata.op_code = op;
+        let r = s.udp(&m);
+        assert_eq!(r.metadata.response_code, ResponseCode::NotImp, "{op:?}");
+    }
+}
+
+#[test]
+fn responses_and_runts_get_no_reply() {
+    let s = start();
+    let mut m = query("httpbin.bar.global.", RecordType::A);
+    m.metadata.message_type = MessageType::Response;
+    assert!(s.udp_raw(&m.to_vec().unwrap()).is_none());
+    assert!(s.udp_raw(&[0x12, 0x34, 0, 0, 0, 1, 0, 0, 0]).is_none());
+    assert!(s.udp_raw(&[]).is_none());
+    // Still serving.
+    assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
+}
+
+#[test]
+fn malformed_packets_are_formerr_and_harmless() {
+    let s = start();
+    // Header says one question, the question is cut short.
+    let r = s.udp_raw(&[0xab, 0xcd, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, b'h', b't']).expect("a reply");
+    assert_eq!(&r[..2], &[0xab, 0xcd]);
+    assert_eq!(r[3] & 0x0f, 1, "FORMERR");
+    // A compression pointer loop.
+    let _ = s.udp_raw(&[0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1]);
+    // No question at all, and two questions.
+    let mut m = query("httpbin.bar.global.", RecordType::A);
+    m.queries.clear();
+    assert_eq!(s.udp(&m).metadata.response_code, ResponseCode::FormErr);
+    let mut m = query("httpbin.bar.global.", RecordType::A);
+    m.add_query(Query::query(Name::from_str("ratings.bar.global.").unwrap(), RecordType::A));
+    assert_eq!(s.udp(&m).metadata.response_code, ResponseCode::FormErr);
+    for _ in 0..200 {
+        let garbage: Vec<u8> = (0..64).map(|i| (i * 37 + 11) as u8).collect();
+        let _ = s.udp_raw(&garbage);
+    }
+    assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
+}
+
+#[test]
+fn zone_transfers_are_refused() {
+    let s = start();
+    for rtype in [RecordType::AXFR, RecordType::IXFR] {
+        let r = s.tcp(&query("global.", rtype));
+        assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{rtype}");
+        assert!(r.answers.is_empty());
+        assert_eq!(s.udp(&query("global.", rtype)).metadata.response_code, ResponseCode::Refused);
+    }
+}
+
+#[test]
+fn chaos_queries_disclose_nothing() {
+    let s = start();
+    for name in ["version.bind.", "hostname.bind.", "id.server."] {
+        let mut q = Query::query(Name::from_ascii(name).unwrap(), RecordType::TXT);
+        q.set_query_class(DNSClass::CH);
+        let mut m = query(name, RecordType::TXT);
+        m.queries = vec![q];
+        let r = s.udp(&m);
+        assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{name}");
+        assert!(r.answers.is_empty());
+    }
+}
+
+#[test]
+fn tcp_answers_like_udp() {
+    let s = start();
+    let r = s.tcp(&query("HTTPBIN.bar.global.", RecordType::A));
+    assert_eq!(rdata(&r.answers), ["HTTPBIN.bar.global. 30 240.0.0.2"]);
+    assert_negative(&s.tcp(&query("nope.global.", RecordType::A)), ResponseCode::NXDomain, 5);
+}
+
