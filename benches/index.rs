@@ -1,1 +1,99 @@
-fn main() {}
+//! Index micro-benchmarks: lookups and one-entry updates with 100k names.
+//!
+//! `lookup/*` also compares the map behind the published table (a
+//! persistent `imbl` map under `ArcSwap`) with the alternatives the design
+//! considered: a `DashMap` updated in place, and a std `HashMap` snapshot
+//! (which would need an O(n) copy per update).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hickory_proto::rr::Name;
+use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
+
+const N: u32 = 100_000;
+
+fn entry(i: u32, last_octet: u32) -> Entry {
+    Entry {
+        id: EntryId {
+            source: SourceId::Kube,
+            namespace: format!("ns{}", i % 100).into(),
+            name: format!("svc{i}").into(),
+        },
+        created: None,
+        hosts: vec![HostAddrs {
+            name: format!("svc{i}.ns{}.global", i % 100).into(),
+            addrs: vec![std::net::Ipv4Addr::from(0xf000_0000 | (i << 8) | last_octet).into()],
+        }],
+    }
+}
+
+fn index() -> Index {
+    let config = ZoneConfig {
+        ttl: 30,
+        negative_ttl: 5,
+        nameserver: Name::from_str("localhost.").unwrap(),
+        hostmaster: Name::from_str("nobody.invalid.").unwrap(),
+    };
+    let index = Index::new(vec!["global".into()], config, None).unwrap();
+    index.reset(&SourceId::Kube, (0..N).map(|i| entry(i, 1)).collect());
+    index
+}
+
+fn lookups(c: &mut Criterion) {
+    let index = index();
+    let table = index.table();
+    let hit = Name::from_ascii("Svc4242.ns42.Global.").unwrap();
+    let miss = Name::from_ascii("nope.ns42.global.").unwrap();
+    c.bench_function("lookup/table_hit", |b| {
+        b.iter(|| black_box(table.lookup(black_box(&hit))).is_some_records())
+    });
+    c.bench_function("lookup/table_nxdomain", |b| {
+        b.iter(|| black_box(table.lookup(black_box(&miss))).is_some_records())
+    });
+
+    let keys: Vec<Arc<str>> = (0..N)
+        .map(|i| Arc::from(format!("svc{i}.ns{}.global", i % 100)))
+        .collect();
+    let imbl_map: imbl::HashMap<Arc<str>, u32> = keys.iter().cloned().zip(0..).collect();
+    let dash: dashmap::DashMap<Arc<str>, u32> = keys.iter().cloned().zip(0..).collect();
+    let std_map: HashMap<Arc<str>, u32> = keys.iter().cloned().zip(0..).collect();
+    let snapshot = arc_swap::ArcSwap::from_pointee(imbl_map);
+    let key = "svc4242.ns42.global";
+    c.bench_function("lookup/map_imbl_arcswap", |b| {
+        b.iter(|| snapshot.load().get(black_box(key)).copied())
+    });
+    c.bench_function("lookup/map_dashmap", |b| {
+        b.iter(|| dash.get(black_box(key)).map(|v| *v))
+    });
+    c.bench_function("lookup/map_std_hashmap", |b| {
+        b.iter(|| std_map.get(black_box(key)).copied())
+    });
+}
+
+fn updates(c: &mut Criterion) {
+    let index = index();
+    let mut flip = 0;
+    c.bench_function("update/apply_one_of_100k", |b| {
+        b.iter(|| {
+            flip ^= 1;
+            index.apply(entry(4242, 2 + flip));
+        })
+    });
+}
+
+trait IsSome {
+    fn is_some_records(&self) -> bool;
+}
+
+impl IsSome for meshdns::index::Lookup<'_> {
+    fn is_some_records(&self) -> bool {
+        matches!(self, meshdns::index::Lookup::Records(..))
+    }
+}
+
+criterion_group!(benches, lookups, updates);
+criterion_main!(benches);

@@ -32,13 +32,21 @@ pub fn router(ready: Readiness) -> Router {
 }
 
 async fn readyz(State(ready): State<Readiness>) -> (StatusCode, &'static str) {
-    if ready.get() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
+    if ready.get() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
 }
 
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind admin address {addr}"))
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind admin address {addr}"))
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, ready: Readiness) -> anyhow::Result<()> {
-    axum::serve(listener, router(ready)).await.context("admin server stopped")
+    axum::serve(listener, router(ready))
+        .await
+        .context("admin server stopped")
 }

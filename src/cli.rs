@@ -88,7 +88,13 @@ enum Output {
 struct ZoneArgs {
     /// Zone served authoritatively; hosts outside every zone are ignored.
     /// Repeatable.
-    #[arg(long = "zone", value_name = "ZONE", env = "MESHDNS_ZONE", value_delimiter = ',', default_value = "global")]
+    #[arg(
+        long = "zone",
+        value_name = "ZONE",
+        env = "MESHDNS_ZONE",
+        value_delimiter = ',',
+        default_value = "global"
+    )]
     zones: Vec<String>,
 
     /// TTL of answers, in seconds.
@@ -174,7 +180,14 @@ impl LogArgs {
 
 impl ZoneArgs {
     fn index(&self) -> anyhow::Result<Index> {
-        let Self { zones, ttl, negative_ttl, default_address, nameserver, hostmaster } = self;
+        let Self {
+            zones,
+            ttl,
+            negative_ttl,
+            default_address,
+            nameserver,
+            hostmaster,
+        } = self;
         let zones = zones
             .iter()
             .map(|z| match name::normalize_host(z) {
@@ -200,7 +213,13 @@ impl ZoneArgs {
 
 impl ServeArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
-        let Self { dns_addr, admin_addr, files, zone, log: _ } = self;
+        let Self {
+            dns_addr,
+            admin_addr,
+            files,
+            zone,
+            log: _,
+        } = self;
         if files.is_empty() {
             bail!(
                 "no ServiceEntry source: pass --file PATH (a YAML file or a directory), \
@@ -257,7 +276,11 @@ impl CheckArgs {
         for path in &files {
             let found = file::expand(path);
             if found.is_empty() {
-                writeln!(report, "error: {}: no such file, or no *.yaml/*.yml in it", path.display())?;
+                writeln!(
+                    report,
+                    "error: {}: no such file, or no *.yaml/*.yml in it",
+                    path.display()
+                )?;
                 invalid += 1;
             }
             for f in found {
@@ -274,7 +297,10 @@ impl CheckArgs {
                     let who = se.display_name();
                     let conversion = convert::convert(se, index.convert_options());
                     for host in &conversion.hosts {
-                        defined_by.entry(format!("{}.", host.name)).or_default().push(who.clone());
+                        defined_by
+                            .entry(format!("{}.", host.name))
+                            .or_default()
+                            .push(who.clone());
                         for addr in &host.addrs {
                             let rtype = if addr.is_ipv4() { "A" } else { "AAAA" };
                             records.push((format!("{}.", host.name), rtype, *addr, who.clone()));
@@ -318,7 +344,11 @@ impl CheckArgs {
             }
         }
         eprint!("{report}");
-        Ok(if invalid > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        Ok(if invalid > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
     }
 }
 
@@ -338,12 +368,19 @@ fn zone_file(table: &index::Table) -> String {
             .into_iter()
             .filter(|(n, _)| {
                 name::in_zone(n, &zone.key)
-                    && !table.zones.iter().any(|z| z.key.len() > zone.key.len() && name::in_zone(n, &z.key))
+                    && !table
+                        .zones
+                        .iter()
+                        .any(|z| z.key.len() > zone.key.len() && name::in_zone(n, &z.key))
             })
             .collect();
         for (n, node) in own {
-            node.v4.iter().for_each(|a| _ = writeln!(out, "{n}. {} IN A {a}", c.ttl));
-            node.v6.iter().for_each(|a| _ = writeln!(out, "{n}. {} IN AAAA {a}", c.ttl));
+            node.v4
+                .iter()
+                .for_each(|a| _ = writeln!(out, "{n}. {} IN A {a}", c.ttl));
+            node.v6
+                .iter()
+                .for_each(|a| _ = writeln!(out, "{n}. {} IN AAAA {a}", c.ttl));
         }
     }
     out

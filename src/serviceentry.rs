@@ -72,7 +72,5 @@ impl ServiceEntry {
 
 /// True for `apiVersion: networking.istio.io/<any version>`.
 pub fn is_istio_networking(api_version: &str) -> bool {
-    api_version
-        .split_once('/')
-        .is_some_and(|(group, _)| group == GROUP)
+    api_version.split_once('/').is_some_and(|(group, _)| group == GROUP)
 }

@@ -43,14 +43,22 @@ fn start_with(index: Arc<Index>) -> Server {
     let (tx, rx) = std::sync::mpsc::channel();
     let handler_index = index.clone();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
-            let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), Handler::new(handler_index)).await.unwrap();
+            let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), Handler::new(handler_index))
+                .await
+                .unwrap();
             tx.send(server.local_addr()).unwrap();
             server.run().await.unwrap();
         });
     });
-    Server { addr: rx.recv_timeout(Duration::from_secs(5)).unwrap(), index }
+    Server {
+        addr: rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        index,
+    }
 }
 
 fn query(name: &str, rtype: RecordType) -> Message {
@@ -103,7 +111,10 @@ impl Server {
 }
 
 fn rdata(records: &[Record]) -> Vec<String> {
-    records.iter().map(|r| format!("{} {} {}", r.name, r.ttl, r.data)).collect()
+    records
+        .iter()
+        .map(|r| format!("{} {} {}", r.name, r.ttl, r.data))
+        .collect()
 }
 
 fn assert_negative(r: &Message, rcode: ResponseCode, soa_ttl: u32) {
@@ -128,14 +139,24 @@ fn known_name_is_an_authoritative_answer() {
     assert_eq!(rdata(&r.answers), ["httpbin.bar.global. 30 240.0.0.2"]);
     assert!(r.authorities.is_empty());
     // From Istio's status.addresses, and an IPv6 one.
-    assert_eq!(rdata(&s.ask("details.bar.global.", RecordType::A).answers), ["details.bar.global. 30 240.240.0.5"]);
-    assert_eq!(rdata(&s.ask("ratings.bar.global.", RecordType::AAAA).answers), ["ratings.bar.global. 30 2001:db8::7"]);
+    assert_eq!(
+        rdata(&s.ask("details.bar.global.", RecordType::A).answers),
+        ["details.bar.global. 30 240.240.0.5"]
+    );
+    assert_eq!(
+        rdata(&s.ask("ratings.bar.global.", RecordType::AAAA).answers),
+        ["ratings.bar.global. 30 2001:db8::7"]
+    );
 }
 
 #[test]
 fn existing_name_without_that_type_is_nodata() {
     let s = start();
-    assert_negative(&s.ask("httpbin.bar.global.", RecordType::AAAA), ResponseCode::NoError, 5);
+    assert_negative(
+        &s.ask("httpbin.bar.global.", RecordType::AAAA),
+        ResponseCode::NoError,
+        5,
+    );
     assert_negative(&s.ask("ratings.bar.global.", RecordType::A), ResponseCode::NoError, 5);
     assert_negative(&s.ask("httpbin.bar.global.", RecordType::TXT), ResponseCode::NoError, 5);
     assert_negative(&s.ask("httpbin.bar.global.", RecordType::MX), ResponseCode::NoError, 5);
@@ -146,7 +167,11 @@ fn unknown_name_is_nxdomain() {
     let s = start();
     assert_negative(&s.ask("nope.bar.global.", RecordType::A), ResponseCode::NXDomain, 5);
     assert_negative(&s.ask("nope.global.", RecordType::AAAA), ResponseCode::NXDomain, 5);
-    assert_negative(&s.ask("x.httpbin.bar.global.", RecordType::A), ResponseCode::NXDomain, 5);
+    assert_negative(
+        &s.ask("x.httpbin.bar.global.", RecordType::A),
+        ResponseCode::NXDomain,
+        5,
+    );
 }
 
 #[test]
@@ -159,8 +184,14 @@ fn empty_non_terminal_is_nodata() {
 #[test]
 fn wildcards_answer_names_strictly_below() {
     let s = start();
-    assert_eq!(rdata(&s.ask("x.baz.global.", RecordType::A).answers), ["x.baz.global. 30 240.0.0.3"]);
-    assert_eq!(rdata(&s.ask("a.b.baz.global.", RecordType::A).answers), ["a.b.baz.global. 30 240.0.0.3"]);
+    assert_eq!(
+        rdata(&s.ask("x.baz.global.", RecordType::A).answers),
+        ["x.baz.global. 30 240.0.0.3"]
+    );
+    assert_eq!(
+        rdata(&s.ask("a.b.baz.global.", RecordType::A).answers),
+        ["a.b.baz.global. 30 240.0.0.3"]
+    );
     assert_negative(&s.ask("x.baz.global.", RecordType::AAAA), ResponseCode::NoError, 5);
 }
 
@@ -178,29 +209,51 @@ fn apex_soa_and_ns() {
     let r = s.ask("global.", RecordType::SOA);
     assert!(r.metadata.authoritative);
     assert_eq!(r.answers.len(), 1);
-    let RData::SOA(soa) = &r.answers[0].data else { panic!("{:?}", r.answers) };
-    assert_eq!((soa.mname.to_string().as_str(), soa.rname.to_string().as_str()), ("localhost.", "nobody.invalid."));
+    let RData::SOA(soa) = &r.answers[0].data else {
+        panic!("{:?}", r.answers)
+    };
+    assert_eq!(
+        (soa.mname.to_string().as_str(), soa.rname.to_string().as_str()),
+        ("localhost.", "nobody.invalid.")
+    );
     assert_eq!((soa.refresh, soa.retry, soa.expire, soa.minimum), (3600, 600, 86400, 5));
-    assert_eq!(rdata(&s.ask("global.", RecordType::NS).answers), ["global. 30 localhost."]);
+    assert_eq!(
+        rdata(&s.ask("global.", RecordType::NS).answers),
+        ["global. 30 localhost."]
+    );
     assert_negative(&s.ask("global.", RecordType::A), ResponseCode::NoError, 5);
 
     // The serial moves when the table changes.
     let serial = soa.serial;
     s.index.apply(Entry {
-        id: EntryId { source: SourceId::Kube, namespace: "ns".into(), name: "new".into() },
+        id: EntryId {
+            source: SourceId::Kube,
+            namespace: "ns".into(),
+            name: "new".into(),
+        },
         created: None,
-        hosts: vec![HostAddrs { name: "new.global".into(), addrs: vec!["240.0.0.9".parse().unwrap()] }],
+        hosts: vec![HostAddrs {
+            name: "new.global".into(),
+            addrs: vec!["240.0.0.9".parse().unwrap()],
+        }],
     });
     let r = s.ask("global.", RecordType::SOA);
     let RData::SOA(soa) = &r.answers[0].data else { panic!() };
     assert!(soa.serial > serial);
-    assert_eq!(rdata(&s.ask("new.global.", RecordType::A).answers), ["new.global. 30 240.0.0.9"]);
+    assert_eq!(
+        rdata(&s.ask("new.global.", RecordType::A).answers),
+        ["new.global. 30 240.0.0.9"]
+    );
 }
 
 #[test]
 fn out_of_zone_is_refused_without_records() {
     let s = start();
-    for (name, rtype) in [(".", RecordType::NS), ("example.com.", RecordType::A), ("xglobal.", RecordType::A)] {
+    for (name, rtype) in [
+        (".", RecordType::NS),
+        ("example.com.", RecordType::A),
+        ("xglobal.", RecordType::A),
+    ] {
         let r = s.ask(name, rtype);
         assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{name}");
         assert!(!r.metadata.authoritative);
@@ -245,7 +298,9 @@ fn edns_version_above_zero_is_badvers() {
 #[test]
 fn two_opt_records_are_formerr() {
     let s = start();
-    let mut bytes = with_edns(query("httpbin.bar.global.", RecordType::A), 1232).to_vec().unwrap();
+    let mut bytes = with_edns(query("httpbin.bar.global.", RecordType::A), 1232)
+        .to_vec()
+        .unwrap();
     // Append a second OPT (root name, type 41, class 1232, ttl 0, rdlen 0).
     bytes.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
     bytes[11] = 2;
@@ -255,11 +310,20 @@ fn two_opt_records_are_formerr() {
 
 /// An entry with `n` IPv4 addresses under `big.global`.
 fn add_big(s: &Server, n: u32) {
-    let addrs = (0..n).map(|i| std::net::Ipv4Addr::from(0xf000_0000 | i).into()).collect();
+    let addrs = (0..n)
+        .map(|i| std::net::Ipv4Addr::from(0xf000_0000 | i).into())
+        .collect();
     s.index.apply(Entry {
-        id: EntryId { source: SourceId::Kube, namespace: "ns".into(), name: format!("big{n}").into() },
+        id: EntryId {
+            source: SourceId::Kube,
+            namespace: "ns".into(),
+            name: format!("big{n}").into(),
+        },
         created: None,
-        hosts: vec![HostAddrs { name: format!("big{n}.global").into(), addrs }],
+        hosts: vec![HostAddrs {
+            name: format!("big{n}.global").into(),
+            addrs,
+        }],
     });
 }
 
@@ -291,7 +355,11 @@ fn udp_truncation_never_splits_an_rrset() {
 
     // An advertised size under 512 counts as 512.
     add_big(&s, 25);
-    assert!(!s.udp(&with_edns(query("big25.global.", RecordType::A), 100)).metadata.truncation);
+    assert!(
+        !s.udp(&with_edns(query("big25.global.", RecordType::A), 100))
+            .metadata
+            .truncation
+    );
 }
 
 #[test]
@@ -334,7 +402,9 @@ fn responses_and_runts_get_no_reply() {
 fn malformed_packets_are_formerr_and_harmless() {
     let s = start();
     // Header says one question, the question is cut short.
-    let r = s.udp_raw(&[0xab, 0xcd, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, b'h', b't']).expect("a reply");
+    let r = s
+        .udp_raw(&[0xab, 0xcd, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, b'h', b't'])
+        .expect("a reply");
     assert_eq!(&r[..2], &[0xab, 0xcd]);
     assert_eq!(r[3] & 0x0f, 1, "FORMERR");
     // A compression pointer loop.
@@ -344,7 +414,10 @@ fn malformed_packets_are_formerr_and_harmless() {
     m.queries.clear();
     assert_eq!(s.udp(&m).metadata.response_code, ResponseCode::FormErr);
     let mut m = query("httpbin.bar.global.", RecordType::A);
-    m.add_query(Query::query(Name::from_str("ratings.bar.global.").unwrap(), RecordType::A));
+    m.add_query(Query::query(
+        Name::from_str("ratings.bar.global.").unwrap(),
+        RecordType::A,
+    ));
     assert_eq!(s.udp(&m).metadata.response_code, ResponseCode::FormErr);
     for _ in 0..200 {
         let garbage: Vec<u8> = (0..64).map(|i| (i * 37 + 11) as u8).collect();
@@ -360,7 +433,10 @@ fn zone_transfers_are_refused() {
         let r = s.tcp(&query("global.", rtype));
         assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{rtype}");
         assert!(r.answers.is_empty());
-        assert_eq!(s.udp(&query("global.", rtype)).metadata.response_code, ResponseCode::Refused);
+        assert_eq!(
+            s.udp(&query("global.", rtype)).metadata.response_code,
+            ResponseCode::Refused
+        );
     }
 }
 
@@ -385,4 +461,3 @@ fn tcp_answers_like_udp() {
     assert_eq!(rdata(&r.answers), ["HTTPBIN.bar.global. 30 240.0.0.2"]);
     assert_negative(&s.tcp(&query("nope.global.", RecordType::A)), ResponseCode::NXDomain, 5);
 }
-

@@ -17,7 +17,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn refused() -> Self {
-        Self { rcode: ResponseCode::Refused, authoritative: false, answers: Vec::new(), authority: Vec::new() }
+        Self {
+            rcode: ResponseCode::Refused,
+            authoritative: false,
+            answers: Vec::new(),
+            authority: Vec::new(),
+        }
     }
 }
 
@@ -34,7 +39,9 @@ pub fn answer(table: &Table, query: &Query) -> Reply {
     let qname = query.name();
     let ttl = table.config.ttl;
     let records = |data: Vec<RData>| -> Vec<Record> {
-        data.into_iter().map(|d| Record::from_rdata(qname.clone(), ttl, d)).collect()
+        data.into_iter()
+            .map(|d| Record::from_rdata(qname.clone(), ttl, d))
+            .collect()
     };
 
     match table.lookup(qname) {
@@ -62,7 +69,12 @@ pub fn answer(table: &Table, query: &Query) -> Reply {
 }
 
 fn positive(answers: Vec<Record>) -> Reply {
-    Reply { rcode: ResponseCode::NoError, authoritative: true, answers, authority: Vec::new() }
+    Reply {
+        rcode: ResponseCode::NoError,
+        authoritative: true,
+        answers,
+        authority: Vec::new(),
+    }
 }
 
 /// NXDOMAIN or NODATA with the zone's SOA, whose TTL caps the negative

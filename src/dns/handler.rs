@@ -54,7 +54,10 @@ impl RequestHandler for Handler {
         } else {
             Ok(answer(&self.index.table(), request.queries.queries()[0].original()))
         };
-        let reply = reply.unwrap_or_else(|rcode| Reply { rcode, ..Reply::refused() });
+        let reply = reply.unwrap_or_else(|rcode| Reply {
+            rcode,
+            ..Reply::refused()
+        });
         metadata.response_code = reply.rcode;
         metadata.authoritative = reply.authoritative;
 
@@ -74,14 +77,21 @@ impl RequestHandler for Handler {
             truncated = full.destructive_emit(&mut encoder).is_err() || buf.len() > limit;
         }
         metadata.truncation = truncated;
-        let (answers, authority) = if truncated { (&[][..], &[][..]) } else { (&reply.answers[..], &reply.authority[..]) };
+        let (answers, authority) = if truncated {
+            (&[][..], &[][..])
+        } else {
+            (&reply.answers[..], &reply.authority[..])
+        };
         let message =
             MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(metadata, answers, authority, [], []);
         match response.send_response(message).await {
             Ok(info) => info,
             Err(error) => {
                 debug!(%error, src = %request.src(), "failed to send response");
-                ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
+                ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                })
             }
         }
     }

@@ -26,9 +26,13 @@ pub struct DnsServer {
 impl DnsServer {
     /// Binds UDP, then TCP on the same port (the port UDP got, for port 0).
     pub async fn bind(addr: SocketAddr, handler: Handler) -> anyhow::Result<Self> {
-        let udp = UdpSocket::bind(addr).await.with_context(|| format!("cannot bind UDP {addr}"))?;
+        let udp = UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind UDP {addr}"))?;
         let local_addr = udp.local_addr()?;
-        let tcp = TcpListener::bind(local_addr).await.with_context(|| format!("cannot bind TCP {local_addr}"))?;
+        let tcp = TcpListener::bind(local_addr)
+            .await
+            .with_context(|| format!("cannot bind TCP {local_addr}"))?;
         let mut server = Server::new(handler);
         server.register_socket(udp);
         server.register_listener(tcp, TCP_TIMEOUT, TCP_RESPONSE_BUFFER);

@@ -134,7 +134,11 @@ fn allocated(se: &ServiceEntry, host: &str, out: &mut Conversion) -> Option<Vec<
     let values = status
         .addresses
         .iter()
-        .filter(|a| a.host.as_deref().is_none_or(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host)))
+        .filter(|a| {
+            a.host
+                .as_deref()
+                .is_none_or(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host))
+        })
         .map(|a| a.value.as_str());
     let addrs = parse_addresses(values, out);
     (!addrs.is_empty()).then_some(addrs)
@@ -179,7 +183,10 @@ pub fn parse_address(value: &str) -> Result<IpAddr, SkipReason> {
 
 impl Conversion {
     fn skip(&mut self, item: impl Into<String>, reason: SkipReason) {
-        self.skipped.push(Skipped { item: item.into(), reason });
+        self.skipped.push(Skipped {
+            item: item.into(),
+            reason,
+        });
     }
 }
 
@@ -190,7 +197,11 @@ pub(crate) mod tests {
 
     pub fn mk_se(ns: &str, name: &str, hosts: &[&str], addrs: &[&str]) -> ServiceEntry {
         ServiceEntry {
-            metadata: Metadata { name: name.into(), namespace: Some(ns.into()), creation_timestamp: None },
+            metadata: Metadata {
+                name: name.into(),
+                namespace: Some(ns.into()),
+                creation_timestamp: None,
+            },
             spec: Spec {
                 hosts: hosts.iter().map(|h| h.to_string()).collect(),
                 addresses: addrs.iter().map(|a| a.to_string()).collect(),
@@ -201,7 +212,10 @@ pub(crate) mod tests {
     }
 
     pub fn mk_opts() -> ConvertOptions {
-        ConvertOptions { zones: vec!["global".into()], default_address: None }
+        ConvertOptions {
+            zones: vec!["global".into()],
+            default_address: None,
+        }
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -214,18 +228,31 @@ pub(crate) mod tests {
 
     #[test]
     fn v4_and_v6_addresses_and_host_cidrs() {
-        let se = mk_se("foo", "a", &["httpbin.bar.global"], &["240.0.0.2", "2001:db8::2/128", "240.0.0.3/32"]);
+        let se = mk_se(
+            "foo",
+            "a",
+            &["httpbin.bar.global"],
+            &["240.0.0.2", "2001:db8::2/128", "240.0.0.3/32"],
+        );
         let c = convert(&se, &mk_opts());
-        assert_eq!(c.hosts, vec![HostAddrs {
-            name: "httpbin.bar.global".into(),
-            addrs: vec![ip("240.0.0.2"), ip("2001:db8::2"), ip("240.0.0.3")],
-        }]);
+        assert_eq!(
+            c.hosts,
+            vec![HostAddrs {
+                name: "httpbin.bar.global".into(),
+                addrs: vec![ip("240.0.0.2"), ip("2001:db8::2"), ip("240.0.0.3")],
+            }]
+        );
         assert!(c.skipped.is_empty());
     }
 
     #[test]
     fn wide_cidrs_and_garbage_are_skipped_rest_served() {
-        let se = mk_se("foo", "a", &["a.global"], &["10.0.0.0/24", "2001:db8::/64", "nope", "1.2.3.4/33", "240.0.0.9"]);
+        let se = mk_se(
+            "foo",
+            "a",
+            &["a.global"],
+            &["10.0.0.0/24", "2001:db8::/64", "nope", "1.2.3.4/33", "240.0.0.9"],
+        );
         let c = convert(&se, &mk_opts());
         assert_eq!(c.hosts[0].addrs, vec![ip("240.0.0.9")]);
         assert_eq!(
@@ -242,7 +269,19 @@ pub(crate) mod tests {
     #[test]
     fn hosts_outside_zones_and_invalid_hosts_are_skipped() {
         let long = format!("{}.global", "x".repeat(64));
-        let se = mk_se("foo", "a", &["ok.global", "api.example.com", "global", &long, "bad host.global", "Mixed.Global."], &["240.0.0.1"]);
+        let se = mk_se(
+            "foo",
+            "a",
+            &[
+                "ok.global",
+                "api.example.com",
+                "global",
+                &long,
+                "bad host.global",
+                "Mixed.Global.",
+            ],
+            &["240.0.0.1"],
+        );
         let c = convert(&se, &mk_opts());
         let names: Vec<_> = c.hosts.iter().map(|h| &*h.name).collect();
         assert_eq!(names, ["ok.global", "mixed.global"]);
@@ -254,8 +293,14 @@ pub(crate) mod tests {
 
     #[test]
     fn most_specific_zone_wins_for_apex_check() {
-        let opts = ConvertOptions { zones: vec!["global".into(), "mesh.global".into()], default_address: None };
-        let c = convert(&mk_se("foo", "a", &["mesh.global", "x.mesh.global"], &["240.0.0.1"]), &opts);
+        let opts = ConvertOptions {
+            zones: vec!["global".into(), "mesh.global".into()],
+            default_address: None,
+        };
+        let c = convert(
+            &mk_se("foo", "a", &["mesh.global", "x.mesh.global"], &["240.0.0.1"]),
+            &opts,
+        );
         assert_eq!(c.hosts.len(), 1);
         assert_eq!(reasons(&c), [("mesh.global", "zone_apex")]);
     }
@@ -276,9 +321,18 @@ pub(crate) mod tests {
         let mut se = mk_se("foo", "a", &["a.global", "b.global", "c.global"], &[]);
         se.status = Some(Status {
             addresses: vec![
-                StatusAddress { value: "240.240.0.1".into(), host: Some("A.global".into()) },
-                StatusAddress { value: "2001:db8::1".into(), host: Some("a.global".into()) },
-                StatusAddress { value: "240.240.0.2".into(), host: Some("b.global".into()) },
+                StatusAddress {
+                    value: "240.240.0.1".into(),
+                    host: Some("A.global".into()),
+                },
+                StatusAddress {
+                    value: "2001:db8::1".into(),
+                    host: Some("a.global".into()),
+                },
+                StatusAddress {
+                    value: "240.240.0.2".into(),
+                    host: Some("b.global".into()),
+                },
             ],
         });
         let c = convert(&se, &mk_opts());
@@ -286,28 +340,49 @@ pub(crate) mod tests {
         assert_eq!(c.hosts[1].addrs, vec![ip("240.240.0.2")]);
         assert_eq!(reasons(&c), [("c.global", "no_address")]);
 
-        let opts = ConvertOptions { default_address: Some(ip("240.0.0.100")), ..mk_opts() };
+        let opts = ConvertOptions {
+            default_address: Some(ip("240.0.0.100")),
+            ..mk_opts()
+        };
         let c = convert(&se, &opts);
         assert_eq!(c.hosts[2].addrs, vec![ip("240.0.0.100")]);
         // spec.addresses, when present, win over both.
         se.spec.addresses = vec!["240.0.0.7".into()];
-        assert!(convert(&se, &opts).hosts.iter().all(|h| h.addrs == vec![ip("240.0.0.7")]));
+        assert!(
+            convert(&se, &opts)
+                .hosts
+                .iter()
+                .all(|h| h.addrs == vec![ip("240.0.0.7")])
+        );
     }
 
     #[test]
     fn absurd_counts_are_capped_not_fatal() {
         let hosts: Vec<String> = (0..MAX_HOSTS_PER_ENTRY + 5).map(|i| format!("h{i}.global")).collect();
-        let addrs: Vec<String> = (0..MAX_ADDRESSES_PER_ENTRY + 5).map(|i| format!("240.0.{}.{}", i / 256, i % 256)).collect();
-        let se = mk_se("foo", "a", &hosts.iter().map(String::as_str).collect::<Vec<_>>(), &addrs.iter().map(String::as_str).collect::<Vec<_>>());
+        let addrs: Vec<String> = (0..MAX_ADDRESSES_PER_ENTRY + 5)
+            .map(|i| format!("240.0.{}.{}", i / 256, i % 256))
+            .collect();
+        let se = mk_se(
+            "foo",
+            "a",
+            &hosts.iter().map(String::as_str).collect::<Vec<_>>(),
+            &addrs.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
         let c = convert(&se, &mk_opts());
         assert_eq!(c.hosts.len(), MAX_HOSTS_PER_ENTRY);
         assert_eq!(c.hosts[0].addrs.len(), MAX_ADDRESSES_PER_ENTRY);
-        assert_eq!(reasons(&c).iter().map(|r| r.1).collect::<Vec<_>>(), ["too_many_addresses", "too_many_hosts"]);
+        assert_eq!(
+            reasons(&c).iter().map(|r| r.1).collect::<Vec<_>>(),
+            ["too_many_addresses", "too_many_hosts"]
+        );
     }
 
     #[test]
     fn duplicate_addresses_collapse() {
-        let c = convert(&mk_se("foo", "a", &["a.global"], &["240.0.0.1", "240.0.0.1/32", "240.0.0.1"]), &mk_opts());
+        let c = convert(
+            &mk_se("foo", "a", &["a.global"], &["240.0.0.1", "240.0.0.1/32", "240.0.0.1"]),
+            &mk_opts(),
+        );
         assert_eq!(c.hosts[0].addrs, vec![ip("240.0.0.1")]);
     }
 }

@@ -20,8 +20,8 @@ use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
 pub use self::convert::{Conversion, ConvertOptions, HostAddrs, SkipReason, Skipped};
-pub use self::table::{Lookup, Node, Stats, Table, Zone, ZoneConfig};
 use self::table::Nodes;
+pub use self::table::{Lookup, Node, Stats, Table, Zone, ZoneConfig};
 
 /// Most addresses one name can carry after merging entries: keeps every
 /// answer well inside a 64 KiB TCP message.
@@ -68,7 +68,12 @@ pub struct Entry {
 impl Entry {
     /// Conflict order: oldest first, then namespace/name (then source).
     fn order(&self) -> (Option<&str>, &str, &str, &SourceId) {
-        (self.created.as_deref(), &self.id.namespace, &self.id.name, &self.id.source)
+        (
+            self.created.as_deref(),
+            &self.id.namespace,
+            &self.id.name,
+            &self.id.source,
+        )
     }
 }
 
@@ -195,7 +200,9 @@ impl Index {
 /// SOA serial: the Unix time, but always moving forward when the table
 /// changes more than once a second.
 fn next_serial(prev: u32) -> u32 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32);
     now.max(prev.wrapping_add(1))
 }
 
@@ -207,7 +214,10 @@ impl Writer {
         }
         let entry = Arc::new(entry);
         let old = self.entries.insert(entry.id.clone(), entry.clone());
-        self.by_source.entry(entry.id.source.clone()).or_default().insert(entry.id.clone());
+        self.by_source
+            .entry(entry.id.source.clone())
+            .or_default()
+            .insert(entry.id.clone());
         let mut names: Vec<Arc<str>> = entry.hosts.iter().map(|h| h.name.clone()).collect();
         if let Some(old) = &old {
             names.extend(old.hosts.iter().map(|h| h.name.clone()));
@@ -258,7 +268,10 @@ impl Writer {
 
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
-        let addrs = list.iter().flat_map(|e| e.hosts.iter().filter(|h| h.name == *name)).flat_map(|h| &h.addrs);
+        let addrs = list
+            .iter()
+            .flat_map(|e| e.hosts.iter().filter(|h| h.name == *name))
+            .flat_map(|h| &h.addrs);
         for addr in addrs {
             if v4.len() + v6.len() == MAX_ADDRESSES_PER_NAME {
                 warn!(%name, limit = MAX_ADDRESSES_PER_NAME, "too many addresses for one name; extra ones skipped");
@@ -279,7 +292,11 @@ impl Writer {
     fn set_records(&mut self, name: &Arc<str>, v4: Vec<std::net::Ipv4Addr>, v6: Vec<std::net::Ipv6Addr>) {
         let old = self.nodes.get(name).cloned().unwrap_or_default();
         let had = old.has_records();
-        let node = Node { v4: v4.into(), v6: v6.into(), below: old.below };
+        let node = Node {
+            v4: v4.into(),
+            v6: v6.into(),
+            below: old.below,
+        };
         let has = node.has_records();
         self.stats.a = self.stats.a + node.v4.len() - old.v4.len();
         self.stats.aaaa = self.stats.aaaa + node.v6.len() - old.v6.len();
@@ -315,7 +332,11 @@ impl Entry {
     /// The entry a source hands the index for one converted ServiceEntry.
     pub fn new(source: SourceId, se: &crate::serviceentry::ServiceEntry, conversion: &Conversion) -> Self {
         Self {
-            id: EntryId { source, namespace: se.namespace().into(), name: se.metadata.name.as_str().into() },
+            id: EntryId {
+                source,
+                namespace: se.namespace().into(),
+                name: se.metadata.name.as_str().into(),
+            },
             created: se.metadata.creation_timestamp.as_deref().map(Arc::from),
             hosts: conversion.hosts.clone(),
         }
@@ -324,7 +345,14 @@ impl Entry {
 
 /// Logs the first time a table becomes non-empty, for operators watching start-up.
 pub fn log_stats(stats: &Stats) {
-    info!(entries = stats.entries, names = stats.names, a = stats.a, aaaa = stats.aaaa, conflicts = stats.conflicts, "table updated");
+    info!(
+        entries = stats.entries,
+        names = stats.names,
+        a = stats.a,
+        aaaa = stats.aaaa,
+        conflicts = stats.conflicts,
+        "table updated"
+    );
 }
 
 #[cfg(test)]

@@ -58,9 +58,7 @@ pub fn is_key_char(c: char) -> bool {
 /// True when `name` equals `zone` or lies below it (both normalized).
 pub fn in_zone(name: &str, zone: &str) -> bool {
     name == zone
-        || (name.len() > zone.len()
-            && name.ends_with(zone)
-            && name.as_bytes()[name.len() - zone.len() - 1] == b'.')
+        || (name.len() > zone.len() && name.ends_with(zone) && name.as_bytes()[name.len() - zone.len() - 1] == b'.')
 }
 
 /// Proper ancestors of a normalized name, nearest first:
@@ -84,7 +82,10 @@ mod tests {
         assert_eq!(normalize_host(""), Err(NameError::Empty));
         assert_eq!(normalize_host("."), Err(NameError::Empty));
         assert_eq!(normalize_host("a..global"), Err(NameError::EmptyLabel));
-        assert!(matches!(normalize_host(&format!("{}.global", "a".repeat(64))), Err(NameError::LabelTooLong(_))));
+        assert!(matches!(
+            normalize_host(&format!("{}.global", "a".repeat(64))),
+            Err(NameError::LabelTooLong(_))
+        ));
         assert!(normalize_host(&format!("{}.global", "a".repeat(63))).is_ok());
         let long = format!("{}global", "abcdefghi.".repeat(25)); // 256 characters
         assert_eq!(normalize_host(&long), Err(NameError::TooLong(256)));

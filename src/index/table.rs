@@ -126,7 +126,11 @@ impl Table {
         }
 
         if let Some(node) = self.nodes.get(key.as_str()) {
-            return if node.has_records() { Lookup::Records(zone, node) } else { Lookup::Empty(zone) };
+            return if node.has_records() {
+                Lookup::Records(zone, node)
+            } else {
+                Lookup::Empty(zone)
+            };
         }
         let mut wildcard = String::with_capacity(key.len() + 2);
         for &start in &starts[1..=own] {
@@ -142,7 +146,12 @@ impl Table {
 
     /// Every name with records, sorted, for `check` and debugging.
     pub fn records(&self) -> Vec<(&str, &Node)> {
-        let mut out: Vec<_> = self.nodes.iter().filter(|(_, n)| n.has_records()).map(|(k, n)| (&**k, n)).collect();
+        let mut out: Vec<_> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.has_records())
+            .map(|(k, n)| (&**k, n))
+            .collect();
         out.sort_by(|a, b| a.0.cmp(b.0));
         out
     }

@@ -26,11 +26,18 @@ pub fn mk_entry(name: &str, created: Option<&str>, hosts: &[(&str, &[&str])]) ->
 fn mk_entry_in(source: SourceId, name: &str, created: Option<&str>, hosts: &[(&str, &[&str])]) -> Entry {
     let (namespace, name) = name.split_once('/').unwrap();
     Entry {
-        id: EntryId { source, namespace: namespace.into(), name: name.into() },
+        id: EntryId {
+            source,
+            namespace: namespace.into(),
+            name: name.into(),
+        },
         created: created.map(Arc::from),
         hosts: hosts
             .iter()
-            .map(|(h, addrs)| HostAddrs { name: (*h).into(), addrs: addrs.iter().map(|a| a.parse().unwrap()).collect() })
+            .map(|(h, addrs)| HostAddrs {
+                name: (*h).into(),
+                addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            })
             .collect(),
     }
 }
@@ -44,7 +51,12 @@ fn resolve(index: &Index, qname: &str) -> String {
         Lookup::Empty(_) => "NODATA".into(),
         Lookup::NxDomain(_) => "NXDOMAIN".into(),
         Lookup::Records(_, node) => {
-            let all: Vec<String> = node.v4.iter().map(|a| a.to_string()).chain(node.v6.iter().map(|a| a.to_string())).collect();
+            let all: Vec<String> = node
+                .v4
+                .iter()
+                .map(|a| a.to_string())
+                .chain(node.v6.iter().map(|a| a.to_string()))
+                .collect();
             all.join(",")
         }
     }
@@ -53,7 +65,11 @@ fn resolve(index: &Index, qname: &str) -> String {
 #[test]
 fn exact_names_case_insensitive() {
     let index = mk_index();
-    index.apply(mk_entry("foo/a", None, &[("httpbin.bar.global", &["240.0.0.2", "2001:db8::2"])]));
+    index.apply(mk_entry(
+        "foo/a",
+        None,
+        &[("httpbin.bar.global", &["240.0.0.2", "2001:db8::2"])],
+    ));
     assert_eq!(resolve(&index, "httpbin.bar.global."), "240.0.0.2,2001:db8::2");
     assert_eq!(resolve(&index, "HTTPBIN.Bar.GLOBAL."), "240.0.0.2,2001:db8::2");
     assert_eq!(resolve(&index, "nope.bar.global."), "NXDOMAIN");
@@ -112,10 +128,25 @@ fn wildcard_matches_labels_with_unusual_bytes() {
 #[test]
 fn conflicts_union_in_creation_then_name_order() {
     let index = mk_index();
-    index.apply(mk_entry("ns2/b", Some("2024-01-02T00:00:00Z"), &[("svc.global", &["240.0.0.3", "240.0.0.1"])]));
-    index.apply(mk_entry("ns1/z", Some("2024-01-01T00:00:00Z"), &[("svc.global", &["240.0.0.2"])]));
-    index.apply(mk_entry("ns1/a", Some("2024-01-02T00:00:00Z"), &[("svc.global", &["240.0.0.1", "2001:db8::1"])]));
-    assert_eq!(resolve(&index, "svc.global."), "240.0.0.2,240.0.0.1,240.0.0.3,2001:db8::1");
+    index.apply(mk_entry(
+        "ns2/b",
+        Some("2024-01-02T00:00:00Z"),
+        &[("svc.global", &["240.0.0.3", "240.0.0.1"])],
+    ));
+    index.apply(mk_entry(
+        "ns1/z",
+        Some("2024-01-01T00:00:00Z"),
+        &[("svc.global", &["240.0.0.2"])],
+    ));
+    index.apply(mk_entry(
+        "ns1/a",
+        Some("2024-01-02T00:00:00Z"),
+        &[("svc.global", &["240.0.0.1", "2001:db8::1"])],
+    ));
+    assert_eq!(
+        resolve(&index, "svc.global."),
+        "240.0.0.2,240.0.0.1,240.0.0.3,2001:db8::1"
+    );
     assert_eq!(index.table().stats.conflicts, 1);
     index.delete(&mk_entry("ns1/z", None, &[]).id);
     index.delete(&mk_entry("ns1/a", None, &[]).id);
@@ -126,7 +157,11 @@ fn conflicts_union_in_creation_then_name_order() {
 #[test]
 fn update_replaces_only_that_entry() {
     let index = mk_index();
-    index.apply(mk_entry("foo/a", None, &[("a.global", &["240.0.0.1"]), ("b.global", &["240.0.0.1"])]));
+    index.apply(mk_entry(
+        "foo/a",
+        None,
+        &[("a.global", &["240.0.0.1"]), ("b.global", &["240.0.0.1"])],
+    ));
     index.apply(mk_entry("foo/other", None, &[("c.global", &["240.0.0.9"])]));
     index.apply(mk_entry("foo/a", None, &[("b.global", &["240.0.0.2"])]));
     assert_eq!(resolve(&index, "a.global."), "NXDOMAIN");
@@ -156,19 +191,41 @@ fn reset_swaps_one_source_atomically() {
     let index = mk_index();
     let file = SourceId::File("/etc/x.yaml".into());
     index.apply(mk_entry("foo/kube", None, &[("k.global", &["240.0.0.1"])]));
-    index.reset(&file, vec![
-        mk_entry_in(file.clone(), "foo/a", None, &[("a.global", &["240.0.0.2"])]),
-        mk_entry_in(file.clone(), "foo/b", None, &[("b.global", &["240.0.0.3"])]),
-    ]);
+    index.reset(
+        &file,
+        vec![
+            mk_entry_in(file.clone(), "foo/a", None, &[("a.global", &["240.0.0.2"])]),
+            mk_entry_in(file.clone(), "foo/b", None, &[("b.global", &["240.0.0.3"])]),
+        ],
+    );
     let before = index.table();
-    index.reset(&file, vec![mk_entry_in(file.clone(), "foo/b", None, &[("b.global", &["240.0.0.4"])])]);
+    index.reset(
+        &file,
+        vec![mk_entry_in(
+            file.clone(),
+            "foo/b",
+            None,
+            &[("b.global", &["240.0.0.4"])],
+        )],
+    );
     // The old table is untouched; the new one has the whole change.
-    assert!(matches!(before.lookup(&Name::from_str("a.global.").unwrap()), Lookup::Records(..)));
+    assert!(matches!(
+        before.lookup(&Name::from_str("a.global.").unwrap()),
+        Lookup::Records(..)
+    ));
     assert_eq!(resolve(&index, "a.global."), "NXDOMAIN");
     assert_eq!(resolve(&index, "b.global."), "240.0.0.4");
     assert_eq!(resolve(&index, "k.global."), "240.0.0.1", "other sources untouched");
     // Same id from two sources: both kept, merged by the conflict rule.
-    index.reset(&file, vec![mk_entry_in(file.clone(), "foo/kube", None, &[("k.global", &["240.0.0.5"])])]);
+    index.reset(
+        &file,
+        vec![mk_entry_in(
+            file.clone(),
+            "foo/kube",
+            None,
+            &[("k.global", &["240.0.0.5"])],
+        )],
+    );
     assert_eq!(resolve(&index, "k.global."), "240.0.0.1,240.0.0.5");
     index.reset(&file, vec![]);
     assert_eq!(resolve(&index, "k.global."), "240.0.0.1");
@@ -179,18 +236,26 @@ fn reset_swaps_one_source_atomically() {
 fn per_name_address_cap() {
     let index = mk_index();
     for i in 0..5u32 {
-        let addrs: Vec<String> = (0..300u32).map(|j| std::net::Ipv4Addr::from((240u32 << 24) | (i << 16) | j).to_string()).collect();
+        let addrs: Vec<String> = (0..300u32)
+            .map(|j| std::net::Ipv4Addr::from((240u32 << 24) | (i << 16) | j).to_string())
+            .collect();
         let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
         index.apply(mk_entry(&format!("foo/e{i}"), None, &[("big.global", &refs)]));
     }
     let table = index.table();
-    let Lookup::Records(_, node) = table.lookup(&Name::from_str("big.global.").unwrap()) else { panic!() };
+    let Lookup::Records(_, node) = table.lookup(&Name::from_str("big.global.").unwrap()) else {
+        panic!()
+    };
     assert_eq!(node.v4.len(), MAX_ADDRESSES_PER_NAME);
 }
 
 #[test]
 fn most_specific_zone_wins() {
     let index = Index::new(vec!["global".into(), "mesh.global".into()], mk_config(), None).unwrap();
-    assert!(matches!(index.table().lookup(&Name::from_str("mesh.global.").unwrap()), Lookup::Apex(z) if &*z.key == "mesh.global"));
-    assert!(matches!(index.table().lookup(&Name::from_str("x.mesh.global.").unwrap()), Lookup::NxDomain(z) if &*z.key == "mesh.global"));
+    assert!(
+        matches!(index.table().lookup(&Name::from_str("mesh.global.").unwrap()), Lookup::Apex(z) if &*z.key == "mesh.global")
+    );
+    assert!(
+        matches!(index.table().lookup(&Name::from_str("x.mesh.global.").unwrap()), Lookup::NxDomain(z) if &*z.key == "mesh.global")
+    );
 }

@@ -33,7 +33,11 @@ impl FileSource {
     /// Loads every path (an error if one is missing or unreadable), then
     /// watches them from a background thread.
     pub fn start(paths: Vec<PathBuf>, index: Arc<Index>) -> anyhow::Result<Self> {
-        let mut state = Files { paths, index, known: HashMap::new() };
+        let mut state = Files {
+            paths,
+            index,
+            known: HashMap::new(),
+        };
         for path in &state.paths {
             std::fs::metadata(path).with_context(|| format!("--file {}", path.display()))?;
         }
@@ -51,7 +55,10 @@ impl FileSource {
             let dir = if path.is_dir() { path.clone() } else { parent(path) };
             if watched.insert(dir.clone()) {
                 watcher.watch(&dir, RecursiveMode::NonRecursive).with_context(|| {
-                    format!("cannot watch {} (is fs.inotify.max_user_watches/instances exhausted?)", dir.display())
+                    format!(
+                        "cannot watch {} (is fs.inotify.max_user_watches/instances exhausted?)",
+                        dir.display()
+                    )
                 })?;
             }
         }
@@ -127,9 +134,14 @@ impl Files {
         }
         let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
-            Err(e) => return error!(file = %file.display(), error = %e, "cannot read file; keeping its last good state"),
+            Err(e) => {
+                return error!(file = %file.display(), error = %e, "cannot read file; keeping its last good state");
+            }
         };
-        let fingerprint = Fingerprint { meta, content: hash(&text) };
+        let fingerprint = Fingerprint {
+            meta,
+            content: hash(&text),
+        };
         self.known.insert(file.to_path_buf(), fingerprint);
         if known.is_some_and(|k| k.content == fingerprint.content) {
             return;
@@ -158,7 +170,11 @@ fn log_event(event: notify::Result<notify::Event>) {
 /// (hidden ones skipped, which also skips ConfigMap's `..data` internals).
 pub fn expand(path: &Path) -> Vec<PathBuf> {
     if !path.is_dir() {
-        return if path.exists() { vec![path.to_path_buf()] } else { Vec::new() };
+        return if path.exists() {
+            vec![path.to_path_buf()]
+        } else {
+            Vec::new()
+        };
     }
     let Ok(dir) = std::fs::read_dir(path) else {
         warn!(dir = %path.display(), "cannot list directory");
@@ -206,4 +222,3 @@ fn hash(text: &str) -> u64 {
     text.hash(&mut h);
     h.finish()
 }
-

@@ -51,7 +51,11 @@ fn documents(text: &str) -> Vec<(usize, &str)> {
         if marker {
             docs.push((start_line, &text[start..offset]));
             // `--- {inline: doc}`: the content after the marker belongs to the next document.
-            let after = if line.starts_with("--- ") || line.starts_with("---\t") { 4 } else { line.len() };
+            let after = if line.starts_with("--- ") || line.starts_with("---\t") {
+                4
+            } else {
+                line.len()
+            };
             start = offset + after.min(line.len());
             start_line = i + 1 + usize::from(after >= line.len());
         }
@@ -64,7 +68,11 @@ fn documents(text: &str) -> Vec<(usize, &str)> {
 fn parse_document(doc: &str, first_line: usize, out: &mut Manifests) -> Result<(), ManifestError> {
     let at = |e: serde_yaml::Error| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        ManifestError { line: first_line + line.saturating_sub(1), column, message: strip_location(&e.to_string()) }
+        ManifestError {
+            line: first_line + line.saturating_sub(1),
+            column,
+            message: strip_location(&e.to_string()),
+        }
     };
     let value: Value = serde_yaml::from_str(doc).map_err(at)?;
     match kind(&value) {
@@ -74,7 +82,10 @@ fn parse_document(doc: &str, first_line: usize, out: &mut Manifests) -> Result<(
             push(se, first_line, out)
         }
         Some((_, list)) if list.ends_with("List") => {
-            let items = value.get("items").and_then(Value::as_sequence).map_or(&[][..], Vec::as_slice);
+            let items = value
+                .get("items")
+                .and_then(Value::as_sequence)
+                .map_or(&[][..], Vec::as_slice);
             for (i, item) in items.iter().enumerate() {
                 match kind(item) {
                     Some((api_version, serviceentry::KIND)) if serviceentry::is_istio_networking(api_version) => {
@@ -108,7 +119,11 @@ fn kind(value: &Value) -> Option<(&str, &str)> {
 
 fn push(se: ServiceEntry, line: usize, out: &mut Manifests) -> Result<(), ManifestError> {
     if se.metadata.name.is_empty() {
-        return Err(ManifestError { line, column: 0, message: "ServiceEntry without metadata.name".into() });
+        return Err(ManifestError {
+            line,
+            column: 0,
+            message: "ServiceEntry without metadata.name".into(),
+        });
     }
     out.entries.push(se);
     Ok(())
@@ -130,9 +145,15 @@ mod tests {
 
     #[test]
     fn multi_document_with_other_kinds() {
-        let text = format!("# leading comment\n{SE}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata: {{a: b}}\n---\n{}\n---\n", SE.replace("name: a", "name: b"));
+        let text = format!(
+            "# leading comment\n{SE}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata: {{a: b}}\n---\n{}\n---\n",
+            SE.replace("name: a", "name: b")
+        );
         let m = parse(&text).unwrap();
-        assert_eq!(m.entries.iter().map(|e| e.metadata.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            m.entries.iter().map(|e| e.metadata.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert_eq!(m.ignored, 1);
         assert_eq!(m.entries[0].spec.hosts, ["a.global"]);
     }
@@ -153,7 +174,8 @@ mod tests {
 
     #[test]
     fn syntax_error_names_the_file_line() {
-        let text = format!("{SE}---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: [unclosed\n");
+        let text =
+            format!("{SE}---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: [unclosed\n");
         let err = parse(&text).unwrap_err();
         assert!(err.line >= 13 && err.line <= 15, "{err}");
     }
