@@ -123,6 +123,7 @@ struct ZoneArgs {
 
 #[derive(Debug, clap::Args)]
 struct LogArgs {
+    /// Log line format: `text` for people, `json` for log collectors.
     #[arg(long, value_enum, env = "MESHDNS_LOG_FORMAT", default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 

@@ -17,7 +17,7 @@ use notify::{RecursiveMode, Watcher};
 use tracing::{debug, error, info, warn};
 
 use super::manifest;
-use crate::index::{Entry, Index, SourceId, convert};
+use crate::index::{Entry, Index, SkipReason, SourceId, convert};
 
 /// Quiet time after a change before reloading, so an editor's
 /// write-rename-chmod burst is read once.
@@ -205,7 +205,14 @@ pub fn load(file: &Path, text: &str, index: &Index) -> Result<Vec<Entry>, manife
     for se in &manifests.entries {
         let conversion = convert::convert(se, index.convert_options());
         for skipped in &conversion.skipped {
-            debug!(file = %file.display(), entry = %se.display_name(), item = %skipped.item, reason = %skipped.reason, "skipped");
+            let (file, entry, item, reason) = (file.display(), se.display_name(), &skipped.item, &skipped.reason);
+            match reason {
+                // Normal in a mixed mesh: not ours to serve.
+                SkipReason::ResolutionNone | SkipReason::OutOfZone => {
+                    debug!(%file, %entry, %item, %reason, "not served")
+                }
+                _ => warn!(%file, %entry, %item, %reason, "skipped"),
+            }
         }
         let entry = Entry::new(source.clone(), se, &conversion);
         if !seen.insert(entry.id.clone()) {
