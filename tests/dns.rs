@@ -271,6 +271,9 @@ fn names_echo_the_query_case() {
     assert_eq!(rdata(&r.answers), ["X.BAZ.Global. 30 240.0.0.3"]);
     let r = s.ask("GLOBAL.", RecordType::NS);
     assert_eq!(rdata(&r.answers), ["GLOBAL. 30 localhost."]);
+    // The SOA owner in negative answers is the query's zone suffix, as Knot's.
+    let r = s.ask("Nope.GloBal.", RecordType::A);
+    assert_eq!(r.authorities[0].name.to_string(), "GloBal.");
 }
 
 #[test]

@@ -193,10 +193,7 @@ fn dig_queries_example() {
     };
     let m = Meshdns::serve(&[&example_file()], &[]);
     let health = http_get(m.admin, "/healthz");
-    assert!(
-        health.as_ref().is_ok_and(|(c, _)| *c == 200),
-        "/healthz: {health:?}"
-    );
+    assert!(health.as_ref().is_ok_and(|(c, _)| *c == 200), "/healthz: {health:?}");
     run_client_cases(
         "dig",
         |c| {
@@ -231,6 +228,31 @@ fn kdig_queries_example() {
     );
 }
 
+/// --ttl sets record TTLs; --negative-ttl the SOA MINIMUM and so the TTL of
+/// the SOA in negative answers (min(SOA TTL, MINIMUM)).
+#[test]
+fn ttl_flags() {
+    let m = Meshdns::serve(&[&example_file()], &["--ttl", "60", "--negative-ttl", "10"]);
+    let q = |name: &str, t| Reply::from_message(&query_udp(m.dns, name, t).unwrap(), true);
+    let r = q("httpbin.bar.global.", RecordType::A);
+    assert_eq!(
+        r.answer.iter().map(|r| r.ttl).collect::<Vec<_>>(),
+        [60],
+        "record TTL with --ttl 60\n{}",
+        r.dump()
+    );
+    for (name, t) in [
+        ("nope.bar.global.", RecordType::A),
+        ("httpbin.bar.global.", RecordType::AAAA),
+    ] {
+        let r = q(name, t);
+        let soa = r.authority.iter().find(|r| r.rtype == "SOA");
+        let soa = soa.unwrap_or_else(|| panic!("{name} {t}: no SOA\n{}", r.dump()));
+        assert_eq!(soa.ttl, 10, "{name} {t}: negative TTL\n{}", r.dump());
+        assert!(soa.rdata.ends_with(" 10"), "{name} {t}: SOA MINIMUM\n{}", r.dump());
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 2./3. Real forwarders in front of meshdns
 
@@ -247,12 +269,7 @@ fn check_through_forwarder(dig_bin: &Path, fwd: SocketAddr, who: &str) {
     let r = dig(dig_bin, fwd, &["httpbin.bar.global", "A"]);
     println!("{who}: httpbin.bar.global A -> {}", r.dump().trim_end());
     assert_eq!(r.rcode, "NOERROR", "{who}: httpbin A\n{}", r.dump());
-    assert_eq!(
-        r.answers("A"),
-        ["240.0.0.2"],
-        "{who}: httpbin A\n{}",
-        r.dump()
-    );
+    assert_eq!(r.answers("A"), ["240.0.0.2"], "{who}: httpbin A\n{}", r.dump());
 
     let r = dig(dig_bin, fwd, &["nope.bar.global", "A"]);
     println!("{who}: nope.bar.global A -> {}", r.dump().trim_end());
@@ -260,20 +277,10 @@ fn check_through_forwarder(dig_bin: &Path, fwd: SocketAddr, who: &str) {
     assert!(r.answer.is_empty(), "{who}: missing name\n{}", r.dump());
 
     let r = dig(dig_bin, fwd, &["a.b.baz.global", "A"]);
-    assert_eq!(
-        r.answers("A"),
-        ["240.0.0.3"],
-        "{who}: wildcard\n{}",
-        r.dump()
-    );
+    assert_eq!(r.answers("A"), ["240.0.0.3"], "{who}: wildcard\n{}", r.dump());
 
     let r = dig(dig_bin, fwd, &["ratings.bar.global", "AAAA"]);
-    assert_eq!(
-        r.answers("AAAA"),
-        ["2001:db8::7"],
-        "{who}: AAAA\n{}",
-        r.dump()
-    );
+    assert_eq!(r.answers("AAAA"), ["2001:db8::7"], "{who}: AAAA\n{}", r.dump());
 
     // NODATA must stay NOERROR through the forwarder, not become NXDOMAIN.
     let r = dig(dig_bin, fwd, &["ratings.bar.global", "A"]);
@@ -287,8 +294,7 @@ fn check_through_forwarder(dig_bin: &Path, fwd: SocketAddr, who: &str) {
 #[test]
 fn dnsmasq_stub_domain() {
     let test = "dnsmasq_stub_domain";
-    let (Some(dnsmasq), Some(dig_bin)) = (require_tool(test, "dnsmasq"), require_tool(test, "dig"))
-    else {
+    let (Some(dnsmasq), Some(dig_bin)) = (require_tool(test, "dnsmasq"), require_tool(test, "dig")) else {
         return;
     };
     let m = Meshdns::serve(&[&example_file()], &[]);
@@ -311,10 +317,7 @@ fn dnsmasq_stub_domain() {
         "--group=root",
     ])
     .arg(format!("--port={port}"))
-    .arg(format!(
-        "--pid-file={}",
-        dir.path().join("dnsmasq.pid").display()
-    ))
+    .arg(format!("--pid-file={}", dir.path().join("dnsmasq.pid").display()))
     .arg(format!("--server=/global/127.0.0.1#{}", m.dns.port()));
     let mut p = Proc::spawn("dnsmasq", cmd, &dir.path().join("dnsmasq.log"));
     let fwd = loopback(port);
@@ -326,8 +329,7 @@ fn dnsmasq_stub_domain() {
 #[test]
 fn unbound_stub_zone() {
     let test = "unbound_stub_zone";
-    let (Some(unbound), Some(dig_bin)) = (require_tool(test, "unbound"), require_tool(test, "dig"))
-    else {
+    let (Some(unbound), Some(dig_bin)) = (require_tool(test, "unbound"), require_tool(test, "dig")) else {
         return;
     };
     let m = Meshdns::serve(&[&example_file()], &[]);
@@ -435,6 +437,25 @@ fn knot_queries() -> Vec<(&'static str, RecordType)> {
         (".", NS),
         (".", SOA),
     ]);
+    // tests/e2e/edge-cases.yaml: truncation and wildcard closest encloser.
+    q.extend([
+        ("many.lots.global.", A),
+        ("many.lots.global.", AAAA),
+        ("lots.global.", A),
+        ("wild.global.", A),
+        ("*.wild.global.", A),
+        ("x.wild.global.", A),
+        ("x.wild.global.", AAAA),
+        ("deep.x.wild.global.", A),
+        ("api.wild.global.", A),
+        ("api.wild.global.", AAAA),
+        // Not ("x.api.wild.global.", A): Knot follows RFC 4592 (NXDOMAIN,
+        // api.wild.global blocks the wildcard); meshdns answers from
+        // *.wild.global as Istio matches hosts. See README and the index tests.
+        ("sub.wild.global.", A),
+        ("y.sub.wild.global.", A),
+        ("Y.SUB.Wild.global.", A),
+    ]);
     q
 }
 
@@ -448,10 +469,7 @@ fn reply_diff(knot: &Reply, mesh: &Reply) -> (Vec<String>, Vec<String>) {
         d.push(format!("rcode knot={} meshdns={}", knot.rcode, mesh.rcode));
     }
     for flag in ["aa", "tc"] {
-        let (k, m) = (
-            knot.flags.contains(&flag.into()),
-            mesh.flags.contains(&flag.into()),
-        );
+        let (k, m) = (knot.flags.contains(&flag.into()), mesh.flags.contains(&flag.into()));
         if k != m {
             d.push(format!("{flag} knot={k} meshdns={m}"));
         }
@@ -474,10 +492,7 @@ fn reply_diff(knot: &Reply, mesh: &Reply) -> (Vec<String>, Vec<String>) {
         let (k, m) = (sorted(&knot.answer, false), sorted(&mesh.answer, false));
         d.push(format!("answer knot={k:?} meshdns={m:?}"));
     }
-    let (k, m) = (
-        sorted(&knot.authority, false),
-        sorted(&mesh.authority, false),
-    );
+    let (k, m) = (sorted(&knot.authority, false), sorted(&mesh.authority, false));
     if k != m {
         if sorted(&knot.authority, true) == sorted(&mesh.authority, true) {
             notes.push(format!("authority owner case: knot={k:?} meshdns={m:?}"));
@@ -498,12 +513,24 @@ fn knot_reference_comparison() {
 
     // The zone Knot serves is what `meshdns check --output zone` prints.
     let example = example_file();
-    let (code, zone, stderr) = meshdns_check(&["--output", "zone", example.to_str().unwrap()]);
-    assert_eq!(
-        code, 0,
-        "meshdns check --output zone failed:\n{stderr}\n{zone}"
-    );
-    println!("---- meshdns check --output zone ----\n{zone}-------------------------------------");
+    let edge = repo_path("tests/e2e/edge-cases.yaml");
+    let (code, zone, stderr) = meshdns_check(&["--output", "zone", example.to_str().unwrap(), edge.to_str().unwrap()]);
+    assert_eq!(code, 0, "meshdns check --output zone failed:\n{stderr}\n{zone}");
+    // Print the zone without the 60 records of many.lots.global.
+    let many = zone.lines().filter(|l| l.starts_with("many.lots.")).count();
+    println!("---- meshdns check --output zone (minus {many} many.lots.global. records) ----");
+    for l in zone.lines().filter(|l| !l.starts_with("many.lots.")) {
+        println!("{l}");
+    }
+    println!("----");
+    let soa: Vec<&str> = zone
+        .lines()
+        .find(|l| l.split_whitespace().any(|t| t == "SOA"))
+        .unwrap_or_else(|| panic!("no SOA in zone output:\n{zone}"))
+        .split_whitespace()
+        .skip_while(|t| *t != "SOA")
+        .collect();
+    assert_eq!(soa.get(3), Some(&"1"), "SOA serial of `check --output zone`");
     fs::write(dir.path().join("global.zone"), &zone).unwrap();
 
     let port = free_port();
@@ -551,10 +578,11 @@ zone:
     });
     println!("knotd ready on {knot_addr} in {took:?}");
 
-    let m = Meshdns::serve(&[&example], &[]);
+    let m = Meshdns::serve(&[&example, &edge], &[]);
 
     let mut table = String::new();
     let (mut mismatches, mut note_count) = (0, 0);
+    let mut diffs = String::new();
     let queries = knot_queries();
     for ((name, rtype), proto) in queries.iter().flat_map(|q| [(q, "udp"), (q, "tcp")]) {
         let ask = |server| match proto {
@@ -582,6 +610,12 @@ zone:
         for line in diff.iter().chain(&notes) {
             let _ = writeln!(table, "       - {line}");
         }
+        if !diff.is_empty() {
+            let _ = writeln!(diffs, "{proto} {name} {rtype}:");
+            for line in &diff {
+                let _ = writeln!(diffs, "    - {line}");
+            }
+        }
     }
     println!("{table}");
     println!(
@@ -590,7 +624,10 @@ zone:
         queries.len() * 2
     );
     knot.assert_alive();
-    assert_eq!(mismatches, 0, "meshdns differs from Knot DNS:\n{table}");
+    assert!(
+        diffs.is_empty(),
+        "meshdns differs from Knot DNS in {mismatches} exchanges:\n{diffs}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -630,9 +667,7 @@ impl Reload<'_> {
         });
         self.proc.assert_alive();
         let Some(took) = took else {
-            panic!(
-                "{step}: {name} A never became {want:?} within {RELOAD_GIVE_UP:?}; last: {last:?}"
-            );
+            panic!("{step}: {name} A never became {want:?} within {RELOAD_GIVE_UP:?}; last: {last:?}");
         };
         println!("reload: {step}: {name} -> {want:?} after {took:?}");
         self.latencies.push((step.to_string(), took));
@@ -695,11 +730,7 @@ fn hot_reload_directory() {
     r.steady("initial", "beta.hot.global", None);
 
     // (a) add: a new file, then a document appended to the existing one.
-    fs::write(
-        &extra,
-        service_entry("beta", &["beta.hot.global"], &["240.1.0.2"]),
-    )
-    .unwrap();
+    fs::write(&extra, service_entry("beta", &["beta.hot.global"], &["240.1.0.2"])).unwrap();
     r.expect("new file", "beta.hot.global", Some("240.1.0.2"));
     append(&svc, &format!("---\n{gamma}"));
     r.expect("append document", "gamma.hot.global", Some("240.1.0.3"));
@@ -709,11 +740,7 @@ fn hot_reload_directory() {
     atomic_write(&svc, &format!("{}---\n{gamma}", alpha("240.1.0.11")));
     r.expect("atomic replace", "alpha.hot.global", Some("240.1.0.11"));
     r.steady("atomic replace", "gamma.hot.global", Some("240.1.0.3"));
-    fs::write(
-        &extra,
-        service_entry("beta", &["beta.hot.global"], &["240.1.0.12"]),
-    )
-    .unwrap();
+    fs::write(&extra, service_entry("beta", &["beta.hot.global"], &["240.1.0.12"])).unwrap();
     r.expect("in-place rewrite", "beta.hot.global", Some("240.1.0.12"));
 
     // (c) delete: a whole file, then one document of a file.
@@ -724,19 +751,34 @@ fn hot_reload_directory() {
 
     // (d) invalid YAML: last good state stays, the error names file and line.
     let broken = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: alpha\n  namespace: test: broken\nspec:\n  hosts:\n  - alpha.hot.global\n  addresses:\n  - 240.1.0.99\n";
+    let seen = r.proc.log().len();
     fs::write(&svc, broken).unwrap();
-    let logged = poll_until(Duration::from_secs(3), Duration::from_millis(20), || {
-        r.proc.log().lines().any(|l| l.contains("services.yaml"))
+    // The first new error line naming the file after the write.
+    let mut err_line = None;
+    poll_until(Duration::from_secs(3), Duration::from_millis(20), || {
+        let log = r.proc.log();
+        err_line = log
+            .get(seen..)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| {
+                let lower = l.to_lowercase();
+                l.contains("services.yaml") && (lower.contains("error") || lower.contains("invalid"))
+            })
+            .map(str::to_string);
+        err_line.is_some()
     });
-    let log = r.proc.log();
-    assert!(
-        logged.is_some(),
-        "no log line naming services.yaml after invalid YAML:\n{log}"
-    );
-    let err_line = log.lines().rfind(|l| l.contains("services.yaml")).unwrap();
+    let err_line = err_line.unwrap_or_else(|| {
+        panic!(
+            "no error log line naming services.yaml after invalid YAML:\n{}",
+            r.proc.log()
+        )
+    });
     println!("reload: invalid YAML logged: {err_line}");
     assert!(
-        err_line.contains("line 5") || err_line.contains(":5:") || err_line.contains("line: 5"),
+        ["line 5", "line=5", "line: 5", ":5:"]
+            .iter()
+            .any(|p| err_line.contains(p)),
         "error log line does not name line 5 of services.yaml: {err_line}"
     );
     std::thread::sleep(RELOAD_DEADLINE);
@@ -760,7 +802,8 @@ fn hot_reload_single_file_rename() {
     let svc = dir.path().join("one.yaml");
     let one = |ip: &str| service_entry("one", &["one.hot.global"], &[ip]);
     fs::write(&svc, one("240.2.0.1")).unwrap();
-    let mut m = Meshdns::serve(&[&svc], &[]);
+    // A second --file: both sources are served side by side.
+    let mut m = Meshdns::serve(&[&svc, &example_file()], &[]);
     let mut r = Reload {
         dns: m.dns,
         latencies: Vec::new(),
@@ -772,11 +815,8 @@ fn hot_reload_single_file_rename() {
         r.expect(&format!("rename #{}", i + 1), "one.hot.global", Some(ip));
     }
     fs::write(&svc, one("240.2.0.5")).unwrap();
-    r.expect(
-        "in-place after renames",
-        "one.hot.global",
-        Some("240.2.0.5"),
-    );
+    r.expect("in-place after renames", "one.hot.global", Some("240.2.0.5"));
+    r.steady("other --file", "httpbin.bar.global", Some("240.0.0.2"));
     r.finish();
 }
 
@@ -815,4 +855,62 @@ fn hot_reload_configmap_symlink_swap() {
     publish(3, "240.3.0.3");
     r.expect("configmap update #2", "cm.hot.global", Some("240.3.0.3"));
     r.finish();
+}
+
+/// Once an edit is applied the watcher must sleep until the next change
+/// (inotify, no polling): the process should not keep waking up.
+#[test]
+fn file_watch_idle_after_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("idle.yaml");
+    let entry = |ip: &str| service_entry("idle", &["idle.hot.global"], &[ip]);
+    fs::write(&file, entry("240.4.0.1")).unwrap();
+    let mut m = Meshdns::serve(&[dir.path()], &[]);
+    let pid = m.proc.pid();
+    let window = Duration::from_secs(2);
+    let wakeups = |what: &str| {
+        let a = context_switches(pid).expect("/proc/<pid>/task/*/status");
+        std::thread::sleep(window);
+        let n = context_switches(pid).unwrap() - a;
+        println!("idle: {n} context switches in {window:?} {what}");
+        n
+    };
+    let before = wakeups("before any edit");
+
+    fs::write(&file, entry("240.4.0.2")).unwrap();
+    let mut r = Reload {
+        dns: m.dns,
+        latencies: Vec::new(),
+        proc: &mut m.proc,
+    };
+    r.expect("edit", "idle.hot.global", Some("240.4.0.2"));
+    r.finish();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = wakeups("after the edit was applied");
+    assert!(
+        after <= before + 10,
+        "meshdns keeps waking up with no file changes: {after} context switches in \
+         {window:?} after one edit vs {before} before it (a rescan re-triggering itself?)"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// meshdns check
+
+#[test]
+fn check_exit_codes() {
+    let example = example_file();
+    let (code, out, err) = meshdns_check(&[example.to_str().unwrap()]);
+    assert_eq!(code, 0, "check on the example:\n{out}\n{err}");
+    assert!(out.contains("httpbin.bar.global"), "check output:\n{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    fs::write(&bad, "kind: ServiceEntry\nspec:\n  hosts: [a.bar.global\n").unwrap();
+    let (code, out, err) = meshdns_check(&[example.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "check with an invalid manifest:\n{out}\n{err}");
+    assert!(
+        format!("{out}{err}").contains("bad.yaml"),
+        "check does not name the invalid file:\n{out}\n{err}"
+    );
 }

@@ -46,13 +46,13 @@ pub fn answer(table: &Table, query: &Query) -> Reply {
 
     match table.lookup(qname) {
         Lookup::OutOfZone => Reply::refused(),
-        Lookup::NxDomain(zone) => negative(table, zone, ResponseCode::NXDomain),
-        Lookup::Empty(zone) => negative(table, zone, ResponseCode::NoError),
+        Lookup::NxDomain(zone) => negative(table, qname, zone, ResponseCode::NXDomain),
+        Lookup::Empty(zone) => negative(table, qname, zone, ResponseCode::NoError),
         Lookup::Apex(zone) => match qtype {
             // RFC 8482: ANY gets one RRset, never the whole name.
             RecordType::SOA | RecordType::ANY => positive(records(vec![RData::SOA(table.soa())])),
             RecordType::NS => positive(records(vec![RData::NS(NS(table.config.nameserver.clone()))])),
-            _ => negative(table, zone, ResponseCode::NoError),
+            _ => negative(table, qname, zone, ResponseCode::NoError),
         },
         Lookup::Records(zone, node) => {
             let v4 = || node.v4.iter().map(|a| RData::A(A(*a))).collect::<Vec<_>>();
@@ -62,7 +62,7 @@ pub fn answer(table: &Table, query: &Query) -> Reply {
                 RecordType::AAAA if !node.v6.is_empty() => positive(records(v6())),
                 RecordType::ANY if !node.v4.is_empty() => positive(records(v4())),
                 RecordType::ANY => positive(records(v6())),
-                _ => negative(table, zone, ResponseCode::NoError),
+                _ => negative(table, qname, zone, ResponseCode::NoError),
             }
         }
     }
@@ -79,16 +79,15 @@ fn positive(answers: Vec<Record>) -> Reply {
 
 /// NXDOMAIN or NODATA with the zone's SOA, whose TTL caps the negative
 /// cache time (RFC 2308 §5: min(SOA TTL, MINIMUM)).
-fn negative(table: &Table, zone: &Zone, rcode: ResponseCode) -> Reply {
+/// The SOA owner is the query name's own zone suffix, so it keeps the
+/// query's case as Knot's (compressed) answers do.
+fn negative(table: &Table, qname: &Name, zone: &Zone, rcode: ResponseCode) -> Reply {
     let ttl = table.config.ttl.min(table.config.negative_ttl);
+    let owner = qname.trim_to(zone.name.num_labels() as usize);
     Reply {
         rcode,
         authoritative: true,
         answers: Vec::new(),
-        authority: vec![soa_record(table, &zone.name, ttl)],
+        authority: vec![Record::from_rdata(owner, ttl, RData::SOA(table.soa()))],
     }
-}
-
-fn soa_record(table: &Table, owner: &Name, ttl: u32) -> Record {
-    Record::from_rdata(owner.clone(), ttl, RData::SOA(table.soa()))
 }

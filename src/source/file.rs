@@ -93,11 +93,13 @@ struct Fingerprint {
 impl Files {
     fn watch(mut self, rx: mpsc::Receiver<notify::Result<notify::Event>>) {
         while let Ok(event) = rx.recv() {
-            log_event(event);
+            if !is_change(event) {
+                continue;
+            }
             let start = Instant::now();
             while start.elapsed() < DEBOUNCE_MAX {
                 match rx.recv_timeout(DEBOUNCE) {
-                    Ok(event) => log_event(event),
+                    Ok(event) => _ = is_change(event),
                     Err(mpsc::RecvTimeoutError::Timeout) => break,
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
@@ -159,10 +161,19 @@ impl Files {
     }
 }
 
-fn log_event(event: notify::Result<notify::Event>) {
+/// Whether an event may mean new content. Opens and reads are not: the
+/// rescan's own `read_dir` would otherwise wake the watcher forever.
+fn is_change(event: notify::Result<notify::Event>) -> bool {
     match event {
-        Ok(event) => debug!(?event.kind, paths = ?event.paths, "file event"),
-        Err(e) => warn!(error = %e, "file watch error"),
+        Ok(event) if event.kind.is_access() => false,
+        Ok(event) => {
+            debug!(?event.kind, paths = ?event.paths, "file event");
+            true
+        }
+        Err(e) => {
+            warn!(error = %e, "file watch error; rescanning");
+            true
+        }
     }
 }
 

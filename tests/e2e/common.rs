@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, Query, ResponseCode};
@@ -95,9 +95,7 @@ impl Proc {
         let err = out.try_clone().unwrap();
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         die_with_parent(&mut cmd);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
         Proc {
             name: name.to_string(),
             child,
@@ -114,18 +112,15 @@ impl Proc {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The log so far, without ANSI colour codes.
     pub fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        strip_ansi(&fs::read_to_string(&self.log).unwrap_or_default())
     }
 
     /// Panics with the process log if it has exited.
     pub fn assert_alive(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "{} exited unexpectedly ({status}); log:\n{}",
-                self.name,
-                self.log()
-            );
+            panic!("{} exited unexpectedly ({status}); log:\n{}", self.name, self.log());
         }
     }
 
@@ -158,6 +153,26 @@ impl Drop for Proc {
             eprintln!("---- end of {} log ----", self.name);
         }
     }
+}
+
+/// Removes ANSI escape sequences (`ESC [ ... letter`).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn tail(s: &str, lines: usize) -> String {
@@ -242,14 +257,47 @@ impl Meshdns {
     }
 }
 
+/// Runs a short-lived command to completion, killing it after `limit`.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    // Drain both pipes in threads so a chatty child cannot block on them.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {limit:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
 /// Runs `meshdns check ARGS` and returns (exit code, stdout, stderr).
 pub fn meshdns_check(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(MESHDNS)
-        .arg("check")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run meshdns check");
+    let mut cmd = Command::new(MESHDNS);
+    cmd.arg("check").args(args);
+    let out = run_bounded(cmd, Duration::from_secs(30));
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -360,11 +408,7 @@ pub struct Rr {
 
 impl std::fmt::Display for Rr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {} IN {} {}",
-            self.name, self.ttl, self.rtype, self.rdata
-        )
+        write!(f, "{} {} IN {} {}", self.name, self.ttl, self.rtype, self.rdata)
     }
 }
 
@@ -457,17 +501,9 @@ impl Reply {
         ];
         Reply {
             rcode: rcode_str(md.response_code),
-            flags: flags
-                .iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, f)| f.to_string())
-                .collect(),
+            flags: flags.iter().filter(|(on, _)| *on).map(|(_, f)| f.to_string()).collect(),
             answer: m.answers.iter().map(|r| rr_from(r, mask_serial)).collect(),
-            authority: m
-                .authorities
-                .iter()
-                .map(|r| rr_from(r, mask_serial))
-                .collect(),
+            authority: m.authorities.iter().map(|r| rr_from(r, mask_serial)).collect(),
         }
     }
 }
@@ -478,15 +514,13 @@ impl Reply {
 /// Runs `dig @server -p port +noall +comments +answer +authority ARGS` and
 /// parses the reply. Panics (with dig's output) if dig got no answer.
 pub fn dig(dig: &Path, server: SocketAddr, args: &[&str]) -> Reply {
-    let out = Command::new(dig)
-        .arg(format!("@{}", server.ip()))
+    let mut cmd = Command::new(dig);
+    cmd.arg(format!("@{}", server.ip()))
         .args(["-p", &server.port().to_string()])
         .args(["+noall", "+comments", "+answer", "+authority"])
         .args(["+time=2", "+tries=2"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dig");
+        .args(args);
+    let out = run_bounded(cmd, Duration::from_secs(15));
     let stdout = String::from_utf8_lossy(&out.stdout);
     parse_dig(&stdout).unwrap_or_else(|e| {
         panic!(
@@ -545,9 +579,7 @@ fn parse_rr_line(line: &str) -> Result<Rr, String> {
     let mut it = line.split_whitespace();
     let mut next = |what: &str| it.next().ok_or(format!("no {what} in {line:?}"));
     let name = next("name")?.to_string();
-    let ttl = next("ttl")?
-        .parse()
-        .map_err(|e| format!("ttl in {line:?}: {e}"))?;
+    let ttl = next("ttl")?.parse().map_err(|e| format!("ttl in {line:?}: {e}"))?;
     let _class = next("class")?;
     let rtype = next("type")?.to_string();
     let rdata = it.collect::<Vec<_>>().join(" ");
@@ -561,14 +593,12 @@ fn parse_rr_line(line: &str) -> Result<Rr, String> {
 
 /// Runs `kdig @server -p port +json ARGS` and parses the RFC 8427 output.
 pub fn kdig(kdig: &Path, server: SocketAddr, args: &[&str]) -> Reply {
-    let out = Command::new(kdig)
-        .arg(format!("@{}", server.ip()))
+    let mut cmd = Command::new(kdig);
+    cmd.arg(format!("@{}", server.ip()))
         .args(["-p", &server.port().to_string()])
         .args(["+json", "+timeout=2", "+retry=1"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kdig");
+        .args(args);
+    let out = run_bounded(cmd, Duration::from_secs(15));
     let stdout = String::from_utf8_lossy(&out.stdout);
     parse_kdig_json(&stdout).unwrap_or_else(|e| {
         panic!(
@@ -605,8 +635,7 @@ pub fn parse_kdig_json(text: &str) -> Result<Reply, String> {
                     .and_then(|m| {
                         m.iter().find_map(|(k, val)| {
                             let k = k.as_str()?;
-                            (k.starts_with("rdata") && k != "rdataHEX")
-                                .then(|| val.as_str().map(str::to_string))?
+                            (k.starts_with("rdata") && k != "rdataHEX").then(|| val.as_str().map(str::to_string))?
                         })
                     })
                     .or_else(|| s("RDATAHEX"))
@@ -633,11 +662,7 @@ pub fn parse_kdig_json(text: &str) -> Result<Reply, String> {
 
 /// Polls `f` every `interval` until it returns true or `limit` passes;
 /// returns the time it took.
-pub fn poll_until(
-    limit: Duration,
-    interval: Duration,
-    mut f: impl FnMut() -> bool,
-) -> Option<Duration> {
+pub fn poll_until(limit: Duration, interval: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
     loop {
         if f() {
@@ -648,6 +673,24 @@ pub fn poll_until(
         }
         std::thread::sleep(interval);
     }
+}
+
+/// Context switches of all threads of `pid` so far (Linux /proc), a proxy
+/// for "did the process wake up".
+pub fn context_switches(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let status = fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+        for line in status.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += v.trim().parse::<u64>().ok()?;
+            }
+        }
+    }
+    Some(total)
 }
 
 /// A ServiceEntry document with the given hosts and spec.addresses.
