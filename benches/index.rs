@@ -19,7 +19,7 @@ const N: u32 = 100_000;
 fn entry(i: u32, last_octet: u32) -> Entry {
     Entry {
         id: EntryId {
-            source: SourceId::Kube,
+            source: SourceId::Kube(None),
             namespace: format!("ns{}", i % 100).into(),
             name: format!("svc{i}").into(),
         },
@@ -39,7 +39,7 @@ fn index() -> Index {
         hostmaster: Name::from_str("nobody.invalid.").unwrap(),
     };
     let index = Index::new(vec!["global".into()], config, None).unwrap();
-    index.reset(&SourceId::Kube, (0..N).map(|i| entry(i, 1)).collect());
+    index.reset(&SourceId::Kube(None), (0..N).map(|i| entry(i, 1)).collect());
     index
 }
 

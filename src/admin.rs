@@ -1,4 +1,4 @@
-//! The admin HTTP endpoint: `/healthz` (liveness) and `/readyz`.
+//! The admin HTTP endpoint: `/healthz` (liveness), `/readyz` and `/metrics`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +8,9 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::header::{CONTENT_TYPE, HeaderName};
 use axum::routing::get;
+use prometheus::{Registry, TextEncoder};
 
 /// Whether this instance should receive traffic.
 #[derive(Clone, Default)]
@@ -24,15 +26,29 @@ impl Readiness {
     }
 }
 
-pub fn router(ready: Readiness) -> Router {
+#[derive(Clone)]
+struct AdminState {
+    ready: Readiness,
+    registry: Registry,
+}
+
+pub fn router(ready: Readiness, registry: Registry) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(ready)
+        .route("/metrics", get(metrics))
+        .with_state(AdminState { ready, registry })
 }
 
-async fn readyz(State(ready): State<Readiness>) -> (StatusCode, &'static str) {
-    if ready.get() {
+async fn metrics(State(state): State<AdminState>) -> Result<([(HeaderName, &'static str); 1], String), StatusCode> {
+    let text = TextEncoder::new()
+        .encode_to_string(&state.registry.gather())
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    Ok(([(CONTENT_TYPE, prometheus::TEXT_FORMAT)], text))
+}
+
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
+    if state.ready.get() {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
@@ -45,8 +61,8 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
         .with_context(|| format!("cannot bind admin address {addr}"))
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, ready: Readiness) -> anyhow::Result<()> {
-    axum::serve(listener, router(ready))
+pub async fn serve(listener: tokio::net::TcpListener, ready: Readiness, registry: Registry) -> anyhow::Result<()> {
+    axum::serve(listener, router(ready, registry))
         .await
         .context("admin server stopped")
 }

@@ -16,6 +16,7 @@ use crate::admin::{self, Readiness};
 use crate::dns::{DnsServer, Handler};
 use crate::index::{self, Index, ZoneConfig, convert, name};
 use crate::source::file::{self, FileSource};
+use crate::source::kube::{self, KubeMetrics, KubeOptions};
 use crate::source::manifest;
 
 /// Authoritative DNS for Istio multi-cluster `.global` names.
@@ -56,11 +57,45 @@ struct ServeArgs {
     #[arg(long = "file", value_name = "PATH", env = "MESHDNS_FILE", value_delimiter = ',')]
     files: Vec<PathBuf>,
 
+    /// Also watch ServiceEntries in Kubernetes. On by default when no --file
+    /// is given; with --file, both sources feed one table.
+    #[arg(long, env = "MESHDNS_KUBERNETES")]
+    kubernetes: bool,
+
+    #[command(flatten)]
+    kube: KubeArgs,
+
     #[command(flatten)]
     zone: ZoneArgs,
 
     #[command(flatten)]
     log: LogArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct KubeArgs {
+    /// Kubeconfig file. Default: in-cluster config, then $KUBECONFIG, then
+    /// ~/.kube/config.
+    #[arg(long, env = "MESHDNS_KUBECONFIG", value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use instead of the current one.
+    #[arg(long, env = "MESHDNS_CONTEXT", value_name = "NAME")]
+    context: Option<String>,
+
+    /// Watch only this namespace (repeatable). Default: all namespaces.
+    #[arg(
+        long = "namespace",
+        env = "MESHDNS_NAMESPACE",
+        value_name = "NS",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
+
+    /// Watch only ServiceEntries matching this label selector, e.g.
+    /// `mesh.example.com/dns=enabled`.
+    #[arg(long, env = "MESHDNS_SELECTOR")]
+    selector: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -218,31 +253,61 @@ impl ServeArgs {
             dns_addr,
             admin_addr,
             files,
+            kubernetes,
+            kube,
             zone,
             log: _,
         } = self;
-        if files.is_empty() {
-            bail!(
-                "no ServiceEntry source: pass --file PATH (a YAML file or a directory), \
-                 e.g. --file deploy/examples/serviceentries.yaml"
-            );
-        }
+        let KubeArgs {
+            kubeconfig,
+            context,
+            namespaces,
+            selector,
+        } = kube;
+        let kube_options = (kubernetes || files.is_empty()).then_some(KubeOptions {
+            kubeconfig,
+            context,
+            namespaces,
+            selector,
+        });
         let index = Arc::new(zone.index()?);
         let ready = Readiness::default();
-        let _files = FileSource::start(files, index.clone())?;
-        index::log_stats(&index.table().stats);
-        ready.set(true);
+        let registry = prometheus::Registry::new();
+        let kube_metrics = KubeMetrics::register(&registry)?;
+        let _files = match files.is_empty() {
+            true => None,
+            false => Some(FileSource::start(files, index.clone())?),
+        };
 
         // One thread answers DNS: per-query work is microseconds, and a
         // current-thread runtime avoids cross-thread task hand-offs.
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async move {
-            let dns = DnsServer::bind(dns_addr, Handler::new(index)).await?;
+            let kube = match kube_options {
+                Some(opts) => Some((kube::client(&opts).await?, opts)),
+                None => None,
+            };
+            let dns = DnsServer::bind(dns_addr, Handler::new(index.clone(), ready.clone())).await?;
             let admin = admin::bind(admin_addr).await?;
             info!(dns = %dns.local_addr(), admin = %admin.local_addr()?, "serving");
+
+            let watch = async {
+                let Some((client, opts)) = kube else {
+                    index::log_stats(&index.table().stats);
+                    ready.set(true);
+                    return std::future::pending().await;
+                };
+                kube::run(client, opts, index.clone(), kube_metrics, || {
+                    index::log_stats(&index.table().stats);
+                    info!("Kubernetes ServiceEntries synced; ready");
+                    ready.set(true);
+                })
+                .await
+            };
             tokio::select! {
                 r = dns.run() => r,
-                r = admin::serve(admin, ready) => r,
+                r = admin::serve(admin, ready.clone(), registry) => r,
+                r = watch => r,
                 signal = shutdown_signal() => {
                     info!(signal, "shutting down");
                     Ok(())

@@ -12,6 +12,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::debug;
 
 use super::answer::{Reply, answer};
+use crate::admin::Readiness;
 use crate::index::Index;
 
 /// Our EDNS UDP payload size (DNS flag day 2020).
@@ -19,11 +20,14 @@ pub const EDNS_PAYLOAD: u16 = 1232;
 
 pub struct Handler {
     index: Arc<Index>,
+    ready: Readiness,
 }
 
 impl Handler {
-    pub fn new(index: Arc<Index>) -> Self {
-        Self { index }
+    /// Until `ready`, every query gets SERVFAIL: a table still loading
+    /// must not answer NXDOMAIN for names that exist.
+    pub fn new(index: Arc<Index>, ready: Readiness) -> Self {
+        Self { index, ready }
     }
 }
 
@@ -51,6 +55,8 @@ impl RequestHandler for Handler {
             Err(ResponseCode::BADVERS)
         } else if request.queries.len() != 1 {
             Err(ResponseCode::FormErr)
+        } else if !self.ready.get() {
+            Err(ResponseCode::ServFail)
         } else {
             Ok(answer(&self.index.table(), request.queries.queries()[0].original()))
         };

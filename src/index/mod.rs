@@ -30,14 +30,16 @@ pub const MAX_ADDRESSES_PER_NAME: usize = 1000;
 /// Where an entry came from. Sources own disjoint sets of entries.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SourceId {
-    Kube,
+    /// One watch: all namespaces (`None`) or one namespace.
+    Kube(Option<Arc<str>>),
     File(Arc<str>),
 }
 
 impl std::fmt::Display for SourceId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Kube => f.write_str("kubernetes"),
+            Self::Kube(None) => f.write_str("kubernetes"),
+            Self::Kube(Some(ns)) => write!(f, "kubernetes namespace {ns}"),
             Self::File(path) => f.write_str(path),
         }
     }

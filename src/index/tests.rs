@@ -20,7 +20,7 @@ pub fn mk_index() -> Index {
 }
 
 pub fn mk_entry(name: &str, created: Option<&str>, hosts: &[(&str, &[&str])]) -> Entry {
-    mk_entry_in(SourceId::Kube, name, created, hosts)
+    mk_entry_in(SourceId::Kube(None), name, created, hosts)
 }
 
 fn mk_entry_in(source: SourceId, name: &str, created: Option<&str>, hosts: &[(&str, &[&str])]) -> Entry {

@@ -1,0 +1,339 @@
+//! The Kubernetes source: watches `serviceentries.networking.istio.io` with
+//! kube-rs' watcher (list, then watch; no polling) and feeds the index.
+//!
+//! Apply/Delete events change one entry. A (re)list (`Init` … `InitDone`,
+//! e.g. after 410 Gone) is buffered and swapped in at `InitDone`, so the
+//! table is never empty or half built. Objects are read as `DynamicObject`
+//! so one malformed ServiceEntry is skipped without failing the list.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow};
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Config};
+use prometheus::{Gauge, IntCounter, IntCounterVec, Opts, Registry};
+use tracing::{debug, info, warn};
+
+use crate::index::{Entry, EntryId, Index, SourceId, convert};
+use crate::serviceentry::{self, ServiceEntry};
+
+/// Served versions, most preferred first.
+pub const VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
+const PLURAL: &str = "serviceentries";
+
+#[derive(Clone, Debug, Default)]
+pub struct KubeOptions {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// Empty: all namespaces.
+    pub namespaces: Vec<String>,
+    pub selector: Option<String>,
+}
+
+/// Watch metrics, registered under `meshdns_kube_*`.
+#[derive(Clone, Debug)]
+pub struct KubeMetrics {
+    /// By event type: `apply`, `delete`, `init_apply`.
+    events: IntCounterVec,
+    /// Completed lists (the first one included).
+    relists: IntCounter,
+    /// Objects skipped because they do not read as a ServiceEntry.
+    malformed: IntCounter,
+    watch_errors: IntCounter,
+    last_event: Gauge,
+}
+
+impl KubeMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = Self {
+            events: IntCounterVec::new(
+                Opts::new("meshdns_kube_events_total", "Watch events by type"),
+                &["type"],
+            )?,
+            relists: IntCounter::new("meshdns_kube_relists_total", "Completed (re)lists of ServiceEntries")?,
+            malformed: IntCounter::new(
+                "meshdns_kube_malformed_objects_total",
+                "ServiceEntry objects skipped because they do not deserialize",
+            )?,
+            watch_errors: IntCounter::new(
+                "meshdns_kube_watch_errors_total",
+                "Watch errors (each retried with backoff)",
+            )?,
+            last_event: Gauge::new(
+                "meshdns_kube_last_event_timestamp_seconds",
+                "Unix time of the last watch event of any kind",
+            )?,
+        };
+        registry.register(Box::new(metrics.events.clone()))?;
+        registry.register(Box::new(metrics.relists.clone()))?;
+        registry.register(Box::new(metrics.malformed.clone()))?;
+        registry.register(Box::new(metrics.watch_errors.clone()))?;
+        registry.register(Box::new(metrics.last_event.clone()))?;
+        Ok(metrics)
+    }
+
+    fn touch(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_event.set(now);
+    }
+}
+
+/// `--kubeconfig`/`--context` when given, else kube's inference
+/// (in-cluster, then `$KUBECONFIG` / `~/.kube/config`).
+pub async fn client(opts: &KubeOptions) -> anyhow::Result<Client> {
+    let options = KubeConfigOptions {
+        context: opts.context.clone(),
+        ..Default::default()
+    };
+    let config = match (&opts.kubeconfig, &opts.context) {
+        (Some(path), _) => {
+            let kubeconfig =
+                Kubeconfig::read_from(path).with_context(|| format!("cannot read --kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .with_context(|| format!("invalid --kubeconfig {}", path.display()))?
+        }
+        (None, Some(context)) => Config::from_kubeconfig(&options)
+            .await
+            .with_context(|| format!("cannot use --context {context} from $KUBECONFIG or ~/.kube/config"))?,
+        (None, None) => Config::infer().await.context(
+            "no Kubernetes configuration: not in a cluster, and no $KUBECONFIG or ~/.kube/config \
+             (pass --kubeconfig, or --file for files only)",
+        )?,
+    };
+    Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+/// Finds the preferred served ServiceEntry version.
+pub async fn discover(client: &Client) -> anyhow::Result<ApiResource> {
+    let group = kube::discovery::group(client, serviceentry::GROUP).await.map_err(|e| {
+        anyhow!(
+            "API group {} not found ({e}); is Istio's ServiceEntry CRD installed?",
+            serviceentry::GROUP
+        )
+    })?;
+    VERSIONS
+        .iter()
+        .find_map(|v| {
+            group
+                .versioned_resources(v)
+                .into_iter()
+                .find(|(r, _)| r.plural == PLURAL)
+        })
+        .map(|(resource, _)| resource)
+        .ok_or_else(|| {
+            let served: Vec<&str> = group.versions().collect();
+            anyhow!(
+                "{} serves no ServiceEntry in {VERSIONS:?} (it serves {served:?})",
+                serviceentry::GROUP
+            )
+        })
+}
+
+/// Watches until the process ends. Returns only on a fatal error: a watch
+/// stream that ends, which must restart the process rather than leave a
+/// silently dead watch. `on_synced` runs once, after every watch's first list.
+pub async fn run(
+    client: Client,
+    opts: KubeOptions,
+    index: Arc<Index>,
+    metrics: KubeMetrics,
+    on_synced: impl FnOnce() + Send,
+) -> anyhow::Result<()> {
+    let resource = discover_with_retry(&client).await;
+    info!(version = %resource.version, "watching ServiceEntries");
+    let namespaces: Vec<Option<String>> = match opts.namespaces.is_empty() {
+        true => vec![None],
+        false => opts.namespaces.iter().cloned().map(Some).collect(),
+    };
+    let (synced_tx, mut synced_rx) = tokio::sync::mpsc::channel(namespaces.len());
+    let watches = namespaces.into_iter().map(|ns| {
+        let api = match &ns {
+            Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource),
+            None => Api::<DynamicObject>::all_with(client.clone(), &resource),
+        };
+        let mut config = watcher::Config::default();
+        if let Some(selector) = &opts.selector {
+            config = config.labels(selector);
+        }
+        let source = SourceId::Kube(ns.as_deref().map(Arc::from));
+        watch(api, config, source, index.clone(), metrics.clone(), synced_tx.clone())
+    });
+    let all = futures::future::try_join_all(watches);
+    let expected = opts.namespaces.len().max(1);
+    let ready = async move {
+        for _ in 0..expected {
+            synced_rx.recv().await;
+        }
+        on_synced();
+        std::future::pending::<anyhow::Result<Vec<()>>>().await
+    };
+    tokio::select! {
+        r = all => r.map(drop),
+        r = ready => r.map(drop),
+    }
+}
+
+async fn discover_with_retry(client: &Client) -> ApiResource {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match discover(client).await {
+            Ok(resource) => return resource,
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), retry_in = ?delay, "cannot find the ServiceEntry API; not ready");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+async fn watch(
+    api: Api<DynamicObject>,
+    config: watcher::Config,
+    source: SourceId,
+    index: Arc<Index>,
+    metrics: KubeMetrics,
+    synced: tokio::sync::mpsc::Sender<()>,
+) -> anyhow::Result<()> {
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    // Some(_) between Init and InitDone.
+    let mut relist: Option<Vec<Entry>> = None;
+    let mut first_sync = true;
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                metrics.watch_errors.inc();
+                warn!(%source, %error, "watch error; retrying with backoff, still serving the last table");
+                continue;
+            }
+        };
+        metrics.touch();
+        match event {
+            watcher::Event::Init => {
+                debug!(%source, "list started");
+                relist = Some(Vec::new());
+            }
+            watcher::Event::InitApply(obj) => {
+                metrics.events.with_label_values(&["init_apply"]).inc();
+                if let (Some(buffer), Some(entry)) = (relist.as_mut(), to_entry(&source, obj, &index, &metrics)) {
+                    buffer.push(entry);
+                }
+            }
+            watcher::Event::InitDone => {
+                let entries = relist.take().unwrap_or_default();
+                info!(%source, entries = entries.len(), "list complete; table swapped in");
+                index.reset(&source, entries);
+                metrics.relists.inc();
+                if std::mem::take(&mut first_sync) {
+                    let _ = synced.send(()).await;
+                }
+            }
+            watcher::Event::Apply(obj) => {
+                metrics.events.with_label_values(&["apply"]).inc();
+                if let Some(entry) = to_entry(&source, obj, &index, &metrics) {
+                    index.apply(entry);
+                }
+            }
+            watcher::Event::Delete(obj) => {
+                metrics.events.with_label_values(&["delete"]).inc();
+                index.delete(&EntryId {
+                    source: source.clone(),
+                    namespace: obj.metadata.namespace.as_deref().unwrap_or("default").into(),
+                    name: obj.metadata.name.as_deref().unwrap_or_default().into(),
+                });
+            }
+        }
+    }
+    Err(anyhow!(
+        "the ServiceEntry watch for {source} ended; exiting so that Kubernetes restarts meshdns"
+    ))
+}
+
+/// Converts one object, keeping only its records. A malformed object is
+/// skipped (its last good state, if any, stays served).
+fn to_entry(source: &SourceId, obj: DynamicObject, index: &Index, metrics: &KubeMetrics) -> Option<Entry> {
+    let who = format!(
+        "{}/{}",
+        obj.metadata.namespace.as_deref().unwrap_or_default(),
+        obj.metadata.name.as_deref().unwrap_or_default()
+    );
+    let se = match serviceentry_from(obj) {
+        Ok(se) => se,
+        Err(error) => {
+            metrics.malformed.inc();
+            warn!(entry = %who, %error, "malformed ServiceEntry skipped");
+            return None;
+        }
+    };
+    let conversion = convert::convert(&se, index.convert_options());
+    for skipped in &conversion.skipped {
+        match skipped.reason {
+            convert::SkipReason::ResolutionNone | convert::SkipReason::OutOfZone => {
+                debug!(entry = %who, item = %skipped.item, reason = %skipped.reason, "not served")
+            }
+            _ => warn!(entry = %who, item = %skipped.item, reason = %skipped.reason, "skipped"),
+        }
+    }
+    Some(Entry::new(source.clone(), &se, &conversion))
+}
+
+/// Reads our fields out of a dynamic object; managed fields, annotations
+/// and everything else are dropped here.
+fn serviceentry_from(obj: DynamicObject) -> Result<ServiceEntry, serde_json::Error> {
+    let mut se: ServiceEntry = serde_json::from_value(obj.data)?;
+    se.metadata.name = obj.metadata.name.unwrap_or_default();
+    se.metadata.namespace = obj.metadata.namespace;
+    se.metadata.creation_timestamp = obj.metadata.creation_timestamp.map(|t| t.0.to_string());
+    Ok(se)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(data: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": {
+                "name": "a", "namespace": "ns", "creationTimestamp": "2024-05-01T10:00:00Z",
+                "managedFields": [{"manager": "kubectl"}]
+            },
+        }))
+        .map(|mut o: DynamicObject| {
+            o.data = data;
+            o
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn reads_spec_status_and_metadata() {
+        let se = serviceentry_from(obj(serde_json::json!({
+            "spec": {"hosts": ["a.global"], "addresses": ["240.0.0.1"], "resolution": "DNS", "ports": [{"number": 80}]},
+            "status": {"addresses": [{"value": "240.240.0.1", "host": "a.global"}]}
+        })))
+        .unwrap();
+        assert_eq!(se.metadata.name, "a");
+        assert_eq!(se.metadata.namespace.as_deref(), Some("ns"));
+        assert_eq!(se.metadata.creation_timestamp.as_deref(), Some("2024-05-01T10:00:00Z"));
+        assert_eq!(se.spec.hosts, ["a.global"]);
+        assert_eq!(se.status.unwrap().addresses[0].value, "240.240.0.1");
+    }
+
+    #[test]
+    fn malformed_spec_is_an_error_not_a_panic() {
+        assert!(serviceentry_from(obj(serde_json::json!({"spec": {"hosts": "a.global"}}))).is_err());
+        assert!(serviceentry_from(obj(serde_json::json!({"spec": {"addresses": [1, 2]}}))).is_err());
+        assert!(serviceentry_from(obj(serde_json::json!({}))).is_ok());
+    }
+}
