@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use meshdns::admin::Readiness;
 use meshdns::dns::{DnsServer, Handler};
 use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
 use meshdns::source::file;
@@ -19,6 +20,7 @@ const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/serv
 struct Server {
     addr: SocketAddr,
     index: Arc<Index>,
+    ready: Readiness,
 }
 
 fn mk_index(ttl: u32, negative_ttl: u32) -> Arc<Index> {
@@ -42,15 +44,21 @@ fn start_with(index: Arc<Index>) -> Server {
     index.reset(&file::source_id(path), file::load(path, &text, &index).unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     let handler_index = index.clone();
+    let ready = Readiness::default();
+    ready.set(true);
+    let handler_ready = ready.clone();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async move {
-            let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), Handler::new(handler_index))
-                .await
-                .unwrap();
+            let server = DnsServer::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                Handler::new(handler_index, handler_ready),
+            )
+            .await
+            .unwrap();
             tx.send(server.local_addr()).unwrap();
             server.run().await.unwrap();
         });
@@ -58,6 +66,7 @@ fn start_with(index: Arc<Index>) -> Server {
     Server {
         addr: rx.recv_timeout(Duration::from_secs(5)).unwrap(),
         index,
+        ready,
     }
 }
 
@@ -227,7 +236,7 @@ fn apex_soa_and_ns() {
     let serial = soa.serial;
     s.index.apply(Entry {
         id: EntryId {
-            source: SourceId::Kube,
+            source: SourceId::Kube(None),
             namespace: "ns".into(),
             name: "new".into(),
         },
@@ -318,7 +327,7 @@ fn add_big(s: &Server, n: u32) {
         .collect();
     s.index.apply(Entry {
         id: EntryId {
-            source: SourceId::Kube,
+            source: SourceId::Kube(None),
             namespace: "ns".into(),
             name: format!("big{n}").into(),
         },
@@ -463,4 +472,17 @@ fn tcp_answers_like_udp() {
     let r = s.tcp(&query("HTTPBIN.bar.global.", RecordType::A));
     assert_eq!(rdata(&r.answers), ["HTTPBIN.bar.global. 30 240.0.0.2"]);
     assert_negative(&s.tcp(&query("nope.global.", RecordType::A)), ResponseCode::NXDomain, 5);
+}
+
+#[test]
+fn not_ready_is_servfail_never_nxdomain() {
+    let s = start();
+    s.ready.set(false);
+    for name in ["httpbin.bar.global.", "nope.global."] {
+        let r = s.ask(name, RecordType::A);
+        assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{name}");
+        assert!(r.answers.is_empty() && r.authorities.is_empty());
+    }
+    s.ready.set(true);
+    assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
 }

@@ -9,7 +9,8 @@
 #   apiserver.sh stop-apiserver DIR      kill only kube-apiserver (outage tests)
 #   apiserver.sh start-apiserver DIR     bring it back on the same port, wait for /readyz
 #   apiserver.sh restart-apiserver DIR   stop-apiserver + start-apiserver
-#   apiserver.sh compact DIR             compact etcd so old resourceVersions give 410 Gone
+#   apiserver.sh compact DIR             compact etcd (restarting a running apiserver) so
+#                                        watches from older resourceVersions get 410 Gone
 #
 # Debian bookworm ships no kube-apiserver, so `build` compiles Debian's
 # kubernetes 1.20.2 source package offline (Go 1.19, vendored deps) into
@@ -26,6 +27,11 @@
 #   MESHDNS_TOKEN=hex (user meshdns, no groups: grant it access via RBAC)
 #   APISERVER_CA=DIR/ca.crt  ADMIN_KUBECONFIG=...  MESHDNS_KUBECONFIG=...
 #   KUBECTL=path to kubectl
+#
+# 1.20 behaviour tests should expect: watch BOOKMARKs come about every 60 s
+# and 2 s before timeoutSeconds, but only once the resource has changed past
+# the resourceVersion the watch started from. Killed daemons may linger as
+# zombies when PID 1 does not reap; they hold no ports and count as stopped.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -293,6 +299,9 @@ EOF
 
   # --insecure-port=0: 1.20 otherwise also serves plain HTTP on 127.0.0.1:8080,
   # which would collide between parallel clusters.
+  # --endpoint-reconciler-type=none: the default one tries every 10 s to
+  # publish 127.0.0.1 as the "kubernetes" service endpoint, which is rejected
+  # (loopback) and only adds log noise and etcd writes.
   cat >"$DIR/kube-apiserver.flags" <<EOF
 --etcd-servers=$ETCD_URL
 --bind-address=127.0.0.1
@@ -306,6 +315,7 @@ EOF
 --service-account-signing-key-file=$DIR/sa.key
 --service-account-issuer=https://kubernetes.default.svc
 --service-cluster-ip-range=10.96.0.0/24
+--endpoint-reconciler-type=none
 --profiling=false
 --v=1
 EOF
@@ -441,12 +451,17 @@ cmd_stop() {
   write_env
 }
 
-cmd_stop_apiserver() {
-  use_dir "$1"
-  load_env
+# Kill only kube-apiserver; etcd and all data stay.
+stop_apiserver() {
   kill_wait "$APISERVER_PID" kube-apiserver
   APISERVER_PID=
   write_env
+}
+
+cmd_stop_apiserver() {
+  use_dir "$1"
+  load_env
+  stop_apiserver
 }
 
 cmd_start_apiserver() {
@@ -456,10 +471,25 @@ cmd_start_apiserver() {
   ensure_apiserver
 }
 
-# Compact etcd past every revision handed out so far. Two writes first (a
-# marker key, then its deletion) make the compaction point strictly newer than
-# anything a client can have seen, so resuming from any earlier
-# resourceVersion is "too old".
+cmd_restart_apiserver() {
+  use_dir "$1"
+  load_env
+  alive "$ETCD_PID" etcd || die "etcd is not running (use: $0 start $DIR)"
+  stop_apiserver
+  ensure_apiserver
+}
+
+# Compact etcd past every revision handed out so far, so that resuming a
+# watch (or an exact list) from any earlier resourceVersion fails with 410.
+# Two writes first (a marker key, then its deletion) make the compaction point
+# strictly newer than anything a client can have seen.
+#
+# A running apiserver serves watches from its watch cache, which still holds
+# the old events after etcd compacts (1.20 keeps >= 100 events per resource),
+# so compaction alone would not make old watches fail. A running apiserver is
+# therefore restarted: its fresh cache starts at the current revision and
+# answers older resourceVersions with "410 too old resource version", which is
+# what clients see after a real apiserver restart. Prints the revision.
 cmd_compact() {
   use_dir "$1"
   load_env
@@ -470,7 +500,12 @@ cmd_compact() {
   rev=$("$ctl" --endpoints="$ETCD_URL" del /meshdns-test/compact-marker -w json |
     grep -o '"revision":[0-9]*' | head -n1 | cut -d: -f2)
   [ -n "$rev" ] || die "could not read etcd revision"
-  "$ctl" --endpoints="$ETCD_URL" compact --physical "$rev" >&2
+  "$ctl" --endpoints="$ETCD_URL" compact --physical "$rev" >/dev/null
+  log "etcd compacted at revision $rev"
+  if alive "$APISERVER_PID" kube-apiserver; then
+    stop_apiserver
+    ensure_apiserver
+  fi
   echo "$rev"
 }
 
@@ -482,7 +517,7 @@ case "${1:-}" in
   stop) cmd_stop "${2:-}" ;;
   stop-apiserver) cmd_stop_apiserver "${2:-}" ;;
   start-apiserver) cmd_start_apiserver "${2:-}" ;;
-  restart-apiserver) cmd_stop_apiserver "${2:-}" && cmd_start_apiserver "${2:-}" ;;
+  restart-apiserver) cmd_restart_apiserver "${2:-}" ;;
   compact) cmd_compact "${2:-}" ;;
   *) usage ;;
 esac

@@ -1,0 +1,665 @@
+//! Tier 3, Kubernetes: the release binary against a real kube-apiserver and
+//! etcd on 127.0.0.1 (started by `tests/kube/apiserver.sh`), queried with
+//! real DNS packets.
+//!
+//! Without a built kube-apiserver these tests print `SKIPPED` and pass,
+//! unless `MESHDNS_KUBE_REQUIRED=1` (set by `scripts/test-all.sh`, which
+//! builds it first). They run one at a time: each cluster needs a core to
+//! start.
+
+#[path = "e2e/common.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::{MESHDNS, Proc, free_port, http_get, loopback, poll_until, query_udp_once, run_bounded};
+use futures::StreamExt;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kube/apiserver.sh");
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------------------
+// The cluster
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    env: HashMap<String, String>,
+    rt: tokio::runtime::Runtime,
+    client: kube::Client,
+}
+
+impl Cluster {
+    /// Starts etcd + kube-apiserver, or returns `None` after printing why
+    /// the Kubernetes tier is skipped.
+    fn start(test: &str) -> Option<Cluster> {
+        let cache = std::env::var("MESHDNS_KUBE_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/meshdns/kube-1.20.2")
+            });
+        let missing = ["kube-apiserver", "kubectl"]
+            .into_iter()
+            .find(|b| !cache.join("bin").join(b).exists());
+        let missing = missing
+            .map(String::from)
+            .or_else(|| common::find_tool("etcd").is_none().then(|| "etcd".into()));
+        if let Some(what) = missing {
+            let hint = "build it with tests/kube/apiserver.sh build";
+            if std::env::var("MESHDNS_KUBE_REQUIRED").as_deref() == Ok("1") {
+                panic!("{test}: {what} missing and MESHDNS_KUBE_REQUIRED=1 ({hint})");
+            }
+            println!("SKIPPED: {test}: Kubernetes tier skipped, {what} not found ({hint})");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cluster_dir = dir.path().join("cluster");
+        let out = script(&["start", cluster_dir.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "apiserver.sh start failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = read_env(&cluster_dir);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt.block_on(client_from(Path::new(&env["ADMIN_KUBECONFIG"]), None));
+        Some(Cluster { dir, env, rt, client })
+    }
+
+    fn cluster_dir(&self) -> PathBuf {
+        self.dir.path().join("cluster")
+    }
+
+    fn script(&self, cmd: &str) {
+        let out = script(&[cmd, self.cluster_dir().to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "apiserver.sh {cmd} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn api(&self, version: &str, ns: &str) -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk("networking.istio.io", version, "ServiceEntry");
+        let resource = ApiResource::from_gvk_with_plural(&gvk, "serviceentries");
+        Api::namespaced_with(self.client.clone(), ns, &resource)
+    }
+
+    fn create(&self, version: &str, ns: &str, name: &str, spec: serde_json::Value) {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": format!("networking.istio.io/{version}"),
+            "kind": "ServiceEntry",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": spec,
+        }))
+        .unwrap();
+        self.rt
+            .block_on(self.api(version, ns).create(&PostParams::default(), &obj))
+            .unwrap();
+    }
+
+    fn replace_spec(&self, ns: &str, name: &str, spec: serde_json::Value) {
+        let api = self.api("v1", ns);
+        self.rt.block_on(async {
+            let mut obj = api.get(name).await.unwrap();
+            obj.data["spec"] = spec;
+            api.replace(name, &PostParams::default(), &obj).await.unwrap();
+        });
+    }
+
+    fn delete(&self, ns: &str, name: &str) {
+        self.rt
+            .block_on(self.api("v1", ns).delete(name, &DeleteParams::default()))
+            .unwrap();
+    }
+
+    fn delete_all(&self, ns: &str) {
+        self.rt
+            .block_on(
+                self.api("v1", ns)
+                    .delete_collection(&DeleteParams::default(), &ListParams::default()),
+            )
+            .unwrap();
+    }
+
+    fn create_namespace(&self, ns: &str) {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let obj = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        self.rt.block_on(api.create(&PostParams::default(), &obj)).unwrap();
+    }
+
+    /// Lets the `meshdns` user list and watch ServiceEntries, nothing else.
+    fn grant_meshdns(&self) {
+        let role: ClusterRole = serde_json::from_value(json!({
+            "metadata": {"name": "meshdns"},
+            "rules": [{"apiGroups": ["networking.istio.io"], "resources": ["serviceentries"], "verbs": ["list", "watch"]}],
+        }))
+        .unwrap();
+        let binding: ClusterRoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "meshdns"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "meshdns"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "meshdns"}],
+        }))
+        .unwrap();
+        let pp = PostParams::default();
+        self.rt.block_on(async {
+            Api::<ClusterRole>::all(self.client.clone())
+                .create(&pp, &role)
+                .await
+                .unwrap();
+            Api::<ClusterRoleBinding>::all(self.client.clone())
+                .create(&pp, &binding)
+                .await
+                .unwrap();
+        });
+    }
+
+    /// A kubeconfig whose current context is broken, so only `--context
+    /// good` works: proves both `--kubeconfig` and `--context` are used.
+    fn meshdns_kubeconfig(&self) -> PathBuf {
+        let path = self.dir.path().join("two-contexts.kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: broken\n\
+             clusters:\n- name: good\n  cluster: {{server: \"{url}\", certificate-authority: \"{ca}\"}}\n\
+             - name: broken\n  cluster: {{server: \"https://127.0.0.1:1\", insecure-skip-tls-verify: true}}\n\
+             users:\n- name: meshdns\n  user: {{token: \"{token}\"}}\n\
+             contexts:\n- name: good\n  context: {{cluster: good, user: meshdns}}\n\
+             - name: broken\n  context: {{cluster: broken, user: meshdns}}\n",
+            url = self.env["APISERVER_URL"],
+            ca = self.env["APISERVER_CA"],
+            token = self.env["MESHDNS_TOKEN"],
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = script(&["stop", self.cluster_dir().to_str().unwrap()]);
+    }
+}
+
+fn script(args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new("bash");
+    cmd.arg(SCRIPT).args(args);
+    run_bounded(cmd, Duration::from_secs(180))
+}
+
+fn read_env(dir: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(dir.join("env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn client_from(kubeconfig: &Path, context: Option<&str>) -> kube::Client {
+    let options = KubeConfigOptions {
+        context: context.map(String::from),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(kubeconfig).unwrap(), &options)
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn se(hosts: &[&str], addresses: &[&str]) -> serde_json::Value {
+    json!({"hosts": hosts, "addresses": addresses, "resolution": "DNS", "location": "MESH_INTERNAL",
+           "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}]})
+}
+
+// ---------------------------------------------------------------------------
+// meshdns
+
+struct Meshdns {
+    proc: Proc,
+    dns: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Meshdns {
+    /// Starts `meshdns serve` without waiting for readiness.
+    fn spawn(dir: &Path, args: &[&str]) -> Meshdns {
+        let (dns, admin) = (loopback(free_port()), loopback(free_port()));
+        let mut cmd = Command::new(MESHDNS);
+        cmd.arg("serve")
+            .arg("--dns-addr")
+            .arg(dns.to_string())
+            .arg("--admin-addr")
+            .arg(admin.to_string());
+        cmd.args(args);
+        let log = dir.join(format!("meshdns-{}.log", dns.port()));
+        Meshdns {
+            proc: Proc::spawn("meshdns", cmd, &log),
+            dns,
+            admin,
+        }
+    }
+
+    fn ready(&self) -> bool {
+        http_get(self.admin, "/readyz").is_ok_and(|(code, _)| code == 200)
+    }
+
+    /// Waits until /readyz says 200; returns how long that took.
+    fn wait_ready(&mut self, limit: Duration) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            self.proc.assert_alive();
+            if self.ready() {
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("meshdns not ready after {limit:?}; log:\n{}", self.proc.log());
+    }
+
+    fn query(&self, name: &str, rtype: RecordType) -> Message {
+        query_udp_once(self.dns, name, rtype)
+            .or_else(|_| query_udp_once(self.dns, name, rtype))
+            .unwrap_or_else(|e| panic!("no answer for {name}: {e}"))
+    }
+
+    fn addrs(&self, name: &str) -> Result<Vec<String>, ResponseCode> {
+        let m = self.query(name, RecordType::A);
+        match m.metadata.response_code {
+            ResponseCode::NoError => Ok(addresses(&m)),
+            rcode => Err(rcode),
+        }
+    }
+
+    /// Polls until `name` resolves to `want` (empty: NXDOMAIN), up to `limit`.
+    fn wait_for(&self, name: &str, want: &[&str], limit: Duration) -> Duration {
+        let expected = if want.is_empty() {
+            Err(ResponseCode::NXDomain)
+        } else {
+            Ok(want.iter().map(|s| s.to_string()).collect())
+        };
+        poll_until(limit, Duration::from_millis(1), || self.addrs(name) == expected).unwrap_or_else(|| {
+            panic!(
+                "{name}: wanted {expected:?}, still {:?} after {limit:?}; log:\n{}",
+                self.addrs(name),
+                self.proc.log()
+            )
+        })
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let (_, body) = http_get(self.admin, "/metrics").unwrap();
+        body.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} not found in:\n{body}"))
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+}
+
+fn addresses(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+const LONG: Duration = Duration::from_secs(60);
+const SHORT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------
+// Tests
+
+/// RBAC-limited user, --kubeconfig/--context, every API version, updates,
+/// deletes, malformed objects, --namespace and --selector.
+#[test]
+fn watch_serves_changes_with_least_privilege() {
+    let _serial = serial();
+    let Some(c) = Cluster::start("watch_serves_changes_with_least_privilege") else {
+        return;
+    };
+    c.grant_meshdns();
+    c.create_namespace("team");
+    c.create("v1", "default", "httpbin", se(&["httpbin.bar.global"], &["240.0.0.2"]));
+
+    let kubeconfig = c.meshdns_kubeconfig();
+    let mut m = Meshdns::spawn(
+        c.dir.path(),
+        &["--kubeconfig", kubeconfig.to_str().unwrap(), "--context", "good"],
+    );
+    m.wait_ready(LONG);
+    assert_eq!(m.addrs("httpbin.bar.global."), Ok(vec!["240.0.0.2".into()]));
+
+    // Every served version.
+    for (i, version) in ["v1", "v1beta1", "v1alpha3"].iter().enumerate() {
+        let host = format!("{version}.bar.global");
+        let addr = format!("240.0.1.{i}");
+        c.create(version, "default", &format!("via-{version}"), se(&[&host], &[&addr]));
+        m.wait_for(&format!("{host}."), &[&addr], SHORT);
+    }
+
+    // Update, then delete.
+    c.replace_spec(
+        "default",
+        "httpbin",
+        se(&["httpbin.bar.global"], &["240.0.0.20", "240.0.0.21"]),
+    );
+    m.wait_for("httpbin.bar.global.", &["240.0.0.20", "240.0.0.21"], SHORT);
+    c.delete("default", "httpbin");
+    m.wait_for("httpbin.bar.global.", &[], SHORT);
+
+    // A whole namespace's entries go.
+    for i in 0..5 {
+        c.create(
+            "v1",
+            "team",
+            &format!("svc{i}"),
+            se(&[&format!("svc{i}.team.global")], &[&format!("240.0.2.{i}")]),
+        );
+    }
+    m.wait_for("svc4.team.global.", &["240.0.2.4"], SHORT);
+    c.delete_all("team");
+    for i in 0..5 {
+        m.wait_for(&format!("svc{i}.team.global."), &[], SHORT);
+    }
+
+    // A malformed object is skipped and counted; the watch goes on.
+    assert_eq!(m.metric("meshdns_kube_malformed_objects_total"), 0.0);
+    c.create(
+        "v1",
+        "default",
+        "broken",
+        json!({"hosts": "not-a-list", "addresses": [1, 2], "resolution": "DNS"}),
+    );
+    c.create(
+        "v1",
+        "default",
+        "after-broken",
+        se(&["after.bar.global"], &["240.0.0.30"]),
+    );
+    m.wait_for("after.bar.global.", &["240.0.0.30"], SHORT);
+    assert_eq!(m.metric("meshdns_kube_malformed_objects_total"), 1.0);
+    assert_eq!(m.addrs("v1.bar.global."), Ok(vec!["240.0.1.0".into()]));
+    m.proc.assert_alive();
+
+    // --namespace and --selector narrow the watch.
+    c.create("v1", "team", "labelled", se(&["labelled.team.global"], &["240.0.3.1"]));
+    let api = c.api("v1", "team");
+    c.rt.block_on(async {
+        let mut obj = api.get("labelled").await.unwrap();
+        obj.metadata.labels = Some([("dns".to_string(), "on".to_string())].into());
+        api.replace("labelled", &PostParams::default(), &obj).await.unwrap();
+    });
+    c.create(
+        "v1",
+        "team",
+        "unlabelled",
+        se(&["unlabelled.team.global"], &["240.0.3.2"]),
+    );
+    let mut narrow = Meshdns::spawn(
+        c.dir.path(),
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--context",
+            "good",
+            "--namespace",
+            "team",
+            "--selector",
+            "dns=on",
+        ],
+    );
+    narrow.wait_ready(LONG);
+    assert_eq!(narrow.addrs("labelled.team.global."), Ok(vec!["240.0.3.1".into()]));
+    assert_eq!(narrow.addrs("unlabelled.team.global."), Err(ResponseCode::NXDomain));
+    assert_eq!(narrow.addrs("after.bar.global."), Err(ResponseCode::NXDomain));
+}
+
+/// Create-returned → first correct answer, over 120 entries.
+#[test]
+fn propagation_latency() {
+    let _serial = serial();
+    let Some(c) = Cluster::start("propagation_latency") else {
+        return;
+    };
+    let mut m = Meshdns::spawn(c.dir.path(), &["--kubeconfig", &c.env["ADMIN_KUBECONFIG"]]);
+    m.wait_ready(LONG);
+    let mut latencies = Vec::new();
+    for i in 0..120u32 {
+        let (host, addr) = (format!("p{i}.lat.global"), format!("240.1.{}.{}", i / 250, i % 250 + 1));
+        c.create("v1", "default", &format!("p{i}"), se(&[&host], &[&addr]));
+        let start = Instant::now();
+        poll_until(SHORT, Duration::from_micros(200), || {
+            m.addrs(&format!("{host}.")) == Ok(vec![addr.clone()])
+        })
+        .unwrap_or_else(|| panic!("{host} not served within {SHORT:?}"));
+        latencies.push(start.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "propagation (create returned → first correct answer), n={}: p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap()
+    );
+}
+
+/// The API server down for 30 s: every query still answered, still ready;
+/// changes after it returns are served.
+#[test]
+fn api_outage_keeps_answers() {
+    let _serial = serial();
+    let Some(c) = Cluster::start("api_outage_keeps_answers") else {
+        return;
+    };
+    c.create("v1", "default", "httpbin", se(&["httpbin.bar.global"], &["240.0.0.2"]));
+    c.create("v1", "default", "gone", se(&["gone.bar.global"], &["240.0.0.3"]));
+    let mut m = Meshdns::spawn(c.dir.path(), &["--kubeconfig", &c.env["ADMIN_KUBECONFIG"]]);
+    m.wait_ready(LONG);
+
+    c.script("stop-apiserver");
+    let start = Instant::now();
+    let (mut queries, mut ready_checks) = (0, 0);
+    while start.elapsed() < Duration::from_secs(30) {
+        assert_eq!(
+            m.addrs("httpbin.bar.global."),
+            Ok(vec!["240.0.0.2".into()]),
+            "during the outage"
+        );
+        queries += 1;
+        if queries % 50 == 0 {
+            assert!(m.ready(), "/readyz must stay 200 during an API outage");
+            ready_checks += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    m.proc.assert_alive();
+    println!("outage: {queries} queries and {ready_checks} /readyz checks over 30 s, all answered");
+
+    c.script("start-apiserver");
+    let back = Instant::now();
+    c.create("v1", "default", "new", se(&["new.bar.global"], &["240.0.0.4"]));
+    c.delete("default", "gone");
+    // kube's default backoff may have grown to 30 s (with jitter) by now.
+    let reconnect = Duration::from_secs(120);
+    m.wait_for("new.bar.global.", &["240.0.0.4"], reconnect);
+    m.wait_for("gone.bar.global.", &[], reconnect);
+    println!(
+        "changes after the API server returned were served within {:?}",
+        back.elapsed()
+    );
+}
+
+/// Compacted etcd + API server restart: the watch resumes with 410 Gone and
+/// relists. Names that exist throughout never stop resolving.
+#[test]
+fn relist_after_410_never_drops_answers() {
+    let _serial = serial();
+    let Some(c) = Cluster::start("relist_after_410_never_drops_answers") else {
+        return;
+    };
+    for i in 0..200 {
+        c.create(
+            "v1",
+            "default",
+            &format!("r{i}"),
+            se(&[&format!("r{i}.relist.global")], &[&format!("240.2.0.{}", i + 1)]),
+        );
+    }
+    let mut m = Meshdns::spawn(c.dir.path(), &["--kubeconfig", &c.env["ADMIN_KUBECONFIG"]]);
+    m.wait_ready(LONG);
+    m.wait_for("r199.relist.global.", &["240.2.0.200"], SHORT);
+    assert_eq!(m.metric("meshdns_kube_relists_total"), 1.0);
+
+    // Query every name round-robin until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let dns = m.dns;
+    let querier = {
+        let (stop, sent, bad) = (stop.clone(), sent.clone(), bad.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let name = format!("r{}.relist.global.", i % 200);
+                let ok = query_udp_once(dns, &name, RecordType::A).is_ok_and(|r| addresses(&r).len() == 1);
+                sent.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    bad.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        })
+    };
+
+    c.script("stop-apiserver");
+    // Move etcd's revision past meshdns' resourceVersion, then compact.
+    let etcdctl = common::find_tool("etcdctl").expect("etcdctl (etcd-client)");
+    for i in 0..5 {
+        let mut cmd = Command::new(&etcdctl);
+        cmd.env("ETCDCTL_API", "3").args([
+            "--endpoints",
+            &c.env["ETCD_URL"],
+            "put",
+            &format!("/meshdns-test/bump{i}"),
+            "x",
+        ]);
+        assert!(run_bounded(cmd, SHORT).status.success());
+    }
+    c.script("compact");
+    c.script("start-apiserver");
+    let relisted = poll_until(Duration::from_secs(90), Duration::from_millis(100), || {
+        m.metric("meshdns_kube_relists_total") >= 2.0
+    });
+    stop.store(true, Ordering::Relaxed);
+    querier.join().unwrap();
+    let relisted = relisted.unwrap_or_else(|| panic!("no relist after 410; log:\n{}", m.proc.log()));
+    let (sent, bad) = (sent.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
+    println!("relist seen {relisted:?} after the API server returned; {sent} queries during it, {bad} not answered");
+    assert_eq!(bad, 0, "every existing name must resolve throughout the relist");
+    assert!(
+        m.proc.log().contains("410") || m.proc.log().contains("too old"),
+        "expected a 410 in the log"
+    );
+}
+
+/// Start-up with 10k ServiceEntries present: time to ready and RSS.
+#[test]
+fn startup_with_10k_entries() {
+    let _serial = serial();
+    let Some(c) = Cluster::start("startup_with_10k_entries") else {
+        return;
+    };
+    let n = 10_000u32;
+    let created = Instant::now();
+    let api = c.api("v1", "default");
+    c.rt.block_on(async {
+        futures::stream::iter(0..n)
+            .map(|i| {
+                let api = api.clone();
+                async move {
+                    let obj: DynamicObject = serde_json::from_value(json!({
+                        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                        "metadata": {"name": format!("svc{i}"), "namespace": "default"},
+                        "spec": se(&[&format!("svc{i}.ns{}.global", i % 100)], &[&format!("240.3.{}.{}", i / 250, i % 250 + 1)]),
+                    }))
+                    .unwrap();
+                    api.create(&PostParams::default(), &obj).await.unwrap();
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await
+    });
+    println!("created {n} ServiceEntries in {:?}", created.elapsed());
+
+    let mut m = Meshdns::spawn(c.dir.path(), &["--kubeconfig", &c.env["ADMIN_KUBECONFIG"]]);
+    let ready = m.wait_ready(Duration::from_secs(120));
+    assert_eq!(m.addrs("svc9999.ns99.global."), Ok(vec!["240.3.39.250".into()]));
+    assert_eq!(m.addrs("svc0.ns0.global."), Ok(vec!["240.3.0.1".into()]));
+    println!(
+        "10k entries: process start → ready in {ready:?}; RSS {} KiB",
+        m.rss_kib()
+    );
+}
+
+/// Before the first list completes: /readyz 503 and SERVFAIL, never NXDOMAIN.
+#[test]
+fn not_ready_before_first_sync() {
+    let _serial = serial();
+    let Some(c) = Cluster::start("not_ready_before_first_sync") else {
+        return;
+    };
+    c.create("v1", "default", "httpbin", se(&["httpbin.bar.global"], &["240.0.0.2"]));
+    c.script("stop-apiserver");
+    let mut m = Meshdns::spawn(c.dir.path(), &["--kubeconfig", &c.env["ADMIN_KUBECONFIG"]]);
+    poll_until(SHORT, Duration::from_millis(20), || {
+        http_get(m.admin, "/readyz").is_ok()
+    })
+    .unwrap_or_else(|| panic!("admin endpoint not up; log:\n{}", m.proc.log()));
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        assert_eq!(http_get(m.admin, "/readyz").unwrap().0, 503);
+        assert_eq!(m.addrs("httpbin.bar.global."), Err(ResponseCode::ServFail));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.script("start-apiserver");
+    m.wait_ready(LONG);
+    assert_eq!(m.addrs("httpbin.bar.global."), Ok(vec!["240.0.0.2".into()]));
+}
