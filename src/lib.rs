@@ -1,9 +1,9 @@
 //! meshdns: authoritative DNS for Istio multi-cluster `.global` names.
 //!
 //! The data path, one module each:
-//! `source` (files; Kubernetes later) → [`index`] (ServiceEntry → records,
+//! `source` (Kubernetes, files) → [`index`] (ServiceEntry → records,
 //! the published table) → [`dns`] (answers from the table, on the wire).
-//! [`cli`] wires them together; [`admin`] serves health endpoints.
+//! [`cli`] wires them together; [`admin`] serves health and metrics.
 
 pub mod admin;
 pub mod cli;

@@ -663,3 +663,101 @@ fn not_ready_before_first_sync() {
     m.wait_ready(LONG);
     assert_eq!(m.addrs("httpbin.bar.global."), Ok(vec!["240.0.0.2".into()]));
 }
+
+/// `--file` and `--kubernetes` together: one table, merged by the conflict
+/// rule (the file entry has no creationTimestamp, so it sorts first).
+#[test]
+fn files_and_cluster_feed_one_table() {
+    let _serial = serial();
+    let Some(c) = Cluster::start("files_and_cluster_feed_one_table") else {
+        return;
+    };
+    c.create("v1", "default", "httpbin", se(&["httpbin.bar.global"], &["240.0.0.99"]));
+    c.create("v1", "default", "only-kube", se(&["kube.bar.global"], &["240.0.0.98"]));
+    let example = common::example_file();
+    let mut m = Meshdns::spawn(
+        c.dir.path(),
+        &[
+            "--file",
+            example.to_str().unwrap(),
+            "--kubernetes",
+            "--kubeconfig",
+            &c.env["ADMIN_KUBECONFIG"],
+        ],
+    );
+    m.wait_ready(LONG);
+    assert_eq!(
+        m.addrs("httpbin.bar.global."),
+        Ok(vec!["240.0.0.2".into(), "240.0.0.99".into()])
+    );
+    assert_eq!(m.addrs("kube.bar.global."), Ok(vec!["240.0.0.98".into()]));
+    assert_eq!(m.addrs("details.bar.global."), Ok(vec!["240.240.0.5".into()]));
+    c.delete("default", "httpbin");
+    m.wait_for("httpbin.bar.global.", &["240.0.0.2"], SHORT);
+}
+
+/// No ServiceEntry CRD: not ready, retrying; once it is installed, ready.
+#[test]
+fn missing_crd_is_not_ready_until_installed() {
+    let _serial = serial();
+    let Some(c) = Cluster::start("missing_crd_is_not_ready_until_installed") else {
+        return;
+    };
+    let kubectl = |args: &[&str]| {
+        let mut cmd = Command::new(&c.env["KUBECTL"]);
+        cmd.arg("--kubeconfig").arg(&c.env["ADMIN_KUBECONFIG"]).args(args);
+        let out = run_bounded(cmd, LONG);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    kubectl(&["delete", "crd", "serviceentries.networking.istio.io", "--wait=true"]);
+    let mut m = Meshdns::spawn(c.dir.path(), &["--kubeconfig", &c.env["ADMIN_KUBECONFIG"]]);
+    poll_until(SHORT, Duration::from_millis(50), || {
+        m.proc.log().contains("cannot find the ServiceEntry API")
+    })
+    .unwrap_or_else(|| panic!("no clear error about the missing CRD; log:\n{}", m.proc.log()));
+    assert!(!m.ready());
+    assert_eq!(m.addrs("anything.global."), Err(ResponseCode::ServFail));
+
+    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kube/serviceentry-crd.yaml");
+    kubectl(&["apply", "-f", crd]);
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/serviceentries.networking.istio.io",
+        "--timeout=60s",
+    ]);
+    c.create("v1", "default", "httpbin", se(&["httpbin.bar.global"], &["240.0.0.2"]));
+    let waited = m.wait_ready(LONG);
+    m.wait_for("httpbin.bar.global.", &["240.0.0.2"], SHORT);
+    println!("ready {waited:?} after the CRD was installed");
+}
+
+/// Without any Kubernetes configuration, `serve` fails fast and says why.
+#[test]
+fn no_kubernetes_config_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(MESHDNS);
+    cmd.args(["serve", "--dns-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .env("HOME", home.path())
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT");
+    let out = run_bounded(cmd, SHORT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no Kubernetes configuration"), "{stderr}");
+
+    let mut cmd = Command::new(MESHDNS);
+    cmd.args(["serve", "--kubeconfig", "/nonexistent/kubeconfig"]);
+    let out = run_bounded(cmd, SHORT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot read --kubeconfig /nonexistent/kubeconfig"),
+        "{stderr}"
+    );
+}
