@@ -6,13 +6,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use hickory_proto::rr::Name;
 use tracing::info;
 
-use crate::admin::{self, Readiness};
+use crate::admin::{self, AdminState, Readiness};
+use crate::dns::metrics::DnsMetrics;
 use crate::dns::{DnsServer, Handler};
 use crate::index::{self, Index, ZoneConfig, convert, name};
 use crate::source::file::{self, FileSource};
@@ -35,7 +37,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve DNS from ServiceEntry manifests, reloading them as they change.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate manifests and print the records they would produce.
     Check(CheckArgs),
 }
@@ -67,6 +69,17 @@ struct ServeArgs {
 
     #[command(flatten)]
     zone: ZoneArgs,
+
+    /// Serve /debug/records on the admin address: the whole table as JSON
+    /// (names, addresses, defining entries, conflicts).
+    #[arg(long, env = "MESHDNS_DEBUG_ENDPOINTS")]
+    debug_endpoints: bool,
+
+    /// On SIGTERM/SIGINT, report not ready at once but keep answering this
+    /// long (e.g. `5s`, `500ms`), so traffic moves away before the exit. A
+    /// second signal exits at once.
+    #[arg(long, env = "MESHDNS_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
 
     #[command(flatten)]
     log: LogArgs,
@@ -256,6 +269,8 @@ impl ServeArgs {
             kubernetes,
             kube,
             zone,
+            debug_endpoints,
+            shutdown_grace,
             log: _,
         } = self;
         let KubeArgs {
@@ -270,63 +285,116 @@ impl ServeArgs {
             namespaces,
             selector,
         });
+
         let index = Arc::new(zone.index()?);
         let ready = Readiness::default();
         let registry = prometheus::Registry::new();
-        let kube_metrics = KubeMetrics::register(&registry)?;
+        admin::register_process_metrics(&registry)?;
+        ready.register(&registry)?;
+        index.register_metrics(&registry)?;
+        let dns_metrics = DnsMetrics::register(&registry)?;
+        let file_errors = prometheus::IntCounter::new(
+            "meshdns_file_reload_errors_total",
+            "--file reloads that failed (the file's last good state is kept)",
+        )?;
+        registry.register(Box::new(file_errors.clone()))?;
         let _files = match files.is_empty() {
             true => None,
-            false => Some(FileSource::start(files, index.clone())?),
+            false => Some(FileSource::start(files, index.clone(), file_errors)?),
         };
 
         // One thread answers DNS: per-query work is microseconds, and a
         // current-thread runtime avoids cross-thread task hand-offs.
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async move {
+            let mut signals = Signals::new()?;
             let kube = match kube_options {
                 Some(opts) => Some((kube::client(&opts).await?, opts)),
                 None => None,
             };
-            let dns = DnsServer::bind(dns_addr, Handler::new(index.clone(), ready.clone())).await?;
-            let admin = admin::bind(admin_addr).await?;
-            info!(dns = %dns.local_addr(), admin = %admin.local_addr()?, "serving");
+            let dns = DnsServer::bind(dns_addr, Handler::new(index.clone(), ready.clone(), dns_metrics)).await?;
+            let admin_listener = admin::bind(admin_addr).await?;
+            info!(dns = %dns.local_addr(), admin = %admin_listener.local_addr()?, "serving");
+            let admin_state = AdminState {
+                ready: ready.clone(),
+                registry: registry.clone(),
+                index: debug_endpoints.then(|| index.clone()),
+            };
 
+            let dns = dns.run();
+            let admin = admin::serve(admin_listener, admin_state);
             let watch = async {
                 let Some((client, opts)) = kube else {
                     index::log_stats(&index.table().stats);
-                    ready.set(true);
+                    ready.set_synced();
                     return std::future::pending().await;
                 };
+                let kube_metrics = KubeMetrics::register(&registry)?;
                 kube::run(client, opts, index.clone(), kube_metrics, || {
                     index::log_stats(&index.table().stats);
                     info!("Kubernetes ServiceEntries synced; ready");
-                    ready.set(true);
+                    ready.set_synced();
                 })
                 .await
             };
+            tokio::pin!(dns, admin, watch);
+            let signal = tokio::select! {
+                r = &mut dns => return r,
+                r = &mut admin => return r,
+                r = &mut watch => return r,
+                signal = signals.next() => signal,
+            };
+            // Drain: load balancers see /readyz fail and stop sending; what
+            // still arrives is answered until the grace period ends.
+            ready.set_draining();
+            info!(signal, grace = ?shutdown_grace, "shutting down: not ready, still answering until the grace period ends");
             tokio::select! {
-                r = dns.run() => r,
-                r = admin::serve(admin, ready.clone(), registry) => r,
-                r = watch => r,
-                signal = shutdown_signal() => {
-                    info!(signal, "shutting down");
-                    Ok(())
-                }
+                r = &mut dns => return r,
+                r = &mut admin => return r,
+                _ = tokio::time::sleep(shutdown_grace) => info!("grace period over; exiting"),
+                signal = signals.next() => info!(signal, "second signal; exiting now"),
             }
+            anyhow::Ok(())
         })?;
         Ok(ExitCode::SUCCESS)
     }
 }
 
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT, listened to from start-up so none is missed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        Ok(Self { term, int })
     }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// `5s`, `500ms`, `1m`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 5s or 500ms"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
 impl CheckArgs {
@@ -450,4 +518,27 @@ fn zone_file(table: &index::Table) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use meshdns::admin::Readiness;
+use meshdns::dns::metrics::DnsMetrics;
 use meshdns::dns::{DnsServer, Handler};
 use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
 use meshdns::source::file;
@@ -35,17 +36,21 @@ fn mk_index(ttl: u32, negative_ttl: u32) -> Arc<Index> {
 
 /// Serves the bundled example file on 127.0.0.1:0 from a background thread.
 fn start() -> Server {
-    start_with(mk_index(30, 5))
+    start_with(mk_index(30, 5), synced())
 }
 
-fn start_with(index: Arc<Index>) -> Server {
+fn synced() -> Readiness {
+    let ready = Readiness::default();
+    ready.set_synced();
+    ready
+}
+
+fn start_with(index: Arc<Index>, ready: Readiness) -> Server {
     let path = Path::new(EXAMPLE);
     let text = std::fs::read_to_string(path).unwrap();
     index.reset(&file::source_id(path), file::load(path, &text, &index).unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     let handler_index = index.clone();
-    let ready = Readiness::default();
-    ready.set(true);
     let handler_ready = ready.clone();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -55,7 +60,7 @@ fn start_with(index: Arc<Index>) -> Server {
         rt.block_on(async move {
             let server = DnsServer::bind(
                 "127.0.0.1:0".parse().unwrap(),
-                Handler::new(handler_index, handler_ready),
+                Handler::new(handler_index, handler_ready, DnsMetrics::unregistered()),
             )
             .await
             .unwrap();
@@ -206,7 +211,7 @@ fn wildcards_answer_names_strictly_below() {
 
 #[test]
 fn negative_ttl_is_min_of_soa_ttl_and_minimum() {
-    let s = start_with(mk_index(3, 5));
+    let s = start_with(mk_index(3, 5), synced());
     assert_negative(&s.ask("nope.global.", RecordType::A), ResponseCode::NXDomain, 3);
     let r = s.ask("global.", RecordType::SOA);
     assert_eq!(r.answers[0].ttl, 3);
@@ -475,14 +480,18 @@ fn tcp_answers_like_udp() {
 }
 
 #[test]
-fn not_ready_is_servfail_never_nxdomain() {
-    let s = start();
-    s.ready.set(false);
+fn not_synced_is_servfail_never_nxdomain() {
+    let ready = Readiness::default();
+    let s = start_with(mk_index(30, 5), ready.clone());
     for name in ["httpbin.bar.global.", "nope.global."] {
         let r = s.ask(name, RecordType::A);
         assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{name}");
         assert!(r.answers.is_empty() && r.authorities.is_empty());
     }
-    s.ready.set(true);
+    ready.set_synced();
+    assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
+    // Draining: not ready, still answering.
+    s.ready.set_draining();
+    assert!(!s.ready.get());
     assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
 }

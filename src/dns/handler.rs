@@ -1,17 +1,21 @@
-//! hickory-server's `RequestHandler` over the index: protocol checks
-//! (opcode, EDNS, question count), the answer, and UDP size limits.
+//! The answer to one parsed request, whatever the transport: protocol
+//! checks (opcode, EDNS, question count, readiness), the answer from the
+//! table, UDP size limits, metrics. `udp` and hickory-server's TCP listener
+//! (through [`TcpHandler`]) only move bytes.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::runtime::Time;
-use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use tracing::debug;
 
 use super::answer::{Reply, answer};
+use super::metrics::{DnsMetrics, Proto};
 use crate::admin::Readiness;
 use crate::index::Index;
 
@@ -21,14 +25,15 @@ pub const EDNS_PAYLOAD: u16 = 1232;
 pub struct Handler {
     index: Arc<Index>,
     ready: Readiness,
+    metrics: DnsMetrics,
 }
 
-impl Handler {
-    /// Until `ready`, every query gets SERVFAIL: a table still loading
-    /// must not answer NXDOMAIN for names that exist.
-    pub fn new(index: Arc<Index>, ready: Readiness) -> Self {
-        Self { index, ready }
-    }
+/// Everything a response holds except the question, which is copied from
+/// the request as it came (its case included).
+struct Prepared {
+    metadata: Metadata,
+    edns: Option<Edns>,
+    reply: Reply,
 }
 
 /// The largest UDP response a client accepts: 512 without EDNS, else its
@@ -37,10 +42,20 @@ pub fn udp_limit(request_edns: Option<&Edns>) -> usize {
     request_edns.map_or(512, |e| e.max_payload().clamp(512, EDNS_PAYLOAD)) as usize
 }
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
-        let mut metadata = Metadata::response_from_request(&request.metadata);
+type Records<'a> = std::slice::Iter<'a, Record>;
+
+impl Handler {
+    /// Until `ready`, every query gets SERVFAIL: a table still loading
+    /// must not answer NXDOMAIN for names that exist.
+    pub fn new(index: Arc<Index>, ready: Readiness, metrics: DnsMetrics) -> Self {
+        Self { index, ready, metrics }
+    }
+
+    pub fn metrics(&self) -> &DnsMetrics {
+        &self.metrics
+    }
+
+    fn prepare(&self, request: &Request) -> Prepared {
         let edns = request.edns.as_ref().map(|theirs| {
             let mut ours = Edns::new();
             ours.set_max_payload(EDNS_PAYLOAD).set_version(0);
@@ -48,14 +63,13 @@ impl RequestHandler for Handler {
             ours.set_dnssec_ok(theirs.flags().dnssec_ok);
             ours
         });
-
         let reply = if request.metadata.op_code != OpCode::Query {
             Err(ResponseCode::NotImp)
         } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             Err(ResponseCode::BADVERS)
         } else if request.queries.len() != 1 {
             Err(ResponseCode::FormErr)
-        } else if !self.ready.get() {
+        } else if !self.ready.synced() {
             Err(ResponseCode::ServFail)
         } else {
             Ok(answer(&self.index.table(), request.queries.queries()[0].original()))
@@ -64,38 +78,96 @@ impl RequestHandler for Handler {
             rcode,
             ..Reply::refused()
         });
+        let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = reply.rcode;
         metadata.authoritative = reply.authoritative;
+        Prepared { metadata, edns, reply }
+    }
 
-        let mut truncated = false;
-        if request.protocol() == Protocol::Udp && !reply.answers.is_empty() {
-            // Whole RRsets or none: measure the full answer, then decide.
-            let limit = udp_limit(request.edns.as_ref());
-            let full = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
-                metadata,
-                &reply.answers,
-                &reply.authority,
-                [],
-                [],
-            );
-            let mut buf = Vec::with_capacity(limit);
-            let mut encoder = BinEncoder::new(&mut buf);
-            truncated = full.destructive_emit(&mut encoder).is_err() || buf.len() > limit;
-        }
-        metadata.truncation = truncated;
-        let (answers, authority) = if truncated {
-            (&[][..], &[][..])
-        } else {
-            (&reply.answers[..], &reply.authority[..])
+    /// Answers `request` into `out` (cleared first), within the UDP size
+    /// limit when `proto` is UDP: whole RRsets or TC=1 with none.
+    pub fn respond(&self, request: &Request, proto: Proto, out: &mut Vec<u8>) {
+        let start = Instant::now();
+        let qtype = request.queries.queries().first().map(|q| q.query_type());
+        self.metrics.request(proto, qtype, request.as_slice().len());
+        let mut p = self.prepare(request);
+        let limit = match proto {
+            Proto::Udp => udp_limit(request.edns.as_ref()),
+            Proto::Tcp => usize::from(u16::MAX),
         };
-        let message =
-            MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(metadata, answers, authority, [], []);
-        match response.send_response(message).await {
+        let fits = encode(message(&p, &request.queries), out).is_ok() && out.len() <= limit;
+        if !fits {
+            p.metadata.truncation = true;
+            p.reply.answers.clear();
+            p.reply.authority.clear();
+            if encode(message(&p, &request.queries), out).is_err() {
+                // Cannot happen for a header, a question and an OPT; stay safe.
+                p.metadata.response_code = ResponseCode::ServFail;
+                out.clear();
+                let _ = Header {
+                    metadata: p.metadata,
+                    counts: HeaderCounts::default(),
+                }
+                .emit(&mut BinEncoder::new(out));
+            }
+        }
+        self.metrics.response(
+            p.metadata.response_code,
+            out.len(),
+            p.metadata.truncation,
+            start.elapsed(),
+        );
+    }
+}
+
+fn message<'a>(
+    p: &'a Prepared,
+    queries: &'a Queries,
+) -> MessageResponse<'a, 'a, Records<'a>, Records<'a>, Records<'a>, Records<'a>> {
+    MessageResponseBuilder::new(queries, p.edns.as_ref()).build(
+        p.metadata,
+        &p.reply.answers,
+        &p.reply.authority,
+        &[],
+        &[],
+    )
+}
+
+fn encode<'a>(
+    message: MessageResponse<'a, 'a, Records<'a>, Records<'a>, Records<'a>, Records<'a>>,
+    out: &mut Vec<u8>,
+) -> Result<(), ()> {
+    out.clear();
+    message
+        .destructive_emit(&mut BinEncoder::new(out))
+        .map(drop)
+        .map_err(drop)
+}
+
+/// hickory-server's interface, for TCP: the same answer, sent through its
+/// connection handling.
+pub struct TcpHandler(pub Arc<Handler>);
+
+#[async_trait::async_trait]
+impl RequestHandler for TcpHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
+        let handler = &self.0;
+        let start = Instant::now();
+        let qtype = request.queries.queries().first().map(|q| q.query_type());
+        handler.metrics.request(Proto::Tcp, qtype, request.as_slice().len());
+        let p = handler.prepare(request);
+        // Measured for the size histogram; TCP is the rare path.
+        let mut scratch = Vec::new();
+        let size = encode(message(&p, &request.queries), &mut scratch).map_or(0, |()| scratch.len());
+        handler
+            .metrics
+            .response(p.metadata.response_code, size, false, start.elapsed());
+        match response.send_response(message(&p, &request.queries)).await {
             Ok(info) => info,
             Err(error) => {
-                debug!(%error, src = %request.src(), "failed to send response");
+                debug!(%error, src = %request.src(), "failed to send TCP response");
                 ResponseInfo::from(Header {
-                    metadata,
+                    metadata: p.metadata,
                     counts: HeaderCounts::default(),
                 })
             }

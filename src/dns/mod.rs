@@ -1,8 +1,10 @@
-//! DNS on the wire: a hickory-server `Server` with our [`handler::Handler`]
-//! on UDP and TCP at the same address.
+//! DNS on the wire: our UDP loop ([`udp`]) and hickory-server's TCP
+//! listener, both answering through [`handler::Handler`], on one address.
 
 pub mod answer;
 pub mod handler;
+pub mod metrics;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,6 +14,8 @@ use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 
 pub use handler::Handler;
+use handler::TcpHandler;
+use std::sync::Arc;
 
 /// Idle TCP connections are closed after this long.
 const TCP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -19,7 +23,9 @@ const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 const TCP_RESPONSE_BUFFER: usize = 32;
 
 pub struct DnsServer {
-    server: Server<Handler>,
+    tcp: Server<TcpHandler>,
+    udp: UdpSocket,
+    handler: Arc<Handler>,
     local_addr: SocketAddr,
 }
 
@@ -33,10 +39,15 @@ impl DnsServer {
         let tcp = TcpListener::bind(local_addr)
             .await
             .with_context(|| format!("cannot bind TCP {local_addr}"))?;
-        let mut server = Server::new(handler);
-        server.register_socket(udp);
+        let handler = Arc::new(handler);
+        let mut server = Server::new(TcpHandler(handler.clone()));
         server.register_listener(tcp, TCP_TIMEOUT, TCP_RESPONSE_BUFFER);
-        Ok(Self { server, local_addr })
+        Ok(Self {
+            tcp: server,
+            udp,
+            handler,
+            local_addr,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -44,7 +55,16 @@ impl DnsServer {
     }
 
     /// Serves until a listener fails.
-    pub async fn run(mut self) -> anyhow::Result<()> {
-        self.server.block_until_done().await.context("DNS server stopped")
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self {
+            mut tcp,
+            udp,
+            handler,
+            local_addr,
+        } = self;
+        tokio::select! {
+            r = udp::serve(udp, handler) => r.with_context(|| format!("UDP {local_addr} failed")),
+            r = tcp.block_until_done() => r.with_context(|| format!("TCP {local_addr} failed")),
+        }
     }
 }

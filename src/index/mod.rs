@@ -8,6 +8,7 @@
 //! publishing after a one-entry change costs O(that entry), not O(table).
 
 pub mod convert;
+mod metrics;
 pub mod name;
 mod table;
 
@@ -20,6 +21,7 @@ use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
 pub use self::convert::{Conversion, ConvertOptions, HostAddrs, SkipReason, Skipped};
+use self::metrics::IndexMetrics;
 use self::table::Nodes;
 pub use self::table::{Lookup, Node, Stats, Table, Zone, ZoneConfig};
 
@@ -58,6 +60,17 @@ impl std::fmt::Display for EntryId {
     }
 }
 
+/// One name of the table as `/debug/records` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct NameDump {
+    pub name: String,
+    pub a: Vec<std::net::Ipv4Addr>,
+    pub aaaa: Vec<std::net::Ipv6Addr>,
+    /// `namespace/name (source)` of each defining entry, in conflict order.
+    pub sources: Vec<String>,
+    pub conflict: bool,
+}
+
 /// What the index keeps of a ServiceEntry: its identity, its place in the
 /// conflict order and the records it produced. Never the object itself.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,6 +96,7 @@ pub struct Index {
     zone_options: ConvertOptions,
     writer: Mutex<Writer>,
     table: ArcSwap<Table>,
+    metrics: IndexMetrics,
 }
 
 struct Writer {
@@ -124,7 +138,46 @@ impl Index {
             zone_options: ConvertOptions { zones, default_address },
             writer: Mutex::new(writer),
             table: ArcSwap::from_pointee(table),
+            metrics: IndexMetrics::new(),
         })
+    }
+
+    /// Adds the table metrics (`meshdns_serviceentries`, `meshdns_records`,
+    /// …) to `registry`.
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        self.metrics.register(registry)
+    }
+
+    /// Counts what a source left out of one entry (`meshdns_skipped_total`).
+    pub fn count_skipped(&self, skipped: &[Skipped]) {
+        skipped.iter().for_each(|s| self.metrics.skipped(&s.reason));
+    }
+
+    /// Counts an object a source could not read at all.
+    pub fn count_malformed(&self) {
+        self.metrics.skipped_other("malformed");
+    }
+
+    /// Every name with its addresses and the entries defining it, sorted,
+    /// for `/debug/records`. Takes the writer lock briefly.
+    pub fn dump(&self) -> Vec<NameDump> {
+        let w = self.lock();
+        let mut out: Vec<NameDump> = w
+            .by_name
+            .iter()
+            .map(|(name, entries)| {
+                let node = w.nodes.get(name).cloned().unwrap_or_default();
+                NameDump {
+                    name: name.to_string(),
+                    a: node.v4.to_vec(),
+                    aaaa: node.v6.to_vec(),
+                    sources: entries.iter().map(|e| format!("{} ({})", e.id, e.id.source)).collect(),
+                    conflict: entries.len() > 1,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// What sources pass to [`convert::convert`].
@@ -189,6 +242,7 @@ impl Index {
         w.serial = next_serial(w.serial);
         w.stats.entries = w.entries.len();
         let current = self.table.load();
+        self.metrics.published(&w.stats);
         self.table.store(Arc::new(Table {
             config: current.config.clone(),
             zones: current.zones.clone(),

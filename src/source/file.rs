@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use notify::{RecursiveMode, Watcher};
+use prometheus::IntCounter;
 use tracing::{debug, error, info, warn};
 
 use super::manifest;
@@ -32,11 +33,13 @@ pub struct FileSource {
 impl FileSource {
     /// Loads every path (an error if one is missing or unreadable), then
     /// watches them from a background thread.
-    pub fn start(paths: Vec<PathBuf>, index: Arc<Index>) -> anyhow::Result<Self> {
+    /// `errors` counts failed reloads (`meshdns_file_reload_errors_total`).
+    pub fn start(paths: Vec<PathBuf>, index: Arc<Index>, errors: IntCounter) -> anyhow::Result<Self> {
         let mut state = Files {
             paths,
             index,
             known: HashMap::new(),
+            errors,
         };
         for path in &state.paths {
             std::fs::metadata(path).with_context(|| format!("--file {}", path.display()))?;
@@ -81,6 +84,7 @@ struct Files {
     paths: Vec<PathBuf>,
     index: Arc<Index>,
     known: HashMap<PathBuf, Fingerprint>,
+    errors: IntCounter,
 }
 
 /// Cheap change detection: metadata first, the content hash decides.
@@ -137,6 +141,7 @@ impl Files {
         let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
             Err(e) => {
+                self.errors.inc();
                 return error!(file = %file.display(), error = %e, "cannot read file; keeping its last good state");
             }
         };
@@ -154,6 +159,7 @@ impl Files {
                 self.index.reset(&source_id(file), entries);
             }
             Err(e) => {
+                self.errors.inc();
                 error!(file = %file.display(), line = e.line, column = e.column, error = %e.message,
                     "invalid ServiceEntry manifest; keeping the file's last good state");
             }
@@ -215,6 +221,7 @@ pub fn load(file: &Path, text: &str, index: &Index) -> Result<Vec<Entry>, manife
     let mut entries = Vec::with_capacity(manifests.entries.len());
     for se in &manifests.entries {
         let conversion = convert::convert(se, index.convert_options());
+        index.count_skipped(&conversion.skipped);
         for skipped in &conversion.skipped {
             let (file, entry, item, reason) = (file.display(), se.display_name(), &skipped.item, &skipped.reason);
             match reason {

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
@@ -36,7 +37,7 @@ pub struct KubeOptions {
 }
 
 /// Watch metrics, registered under `meshdns_kube_*`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KubeMetrics {
     /// By event type: `apply`, `delete`, `init_apply`.
     events: IntCounterVec,
@@ -45,7 +46,8 @@ pub struct KubeMetrics {
     /// Objects skipped because they do not read as a ServiceEntry.
     malformed: IntCounter,
     watch_errors: IntCounter,
-    last_event: Gauge,
+    /// Unix milliseconds of the last event of any kind.
+    last_event_ms: Arc<AtomicU64>,
 }
 
 impl KubeMetrics {
@@ -64,24 +66,54 @@ impl KubeMetrics {
                 "meshdns_kube_watch_errors_total",
                 "Watch errors (each retried with backoff)",
             )?,
-            last_event: Gauge::new(
-                "meshdns_kube_last_event_timestamp_seconds",
-                "Unix time of the last watch event of any kind",
-            )?,
+            last_event_ms: Arc::new(AtomicU64::new(unix_ms())),
         };
         registry.register(Box::new(metrics.events.clone()))?;
         registry.register(Box::new(metrics.relists.clone()))?;
         registry.register(Box::new(metrics.malformed.clone()))?;
         registry.register(Box::new(metrics.watch_errors.clone()))?;
-        registry.register(Box::new(metrics.last_event.clone()))?;
+        registry.register(Box::new(LastEventAge::new(metrics.last_event_ms.clone())?))?;
         Ok(metrics)
     }
 
     fn touch(&self) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        self.last_event.set(now);
+        self.last_event_ms.store(unix_ms(), Ordering::Relaxed);
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `meshdns_kube_last_event_age_seconds`, computed at scrape time (since
+/// start-up until the first event). A quiet cluster raises it too, so alert
+/// on it together with `meshdns_kube_watch_errors_total`.
+struct LastEventAge {
+    gauge: Gauge,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl LastEventAge {
+    fn new(last_ms: Arc<AtomicU64>) -> prometheus::Result<Self> {
+        let gauge = Gauge::new(
+            "meshdns_kube_last_event_age_seconds",
+            "Seconds since the last watch event",
+        )?;
+        Ok(Self { gauge, last_ms })
+    }
+}
+
+impl prometheus::core::Collector for LastEventAge {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let age_ms = unix_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed));
+        self.gauge.set(age_ms as f64 / 1000.0);
+        self.gauge.collect()
     }
 }
 
@@ -270,11 +302,13 @@ fn to_entry(source: &SourceId, obj: DynamicObject, index: &Index, metrics: &Kube
         Ok(se) => se,
         Err(error) => {
             metrics.malformed.inc();
+            index.count_malformed();
             warn!(entry = %who, %error, "malformed ServiceEntry skipped");
             return None;
         }
     };
     let conversion = convert::convert(&se, index.convert_options());
+    index.count_skipped(&conversion.skipped);
     for skipped in &conversion.skipped {
         match skipped.reason {
             convert::SkipReason::ResolutionNone | convert::SkipReason::OutOfZone => {

@@ -1,0 +1,160 @@
+//! DNS request metrics, `meshdns_dns_*`. Label values come from small fixed
+//! sets, and the counter handles are resolved once at start-up, so
+//! recording costs a few atomic adds per query whatever the traffic.
+
+use std::time::Duration;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+/// Query types with their own label; everything else is `other`.
+const TYPES: [RecordType; 16] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::ANY,
+    RecordType::SOA,
+    RecordType::NS,
+    RecordType::CNAME,
+    RecordType::PTR,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::SRV,
+    RecordType::HTTPS,
+    RecordType::SVCB,
+    RecordType::DS,
+    RecordType::DNSKEY,
+    RecordType::AXFR,
+    RecordType::IXFR,
+];
+const RCODES: [(ResponseCode, &str); 7] = [
+    (ResponseCode::NoError, "NOERROR"),
+    (ResponseCode::FormErr, "FORMERR"),
+    (ResponseCode::ServFail, "SERVFAIL"),
+    (ResponseCode::NXDomain, "NXDOMAIN"),
+    (ResponseCode::NotImp, "NOTIMP"),
+    (ResponseCode::Refused, "REFUSED"),
+    (ResponseCode::BADVERS, "BADVERS"),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Udp = 0,
+    Tcp = 1,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Drop {
+    /// Shorter than a DNS header.
+    Short,
+    /// QR=1: answering responses would make us a reflector.
+    Response,
+}
+
+#[derive(Clone)]
+pub struct DnsMetrics {
+    /// [proto][type index, `other` last]
+    requests: [[IntCounter; TYPES.len() + 1]; 2],
+    /// [rcode index, `other` last]
+    responses: [IntCounter; RCODES.len() + 1],
+    duration: Histogram,
+    request_size: Histogram,
+    response_size: Histogram,
+    truncated: IntCounter,
+    dropped: [IntCounter; 2],
+}
+
+impl DnsMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new("meshdns_dns_requests_total", "DNS requests by transport and query type"),
+            &["proto", "type"],
+        )?;
+        let responses = IntCounterVec::new(
+            Opts::new("meshdns_dns_responses_total", "DNS responses by rcode"),
+            &["rcode"],
+        )?;
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "meshdns_dns_request_duration_seconds",
+                "Time from a parsed request to its encoded answer",
+            )
+            .buckets(vec![
+                1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 1e-2,
+            ]),
+        )?;
+        let sizes = vec![
+            32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 1232.0, 2048.0, 4096.0, 16384.0, 65535.0,
+        ];
+        let request_size = Histogram::with_opts(
+            HistogramOpts::new("meshdns_dns_request_size_bytes", "DNS request sizes").buckets(sizes.clone()),
+        )?;
+        let response_size = Histogram::with_opts(
+            HistogramOpts::new("meshdns_dns_response_size_bytes", "DNS response sizes").buckets(sizes),
+        )?;
+        let truncated = IntCounter::new(
+            "meshdns_dns_truncated_total",
+            "UDP answers sent with TC=1 and no records",
+        )?;
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "meshdns_dns_dropped_total",
+                "UDP packets dropped without a reply, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(responses.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(request_size.clone()))?;
+        registry.register(Box::new(response_size.clone()))?;
+        registry.register(Box::new(truncated.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
+
+        let by_type = |proto: &str| {
+            std::array::from_fn(|i| {
+                let name = TYPES.get(i).map_or("other".to_string(), |t| t.to_string());
+                requests.with_label_values(&[proto, &name])
+            })
+        };
+        Ok(Self {
+            requests: [by_type("udp"), by_type("tcp")],
+            responses: std::array::from_fn(|i| responses.with_label_values(&[RCODES.get(i).map_or("other", |r| r.1)])),
+            duration,
+            request_size,
+            response_size,
+            truncated,
+            dropped: [
+                dropped.with_label_values(&["short"]),
+                dropped.with_label_values(&["response"]),
+            ],
+        })
+    }
+
+    /// Metrics that record into a private registry, for tests and tools.
+    pub fn unregistered() -> Self {
+        Self::register(&Registry::new()).expect("fresh registry")
+    }
+
+    pub fn request(&self, proto: Proto, qtype: Option<RecordType>, size: usize) {
+        let i = qtype
+            .and_then(|t| TYPES.iter().position(|x| *x == t))
+            .unwrap_or(TYPES.len());
+        self.requests[proto as usize][i].inc();
+        self.request_size.observe(size as f64);
+    }
+
+    pub fn response(&self, rcode: ResponseCode, size: usize, truncated: bool, took: Duration) {
+        let i = RCODES.iter().position(|x| x.0 == rcode).unwrap_or(RCODES.len());
+        self.responses[i].inc();
+        self.response_size.observe(size as f64);
+        self.duration.observe(took.as_secs_f64());
+        if truncated {
+            self.truncated.inc();
+        }
+    }
+
+    pub fn dropped(&self, reason: Drop) {
+        self.dropped[reason as usize].inc();
+    }
+}
