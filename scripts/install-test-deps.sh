@@ -12,6 +12,8 @@ declare -A pkg_for=(
   [dnsmasq]=dnsmasq-base
   [unbound]=unbound
   [knotd]=knot
+  [prometheus]=prometheus
+  [promtool]=prometheus
 )
 
 have() { PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; }
@@ -22,7 +24,7 @@ for tool in "${!pkg_for[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-test-deps: all present (dig kdig dnsmasq unbound knotd)"
+  echo "install-test-deps: all present (${!pkg_for[*]})"
   exit 0
 fi
 

@@ -761,3 +761,139 @@ fn no_kubernetes_config_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// deploy/ applies cleanly with server-side validation; the ClusterRole is
+/// enough to run meshdns with the ServiceAccount's own token, and no more.
+#[test]
+fn deploy_manifests_apply_and_rbac_is_minimal() {
+    let _serial = serial();
+    let Some(c) = Cluster::start("deploy_manifests_apply_and_rbac_is_minimal") else {
+        return;
+    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let kubectl = |args: &[&str]| -> String {
+        let mut cmd = Command::new(&c.env["KUBECTL"]);
+        cmd.arg("--kubeconfig").arg(&c.env["ADMIN_KUBECONFIG"]).args(args);
+        let out = run_bounded(cmd, LONG);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // This API server is 1.20, which predates policy/v1 (1.21); everything
+    // else is applied exactly as shipped.
+    let rendered = kubectl(&["kustomize", repo.join("deploy").to_str().unwrap()]);
+    assert!(rendered.contains("apiVersion: policy/v1\n"));
+    let manifests = c.dir.path().join("deploy.yaml");
+    std::fs::write(
+        &manifests,
+        rendered.replace("apiVersion: policy/v1\n", "apiVersion: policy/v1beta1\n"),
+    )
+    .unwrap();
+    let applied = kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=meshdns-test",
+        "-f",
+        manifests.to_str().unwrap(),
+    ]);
+    for kind in [
+        "serviceaccount/meshdns",
+        "clusterrole",
+        "deployment.apps/meshdns",
+        "service/meshdns",
+        "networkpolicy",
+    ] {
+        assert!(applied.contains(kind), "{kind} not applied:\n{applied}");
+    }
+
+    // kube-dns stub domain with the Service's ClusterIP filled in, as the
+    // one-liner in the file does.
+    let ip = kubectl(&[
+        "-n",
+        "kube-system",
+        "get",
+        "svc",
+        "meshdns",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    assert!(ip.parse::<std::net::IpAddr>().is_ok(), "ClusterIP {ip:?}");
+    let stub = std::fs::read_to_string(repo.join("deploy/coredns/kube-dns-stubdomains.yaml")).unwrap();
+    let stub_file = c.dir.path().join("stub.yaml");
+    std::fs::write(&stub_file, stub.replace("MESHDNS_CLUSTER_IP", &ip)).unwrap();
+    kubectl(&["apply", "--server-side", "-f", stub_file.to_str().unwrap()]);
+
+    // The sidecar variant patches a CoreDNS Deployment.
+    let coredns = c.dir.path().join("coredns.yaml");
+    std::fs::write(
+        &coredns,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: coredns, namespace: kube-system}\nspec:\n  \
+         selector: {matchLabels: {k8s-app: kube-dns}}\n  template:\n    metadata: {labels: {k8s-app: kube-dns}}\n    \
+         spec:\n      serviceAccountName: coredns\n      containers:\n      - {name: coredns, image: coredns/coredns:1.11.1}\n",
+    )
+    .unwrap();
+    kubectl(&["apply", "--server-side", "-f", coredns.to_str().unwrap()]);
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        repo.join("deploy/sidecar/rbac.yaml").to_str().unwrap(),
+    ]);
+    let patch = std::fs::read_to_string(repo.join("deploy/sidecar/coredns-patch.yaml")).unwrap();
+    kubectl(&["-n", "kube-system", "patch", "deployment", "coredns", "--patch", &patch]);
+    let containers = kubectl(&[
+        "-n",
+        "kube-system",
+        "get",
+        "deployment",
+        "coredns",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name}",
+    ]);
+    let mut containers: Vec<&str> = containers.split_whitespace().collect();
+    containers.sort();
+    assert_eq!(containers, ["coredns", "meshdns"]);
+
+    // meshdns with the ServiceAccount's token: enough to serve…
+    let token = c.rt.block_on(async {
+        let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(c.client.clone(), "kube-system");
+        let request = serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).unwrap();
+        api.create_token_request("meshdns", &PostParams::default(), &request)
+            .await
+            .unwrap()
+    });
+    let token = token.status.unwrap().token;
+    let kubeconfig = c.dir.path().join("sa.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: sa\nclusters:\n- name: c\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\n\
+             users:\n- name: sa\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: sa\n  context: {{cluster: c, user: sa}}\n",
+            c.env["APISERVER_URL"], c.env["APISERVER_CA"]
+        ),
+    )
+    .unwrap();
+    c.create("v1", "default", "httpbin", se(&["httpbin.bar.global"], &["240.0.0.2"]));
+    let mut m = Meshdns::spawn(c.dir.path(), &["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    m.wait_ready(LONG);
+    assert_eq!(m.addrs("httpbin.bar.global."), Ok(vec!["240.0.0.2".into()]));
+
+    // …and nothing more: a get, even of a ServiceEntry, is forbidden.
+    for args in [
+        &["-n", "kube-system", "get", "configmap", "kube-dns"][..],
+        &["-n", "default", "get", "serviceentries.networking.istio.io", "httpbin"],
+        &["-n", "default", "get", "pods"],
+    ] {
+        let mut cmd = Command::new(&c.env["KUBECTL"]);
+        cmd.arg("--kubeconfig").arg(&kubeconfig).args(args);
+        let out = run_bounded(cmd, LONG);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("forbidden"),
+            "{args:?} should be forbidden: {stderr}"
+        );
+    }
+}

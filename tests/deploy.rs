@@ -1,0 +1,233 @@
+//! The Dockerfile and deploy/ manifests agree with each other and with the
+//! binary: ports, user, probes, the restricted Pod Security profile. (They
+//! are applied to a real API server in tests/kube.rs.)
+
+use std::path::Path;
+
+use serde_yaml::Value;
+
+fn repo(rel: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn yaml(rel: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(&repo(rel))
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(v, |v, key| match key.parse::<usize>() {
+        Ok(i) => &v[i],
+        Err(_) => &v[key],
+    })
+}
+
+fn container(deployment: &Value) -> &Value {
+    let containers = at(deployment, "spec.template.spec.containers").as_sequence().unwrap();
+    containers
+        .iter()
+        .find(|c| c["name"] == "meshdns")
+        .expect("a meshdns container")
+}
+
+/// The restricted Pod Security Standard, for one container.
+fn assert_restricted(c: &Value, pod: &Value) {
+    let sc = &c["securityContext"];
+    let either = |key: &str| {
+        if sc[key].is_null() {
+            pod[key].clone()
+        } else {
+            sc[key].clone()
+        }
+    };
+    assert_eq!(either("runAsNonRoot"), Value::Bool(true));
+    assert_eq!(sc["allowPrivilegeEscalation"], Value::Bool(false));
+    assert_eq!(sc["readOnlyRootFilesystem"], Value::Bool(true));
+    assert_eq!(
+        at(sc, "capabilities.drop"),
+        &serde_yaml::from_str::<Value>("[ALL]").unwrap()
+    );
+    assert_eq!(at(&either("seccompProfile"), "type"), "RuntimeDefault");
+    assert_eq!(either("runAsUser").as_u64(), Some(65532), "the image's USER");
+}
+
+fn probes(c: &Value) {
+    assert_eq!(at(c, "livenessProbe.httpGet.path"), "/healthz");
+    assert_eq!(at(c, "readinessProbe.httpGet.path"), "/readyz");
+    assert!(!at(c, "resources.requests.cpu").is_null() && !at(c, "resources.limits.memory").is_null());
+}
+
+#[test]
+fn deployment_is_ha_and_restricted() {
+    let d = &yaml("deploy/deployment.yaml")[0];
+    assert_eq!(at(d, "spec.replicas").as_u64(), Some(2));
+    let pod = at(d, "spec.template.spec");
+    assert_eq!(pod["priorityClassName"], "system-cluster-critical");
+    assert!(!at(pod, "affinity.podAntiAffinity").is_null());
+    assert_eq!(pod["serviceAccountName"], "meshdns");
+    let c = container(d);
+    assert_restricted(c, &pod["securityContext"]);
+    probes(c);
+    // The drain (--shutdown-grace) must finish before Kubernetes kills the pod.
+    let args: Vec<&str> = c["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "serve");
+    let grace: u64 = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--shutdown-grace="))
+        .unwrap()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() > grace);
+}
+
+#[test]
+fn service_maps_53_to_the_container_ports() {
+    let d = &yaml("deploy/deployment.yaml")[0];
+    let ports: Vec<(String, u64, String)> = container(d)["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().into(),
+                p["containerPort"].as_u64().unwrap(),
+                p["protocol"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let s = &yaml("deploy/service.yaml")[0];
+    let mut dns = Vec::new();
+    for p in s["spec"]["ports"].as_sequence().unwrap() {
+        let target = p["targetPort"].as_str().unwrap();
+        let (_, number, protocol) = ports
+            .iter()
+            .find(|(n, ..)| n == target)
+            .unwrap_or_else(|| panic!("no container port {target}"));
+        assert_eq!(p["protocol"].as_str().unwrap(), protocol);
+        if p["port"].as_u64() == Some(53) {
+            dns.push((protocol.clone(), *number));
+        }
+    }
+    dns.sort();
+    assert_eq!(dns, [("TCP".to_string(), 1053), ("UDP".to_string(), 1053)]);
+}
+
+#[test]
+fn rbac_grants_only_list_and_watch_on_serviceentries() {
+    for file in ["deploy/rbac.yaml", "deploy/sidecar/rbac.yaml"] {
+        let role = yaml(file).into_iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+        let expected: Value = serde_yaml::from_str(
+            "[{apiGroups: [networking.istio.io], resources: [serviceentries], verbs: [list, watch]}]",
+        )
+        .unwrap();
+        assert_eq!(role["rules"], expected, "{file}");
+    }
+}
+
+#[test]
+fn kustomization_lists_every_manifest() {
+    let k = &yaml("deploy/kustomization.yaml")[0];
+    let mut listed: Vec<&str> = k["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    listed.sort();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let mut present: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect();
+    present.sort();
+    assert_eq!(listed, present);
+}
+
+#[test]
+fn dockerfile_matches_the_manifests() {
+    let dockerfile = repo("Dockerfile");
+    let lines: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let last_from = lines.iter().rposition(|l| l.starts_with("FROM ")).unwrap();
+    let final_stage = &lines[last_from..];
+    assert!(final_stage[0].contains("distroless"), "final image: {}", final_stage[0]);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cargo build") && l.contains("--locked")),
+        "reproducible build"
+    );
+    let user = final_stage.iter().find_map(|l| l.strip_prefix("USER ")).expect("USER");
+    assert_eq!(user.split(':').next(), Some("65532"));
+    let entrypoint = final_stage
+        .iter()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("ENTRYPOINT");
+    let binary: Vec<String> = serde_json::from_str(entrypoint).unwrap();
+    let copied = final_stage
+        .iter()
+        .find(|l| l.starts_with("COPY --from="))
+        .expect("COPY of the binary");
+    assert!(
+        copied.ends_with(&binary[0]),
+        "ENTRYPOINT {} is what COPY installs: {copied}",
+        binary[0]
+    );
+    assert!(
+        !final_stage.iter().any(|l| l.starts_with("RUN ")),
+        "no shell in the final image, so no RUN"
+    );
+
+    let exposed: Vec<&str> = final_stage
+        .iter()
+        .filter_map(|l| l.strip_prefix("EXPOSE "))
+        .flat_map(|l| l.split_whitespace())
+        .collect();
+    let d = &yaml("deploy/deployment.yaml")[0];
+    for p in container(d)["ports"].as_sequence().unwrap() {
+        let want = format!(
+            "{}/{}",
+            p["containerPort"].as_u64().unwrap(),
+            p["protocol"].as_str().unwrap().to_lowercase()
+        );
+        assert!(exposed.contains(&want.as_str()), "EXPOSE {want} (exposed: {exposed:?})");
+    }
+}
+
+#[test]
+fn sidecar_variant_forwards_to_loopback() {
+    let patch = &yaml("deploy/sidecar/coredns-patch.yaml")[0];
+    let c = container(patch);
+    assert_restricted(c, &Value::Null);
+    probes(c);
+    assert!(
+        c["args"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--dns-addr=127.0.0.1:1053")
+    );
+    assert!(repo("deploy/sidecar/global.server").contains("forward . 127.0.0.1:1053"));
+}
+
+#[test]
+fn cluster_dns_snippets() {
+    let corefile = repo("deploy/coredns/global.server");
+    for line in ["global:53 {", "errors", "cache 30", "forward . MESHDNS_CLUSTER_IP"] {
+        assert!(corefile.contains(line), "{line}");
+    }
+    let cm = &yaml("deploy/coredns/kube-dns-stubdomains.yaml")[0];
+    let stub: serde_json::Value = serde_json::from_str(at(cm, "data.stubDomains").as_str().unwrap()).unwrap();
+    assert_eq!(stub, serde_json::json!({"global": ["MESHDNS_CLUSTER_IP"]}));
+}

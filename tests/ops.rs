@@ -1,0 +1,170 @@
+//! Operations, with the release binary: graceful shutdown, and the metrics
+//! exposition checked by `promtool` and scraped by a real Prometheus.
+
+#[path = "e2e/common.rs"]
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{
+    Meshdns, Proc, example_file, free_port, http_get, loopback, poll_until, query_udp, require_tool, run_bounded,
+};
+use hickory_proto::rr::RecordType;
+
+#[test]
+fn sigterm_drains_then_exits_zero() {
+    let example = example_file();
+    let mut m = Meshdns::serve(&[&example], &["--shutdown-grace", "2s"]);
+    let sent = Instant::now();
+    m.proc.signal("TERM");
+    poll_until(Duration::from_millis(500), Duration::from_millis(5), || {
+        http_get(m.admin, "/readyz").is_ok_and(|(code, _)| code == 503)
+    })
+    .expect("/readyz turns 503 at once");
+    // Still answering while draining.
+    while sent.elapsed() < Duration::from_millis(1500) {
+        let r = query_udp(m.dns, "httpbin.bar.global.", RecordType::A).expect("answered during the drain");
+        assert_eq!(r.answers.len(), 1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = m
+        .proc
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits after the grace period");
+    assert!(status.success(), "{status}");
+    let took = sent.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "exited after {took:?}"
+    );
+    println!("SIGTERM → exit 0 after {took:?} (grace 2 s)");
+}
+
+#[test]
+fn second_signal_exits_at_once() {
+    let example = example_file();
+    let mut m = Meshdns::serve(&[&example], &["--shutdown-grace", "60s"]);
+    m.proc.signal("TERM");
+    poll_until(Duration::from_secs(1), Duration::from_millis(5), || {
+        http_get(m.admin, "/readyz").is_ok_and(|(code, _)| code == 503)
+    })
+    .expect("draining");
+    let sent = Instant::now();
+    m.proc.signal("INT");
+    let status = m
+        .proc
+        .wait_exit(Duration::from_secs(2))
+        .expect("second signal exits at once");
+    assert!(status.success());
+    println!("second signal → exit after {:?}", sent.elapsed());
+}
+
+/// Sends a mix of queries; returns how many.
+fn traffic(m: &Meshdns) -> u64 {
+    let mut n = 0;
+    for i in 0..40 {
+        for (name, rtype) in [
+            ("httpbin.bar.global.", RecordType::A),
+            ("httpbin.bar.global.", RecordType::AAAA),
+            ("nope.global.", RecordType::A),
+            (".", RecordType::NS),
+        ] {
+            if i % 7 != 3 || rtype != RecordType::NS {
+                query_udp(m.dns, name, rtype).unwrap();
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn metrics_pass_promtool() {
+    let Some(promtool) = require_tool("metrics_pass_promtool", "promtool") else {
+        return;
+    };
+    let example = example_file();
+    let m = Meshdns::serve(&[&example], &[]);
+    traffic(&m);
+    let (code, body) = http_get(m.admin, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    for name in [
+        "meshdns_dns_requests_total{proto=\"udp\",type=\"A\"}",
+        "meshdns_dns_responses_total{rcode=\"NXDOMAIN\"}",
+        "meshdns_dns_request_duration_seconds_bucket",
+        "meshdns_serviceentries 5",
+        "meshdns_records{type=\"AAAA\"} 2",
+        "meshdns_ready 1",
+        "meshdns_build_info",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(body.contains(name), "{name} missing from:\n{body}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, &body).unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("'{}' check metrics < '{}'", promtool.display(), file.display()));
+    let out = run_bounded(cmd, Duration::from_secs(20));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}"
+    );
+}
+
+#[test]
+fn prometheus_counts_every_query() {
+    let Some(prometheus) = require_tool("prometheus_counts_every_query", "prometheus") else {
+        return;
+    };
+    let example = example_file();
+    let m = Meshdns::serve(&[&example], &[]);
+    let sent = traffic(&m);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             scrape_configs:\n- job_name: meshdns\n  static_configs:\n  - targets: ['{}']\n",
+            m.admin
+        ),
+    )
+    .unwrap();
+    let web = loopback(free_port());
+    let mut cmd = Command::new(prometheus);
+    cmd.arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address={web}"));
+    let mut p = Proc::spawn("prometheus", cmd, &dir.path().join("prometheus.log"));
+    let query = "/api/v1/query?query=sum%28meshdns_dns_requests_total%29";
+    let mut last = String::new();
+    let seen = poll_until(Duration::from_secs(60), Duration::from_millis(500), || {
+        p.assert_alive();
+        let Ok((200, body)) = http_get(web, query) else {
+            return false;
+        };
+        last = body;
+        let value: Option<f64> = serde_json::from_str::<serde_json::Value>(&last)
+            .ok()
+            .and_then(|v| v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse().ok()));
+        value == Some(sent as f64)
+    });
+    assert!(
+        seen.is_some(),
+        "Prometheus never reported {sent} queries; last answer: {last}\nlog:\n{}",
+        p.log()
+    );
+    println!(
+        "Prometheus scraped sum(meshdns_dns_requests_total) = {sent} after {:?}",
+        seen.unwrap()
+    );
+}
