@@ -1,0 +1,84 @@
+//! Per-query cost of the DNS path: parse + answer + encode, and the share
+//! of it that recording metrics takes.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::Request;
+use meshdns::admin::Readiness;
+use meshdns::dns::Handler;
+use meshdns::dns::metrics::{DnsMetrics, Proto};
+use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
+
+fn handler(metrics: DnsMetrics) -> Handler {
+    let config = ZoneConfig {
+        ttl: 30,
+        negative_ttl: 5,
+        nameserver: Name::from_str("localhost.").unwrap(),
+        hostmaster: Name::from_str("nobody.invalid.").unwrap(),
+    };
+    let index = Index::new(vec!["global".into()], config, None).unwrap();
+    let entries = (0..10_000u32)
+        .map(|i| Entry {
+            id: EntryId {
+                source: SourceId::Kube(None),
+                namespace: format!("ns{}", i % 100).into(),
+                name: format!("svc{i}").into(),
+            },
+            created: None,
+            hosts: vec![HostAddrs {
+                name: format!("svc{i}.ns{}.global", i % 100).into(),
+                addrs: vec![std::net::Ipv4Addr::from(0xf000_0000 | i).into()],
+            }],
+        })
+        .collect();
+    index.reset(&SourceId::Kube(None), entries);
+    let ready = Readiness::default();
+    ready.set_synced();
+    Handler::new(Arc::new(index), ready, metrics)
+}
+
+fn packet(name: &str, rtype: RecordType) -> Vec<u8> {
+    let mut m = Message::query();
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    m.set_edns(Edns::new());
+    m.to_vec().unwrap()
+}
+
+fn respond(c: &mut Criterion) {
+    let h = handler(DnsMetrics::unregistered());
+    let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+    let mut out = Vec::with_capacity(1232);
+    for (label, name, rtype) in [
+        ("respond/a_hit", "Svc42.ns42.global.", RecordType::A),
+        ("respond/nodata", "svc42.ns42.global.", RecordType::AAAA),
+        ("respond/nxdomain", "nope.ns42.global.", RecordType::A),
+    ] {
+        let bytes = packet(name, rtype);
+        c.bench_function(label, |b| {
+            b.iter(|| {
+                let request = Request::from_bytes(black_box(bytes.clone()), src, Protocol::Udp).unwrap();
+                h.respond(&request, Proto::Udp, &mut out);
+                black_box(out.len())
+            })
+        });
+    }
+
+    let metrics = DnsMetrics::unregistered();
+    c.bench_function("metrics/record_one_query", |b| {
+        b.iter(|| {
+            metrics.request(Proto::Udp, black_box(Some(RecordType::A)), 47);
+            metrics.response(black_box(ResponseCode::NoError), 63, false, Duration::from_nanos(900));
+        })
+    });
+}
+
+criterion_group!(benches, respond);
+criterion_main!(benches);
