@@ -39,7 +39,12 @@ struct Prepared {
 /// The largest UDP response a client accepts: 512 without EDNS, else its
 /// advertised size capped at ours (RFC 6891 §6.2.5).
 pub fn udp_limit(request_edns: Option<&Edns>) -> usize {
-    request_edns.map_or(512, |e| e.max_payload().clamp(512, EDNS_PAYLOAD)) as usize
+    udp_limit_for(request_edns.map(Edns::max_payload))
+}
+
+/// [`udp_limit`] from the OPT record's payload field, if there was one.
+pub fn udp_limit_for(payload: Option<u16>) -> usize {
+    payload.map_or(512, |p| p.clamp(512, EDNS_PAYLOAD)) as usize
 }
 
 type Records<'a> = std::slice::Iter<'a, Record>;
@@ -82,6 +87,21 @@ impl Handler {
         metadata.response_code = reply.rcode;
         metadata.authoritative = reply.authoritative;
         Prepared { metadata, edns, reply }
+    }
+
+    /// The fast path for a raw UDP packet ([`super::fast`]); false when
+    /// the packet needs the general path.
+    pub fn respond_fast(&self, packet: &[u8], out: &mut Vec<u8>) -> bool {
+        if !self.ready.synced() {
+            return false;
+        }
+        let start = Instant::now();
+        let Some((rcode, qtype)) = super::fast::respond(packet, &self.index.load(), out) else {
+            return false;
+        };
+        self.metrics.request(Proto::Udp, Some(qtype), packet.len());
+        self.metrics.response(rcode, out.len(), false, start.elapsed());
+        true
     }
 
     /// Answers `request` into `out` (cleared first), within the UDP size

@@ -2,6 +2,7 @@
 //! listener, both answering through [`handler::Handler`], on one address.
 
 pub mod answer;
+pub mod fast;
 pub mod handler;
 pub mod metrics;
 pub mod udp;

@@ -50,6 +50,9 @@ fn answer(packet: &[u8], src: SocketAddr, handler: &Handler, out: &mut Vec<u8>) 
     if src.port() == 0 {
         return false;
     }
+    if handler.respond_fast(packet, out) {
+        return true;
+    }
     match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
         Ok(request) => handler.respond(&request, Proto::Udp, out),
         Err(error) => {

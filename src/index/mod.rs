@@ -23,7 +23,7 @@ use tracing::{info, warn};
 pub use self::convert::{Conversion, ConvertOptions, HostAddrs, SkipReason, Skipped};
 use self::metrics::IndexMetrics;
 use self::table::Nodes;
-pub use self::table::{Lookup, Node, Stats, Table, Zone, ZoneConfig};
+pub use self::table::{Lookup, MAX_LABELS, Node, Stats, Table, Zone, ZoneConfig};
 
 /// Most addresses one name can carry after merging entries: keeps every
 /// answer well inside a 64 KiB TCP message.
@@ -119,13 +119,13 @@ impl Index {
         parsed.sort_by_key(|z| std::cmp::Reverse(z.name.num_labels()));
         parsed.dedup_by(|a, b| a.key == b.key);
         let serial = next_serial(0);
-        let table = Table {
-            config: Arc::new(config),
-            zones: parsed.into(),
-            nodes: Nodes::default(),
+        let table = Table::new(
+            Arc::new(config),
+            parsed.into(),
+            Nodes::default(),
             serial,
-            stats: Stats::default(),
-        };
+            Stats::default(),
+        );
         let writer = Writer {
             entries: HashMap::new(),
             by_source: HashMap::new(),
@@ -190,6 +190,12 @@ impl Index {
         self.table.load_full()
     }
 
+    /// The current table without touching its reference count, for the
+    /// per-query path. Hold it briefly.
+    pub fn load(&self) -> arc_swap::Guard<Arc<Table>> {
+        self.table.load()
+    }
+
     /// Adds or replaces one entry.
     pub fn apply(&self, entry: Entry) {
         let mut w = self.lock();
@@ -243,13 +249,13 @@ impl Index {
         w.stats.entries = w.entries.len();
         let current = self.table.load();
         self.metrics.published(&w.stats);
-        self.table.store(Arc::new(Table {
-            config: current.config.clone(),
-            zones: current.zones.clone(),
-            nodes: w.nodes.clone(),
-            serial: w.serial,
-            stats: w.stats,
-        }));
+        self.table.store(Arc::new(Table::new(
+            current.config.clone(),
+            current.zones.clone(),
+            w.nodes.clone(),
+            w.serial,
+            w.stats,
+        )));
     }
 }
 

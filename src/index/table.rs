@@ -65,6 +65,19 @@ impl Node {
 
 pub(super) type Nodes = imbl::HashMap<Arc<str>, Node>;
 
+/// SOA timers; secondaries are never used, so these are conventional values.
+pub const SOA_REFRESH: u32 = 3600;
+pub const SOA_RETRY: u32 = 600;
+pub const SOA_EXPIRE: u32 = 86400;
+
+/// Most labels a 255-octet name can have.
+pub const MAX_LABELS: usize = 128;
+
+/// The buffer is ASCII by construction; '?' can never match a key.
+fn key(buf: &[u8]) -> &str {
+    std::str::from_utf8(buf).unwrap_or("?")
+}
+
 /// What the table knows about a query name.
 #[derive(Debug)]
 pub enum Lookup<'t> {
@@ -95,13 +108,30 @@ pub struct Table {
     pub(super) nodes: Nodes,
     pub serial: u32,
     pub stats: Stats,
+    /// The SOA RDATA on the wire, when no name in it can be compressed
+    /// against the zone apex (the DNS fast path needs position-free bytes).
+    pub soa_wire: Option<Arc<[u8]>>,
 }
 
 impl Table {
     pub fn lookup(&self, qname: &Name) -> Lookup<'_> {
-        let labels: Vec<&[u8]> = qname.iter().collect();
+        let mut labels: [&[u8]; MAX_LABELS] = [&[]; MAX_LABELS];
+        let mut n = 0;
+        for label in qname.iter() {
+            if n == MAX_LABELS {
+                return Lookup::OutOfZone;
+            }
+            labels[n] = label;
+            n += 1;
+        }
+        self.lookup_labels(&labels[..n])
+    }
+
+    /// [`Table::lookup`] for a name as wire labels (no root label), without
+    /// allocating: the DNS fast path calls this per query.
+    pub fn lookup_labels(&self, labels: &[&[u8]]) -> Lookup<'_> {
         // Zones are sorted most specific first.
-        let Some(zone) = self.zones.iter().find(|z| z.contains(&labels)) else {
+        let Some(zone) = self.zones.iter().find(|z| z.contains(labels)) else {
             return Lookup::OutOfZone;
         };
         let own = labels.len() - zone.labels.len();
@@ -109,35 +139,42 @@ impl Table {
             return Lookup::Apex(zone);
         }
 
-        // Bytes that cannot occur in a stored key become '?', so the exact
-        // lookup misses while wildcards above that label still apply.
-        let mut key = String::with_capacity(qname.len());
-        let mut starts = Vec::with_capacity(own);
+        // The key, lower-cased, in a stack buffer. Bytes that cannot occur in
+        // a stored key become '?', so the exact lookup misses while wildcards
+        // above that label still apply.
+        let mut buf = [0u8; 256];
+        let mut len = 0;
+        let mut starts = [0usize; MAX_LABELS];
         for (i, label) in labels.iter().enumerate() {
-            if i > 0 {
-                key.push('.');
+            if len + label.len() + 1 > buf.len() {
+                return Lookup::NxDomain(zone); // longer than any name can be
             }
-            starts.push(key.len());
+            if i > 0 {
+                buf[len] = b'.';
+                len += 1;
+            }
+            starts[i] = len;
             for &b in *label {
-                let c = b.to_ascii_lowercase() as char;
-                let keep = b.is_ascii() && (super::name::is_key_char(c) || (c == '*' && label.len() == 1 && i == 0));
-                key.push(if keep { c } else { '?' });
+                let c = b.to_ascii_lowercase();
+                let keep =
+                    b.is_ascii() && (super::name::is_key_char(c as char) || (c == b'*' && label.len() == 1 && i == 0));
+                buf[len] = if keep { c } else { b'?' };
+                len += 1;
             }
         }
 
-        if let Some(node) = self.nodes.get(key.as_str()) {
+        if let Some(node) = self.nodes.get(key(&buf[..len])) {
             return if node.has_records() {
                 Lookup::Records(zone, node)
             } else {
                 Lookup::Empty(zone)
             };
         }
-        let mut wildcard = String::with_capacity(key.len() + 2);
+        // `*.` + each proper suffix, most specific first: writing '*' over
+        // the byte before the suffix's dot only touches labels already passed.
         for &start in &starts[1..=own] {
-            wildcard.clear();
-            wildcard.push_str("*.");
-            wildcard.push_str(&key[start..]);
-            if let Some(node) = self.nodes.get(wildcard.as_str()).filter(|n| n.has_records()) {
+            buf[start - 2] = b'*';
+            if let Some(node) = self.nodes.get(key(&buf[start - 2..len])).filter(|n| n.has_records()) {
                 return Lookup::Records(zone, node);
             }
         }
@@ -156,6 +193,19 @@ impl Table {
         out
     }
 
+    /// Builds a table; `soa_wire` is derived here.
+    pub(super) fn new(config: Arc<ZoneConfig>, zones: Arc<[Zone]>, nodes: Nodes, serial: u32, stats: Stats) -> Self {
+        let soa_wire = soa_wire(&config, &zones, serial);
+        Self {
+            config,
+            zones,
+            nodes,
+            serial,
+            stats,
+            soa_wire,
+        }
+    }
+
     /// SOA RDATA of a zone for this table's serial.
     pub fn soa(&self) -> hickory_proto::rr::rdata::SOA {
         let c = &self.config;
@@ -163,10 +213,37 @@ impl Table {
             c.nameserver.clone(),
             c.hostmaster.clone(),
             self.serial,
-            3600,
-            600,
-            86400,
+            SOA_REFRESH as i32,
+            SOA_RETRY as i32,
+            SOA_EXPIRE as i32,
             c.negative_ttl,
         )
     }
+}
+
+/// Uncompressed SOA RDATA, or `None` when an encoder could compress one of
+/// its names (a last label shared with a zone apex or with each other).
+fn soa_wire(config: &ZoneConfig, zones: &[Zone], serial: u32) -> Option<Arc<[u8]>> {
+    let last = |n: &Name| n.iter().next_back().map(|l| l.to_ascii_lowercase());
+    let (mname, rname) = (last(&config.nameserver), last(&config.hostmaster));
+    if mname == rname
+        || zones.iter().any(|z| {
+            z.labels.last().map(|l| l.to_ascii_lowercase()) == mname
+                || z.labels.last().map(|l| l.to_ascii_lowercase()) == rname
+        })
+    {
+        return None;
+    }
+    let mut out = Vec::with_capacity(64);
+    for name in [&config.nameserver, &config.hostmaster] {
+        for label in name.iter() {
+            out.push(label.len() as u8);
+            out.extend_from_slice(label);
+        }
+        out.push(0);
+    }
+    for field in [serial, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, config.negative_ttl] {
+        out.extend_from_slice(&field.to_be_bytes());
+    }
+    Some(out.into())
 }
