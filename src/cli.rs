@@ -75,6 +75,11 @@ struct ServeArgs {
     #[arg(long, env = "MESHDNS_DEBUG_ENDPOINTS")]
     debug_endpoints: bool,
 
+    /// UDP worker threads, each with its own socket on --dns-addr
+    /// (SO_REUSEPORT). Default: one per CPU core.
+    #[arg(long, env = "MESHDNS_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
+
     /// On SIGTERM/SIGINT, report not ready at once but keep answering this
     /// long (e.g. `5s`, `500ms`), so traffic moves away before the exit. A
     /// second signal exits at once.
@@ -270,9 +275,14 @@ impl ServeArgs {
             kube,
             zone,
             debug_endpoints,
+            workers,
             shutdown_grace,
             log: _,
         } = self;
+        let workers = workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        );
         let KubeArgs {
             kubeconfig,
             context,
@@ -303,8 +313,9 @@ impl ServeArgs {
             false => Some(FileSource::start(files, index.clone(), file_errors)?),
         };
 
-        // One thread answers DNS: per-query work is microseconds, and a
-        // current-thread runtime avoids cross-thread task hand-offs.
+        // Current-thread runtimes: per-query work is microseconds, and
+        // cross-thread task hand-offs would cost more than the work. UDP
+        // workers beyond the first get threads of their own.
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async move {
             let mut signals = Signals::new()?;
@@ -312,9 +323,9 @@ impl ServeArgs {
                 Some(opts) => Some((kube::client(&opts).await?, opts)),
                 None => None,
             };
-            let dns = DnsServer::bind(dns_addr, Handler::new(index.clone(), ready.clone(), dns_metrics)).await?;
+            let dns = DnsServer::bind(dns_addr, Handler::new(index.clone(), ready.clone(), dns_metrics), workers).await?;
             let admin_listener = admin::bind(admin_addr).await?;
-            info!(dns = %dns.local_addr(), admin = %admin_listener.local_addr()?, "serving");
+            info!(dns = %dns.local_addr(), admin = %admin_listener.local_addr()?, workers, "serving");
             let admin_state = AdminState {
                 ready: ready.clone(),
                 registry: registry.clone(),

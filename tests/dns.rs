@@ -61,6 +61,7 @@ fn start_with(index: Arc<Index>, ready: Readiness) -> Server {
             let server = DnsServer::bind(
                 "127.0.0.1:0".parse().unwrap(),
                 Handler::new(handler_index, handler_ready, DnsMetrics::unregistered()),
+                2,
             )
             .await
             .unwrap();

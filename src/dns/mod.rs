@@ -1,5 +1,6 @@
-//! DNS on the wire: our UDP loop ([`udp`]) and hickory-server's TCP
-//! listener, both answering through [`handler::Handler`], on one address.
+//! DNS on the wire: our UDP loops ([`udp`]), one per worker thread on its own
+//! `SO_REUSEPORT` socket, and hickory-server's TCP listener, all answering
+//! through [`handler::Handler`] on one address.
 
 pub mod answer;
 pub mod fast;
@@ -8,35 +9,45 @@ pub mod metrics;
 pub mod udp;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 use hickory_server::Server;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 
 pub use handler::Handler;
 use handler::TcpHandler;
-use std::sync::Arc;
 
 /// Idle TCP connections are closed after this long.
 const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Responses queued per TCP connection.
 const TCP_RESPONSE_BUFFER: usize = 32;
+/// Absorbs bursts while a worker is busy (the kernel may cap it lower).
+const UDP_RECV_BUFFER: usize = 4 << 20;
 
 pub struct DnsServer {
     tcp: Server<TcpHandler>,
-    udp: UdpSocket,
+    /// One per worker; the first is served on the caller's runtime.
+    udp: Vec<std::net::UdpSocket>,
     handler: Arc<Handler>,
     local_addr: SocketAddr,
 }
 
 impl DnsServer {
-    /// Binds UDP, then TCP on the same port (the port UDP got, for port 0).
-    pub async fn bind(addr: SocketAddr, handler: Handler) -> anyhow::Result<Self> {
-        let udp = UdpSocket::bind(addr)
-            .await
-            .with_context(|| format!("cannot bind UDP {addr}"))?;
-        let local_addr = udp.local_addr()?;
+    /// Binds `workers` UDP sockets sharing the address (`SO_REUSEPORT`: the
+    /// kernel spreads clients over them), then TCP on the same port (the
+    /// port UDP got, for port 0).
+    pub async fn bind(addr: SocketAddr, handler: Handler, workers: usize) -> anyhow::Result<Self> {
+        let first = udp_socket(addr).with_context(|| format!("cannot bind UDP {addr}"))?;
+        let local_addr = first.local_addr()?;
+        let mut udp = vec![first];
+        for _ in 1..workers.max(1) {
+            udp.push(
+                udp_socket(local_addr).with_context(|| format!("cannot bind another UDP socket to {local_addr}"))?,
+            );
+        }
         let tcp = TcpListener::bind(local_addr)
             .await
             .with_context(|| format!("cannot bind TCP {local_addr}"))?;
@@ -55,7 +66,8 @@ impl DnsServer {
         self.local_addr
     }
 
-    /// Serves until a listener fails.
+    /// Serves until a listener fails. Workers beyond the first get a thread
+    /// each, with a current-thread runtime of their own.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
             mut tcp,
@@ -63,9 +75,37 @@ impl DnsServer {
             handler,
             local_addr,
         } = self;
+        let mut sockets = udp.into_iter();
+        let first = UdpSocket::from_std(sockets.next().expect("one UDP socket"))?;
+        let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel();
+        for (i, socket) in sockets.enumerate() {
+            let (handler, failed) = (handler.clone(), failed_tx.clone());
+            std::thread::Builder::new()
+                .name(format!("dns-udp-{}", i + 1))
+                .spawn(move || {
+                    let result = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(anyhow::Error::from)
+                        .and_then(|rt| {
+                            rt.block_on(async { Ok(udp::serve(UdpSocket::from_std(socket)?, handler).await?) })
+                        });
+                    let _ = failed.send(result.err().unwrap_or_else(|| anyhow!("stopped")));
+                })?;
+        }
         tokio::select! {
-            r = udp::serve(udp, handler) => r.with_context(|| format!("UDP {local_addr} failed")),
+            r = udp::serve(first, handler) => r.with_context(|| format!("UDP {local_addr} failed")),
             r = tcp.block_until_done() => r.with_context(|| format!("TCP {local_addr} failed")),
+            Some(e) = failed_rx.recv() => Err(e.context(format!("a UDP worker on {local_addr} failed"))),
         }
     }
+}
+
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
