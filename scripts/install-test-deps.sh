@@ -12,6 +12,7 @@ declare -A pkg_for=(
   [dnsmasq]=dnsmasq-base
   [unbound]=unbound
   [knotd]=knot
+  [dnsperf]=dnsperf
   [prometheus]=prometheus
   [promtool]=prometheus
 )

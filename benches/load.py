@@ -1,0 +1,713 @@
+#!/usr/bin/env python3
+"""Load benchmark: meshdns against Knot DNS, driven by dnsperf, on loopback.
+
+For each zone size N (--sizes) the script generates N names
+svc<i>.ns<i%100>.global with unique 240.x.y.z addresses, once as ServiceEntry
+YAML (for meshdns --file) and once as a zone file (for Knot), plus a dnsperf
+query file: 90% A on existing names, 5% AAAA on existing names (NODATA), 5%
+missing names (NXDOMAIN), shuffled with a fixed seed.
+
+It then starts the servers alternately, Knot, meshdns, Knot, meshdns, ...
+(--rounds rounds each, a fresh process every round), and per round runs
+dnsperf twice against the running server:
+
+  saturation   dnsperf -c CLIENTS -T THREADS -q OUTSTANDING -l SECONDS
+  fixed rate   the same plus -Q FIXED_QPS
+
+Figures (per server and size; the table shows the median over rounds):
+
+  QPS                  queries completed per second (dnsperf's figure)
+  CPU us/query         server utime+stime (/proc/PID/stat, all threads) over
+                       exactly the dnsperf run, divided by queries completed.
+                       Tick resolution is 10 ms, negligible over seconds.
+  latency avg / p99    dnsperf's average; p99 from dnsperf -v, which prints
+                       one line per query with its latency. -v costs dnsperf
+                       time, so the saturation run is done without -v (its p99
+                       is not measured) unless --latency-at-saturation is set
+  lost                 queries dnsperf sent but got no answer for (timeouts)
+  UDP rcvbuf drops     kernel RcvbufErrors (/proc/net/snmp) during the run:
+                       datagrams dropped because a socket's buffer was full
+                       (machine-wide counter; shows where lost queries went)
+  RSS / PSS            /proc/PID/smaps_rollup after both runs
+  start->answer        Popen() to the first correct A answer for the last
+                       generated name (raw UDP query, polled every 1 ms)
+  NOERROR/NXDOMAIN %   dnsperf's rcode mix; both servers must agree (expected
+                       95% NOERROR, 5% NXDOMAIN)
+  resp bytes           dnsperf's average response size
+
+Everything listens on 127.0.0.1 on free ports; servers are killed at the end,
+also on Ctrl-C. Needs python3 (stdlib), knotd and dnsperf
+(`apt-get install knot dnsperf`), and a built meshdns (`cargo build --release`).
+
+Note that dnsperf and the server share the machine's cores: on a small
+machine the server does not get all cores, so saturation QPS is a lower bound
+and CPU us/query is the more portable figure.
+
+Examples:
+  python3 benches/load.py                       # full run, several minutes
+  python3 benches/load.py --smoke               # under a minute
+  python3 benches/load.py --sizes 10000 --rounds 5 --json out.json
+  python3 benches/load.py --meshdns-workers 1,2 # meshdns at 1 and 2 workers
+"""
+
+import argparse
+import atexit
+import ctypes
+import datetime
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CORES = os.cpu_count() or 1
+
+# ---------------------------------------------------------------------------
+# Child processes: die with the script, killed at exit and on Ctrl-C/SIGTERM
+
+_children = []
+
+
+def _die_with_parent():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def spawn(cmd, log_path):
+    log = open(log_path, "wb")
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                         preexec_fn=_die_with_parent)
+    log.close()
+    _children.append(p)
+    return p
+
+
+def stop(p, signals=(signal.SIGTERM,), grace=5.0):
+    """Sends each signal in turn, waits up to `grace` seconds, then SIGKILL."""
+    if p.poll() is None:
+        for sig in signals:
+            try:
+                p.send_signal(sig)
+            except ProcessLookupError:
+                pass
+            time.sleep(0.05)
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+    if p in _children:
+        _children.remove(p)
+
+
+def _kill_all():
+    for p in list(_children):
+        if p.poll() is None:
+            p.kill()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+    _children.clear()
+
+
+atexit.register(_kill_all)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+# ---------------------------------------------------------------------------
+# Helpers
+
+
+def die(msg):
+    print(f"load.py: error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def free_port():
+    """A port free for both UDP and TCP on 127.0.0.1 right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                    u.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    die("no port free for both UDP and TCP on 127.0.0.1 after 50 tries")
+
+
+def find_tool(name):
+    path = os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin"
+    return shutil.which(name, path=path)
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+
+
+def mem_kib(pid):
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            k, _, rest = line.partition(":")
+            if k in ("Rss", "Pss"):
+                out[k] = int(rest.split()[0])
+    return out.get("Rss"), out.get("Pss")
+
+
+def udp_rcvbuf_errors():
+    """The kernel's count of UDP datagrams dropped for a full receive buffer
+    (all sockets of the machine; on an otherwise idle machine, ours)."""
+    try:
+        with open("/proc/net/snmp") as f:
+            udp = [line.split() for line in f if line.startswith("Udp:")]
+        return int(udp[1][udp[0].index("RcvbufErrors")])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def run_text(cmd):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (r.stdout + r.stderr).strip()
+    except Exception as e:
+        return f"({e})"
+
+
+def address(i):
+    i += 1
+    return f"240.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+
+
+def name(i):
+    return f"svc{i}.ns{i % 100}.global"
+
+
+# ---------------------------------------------------------------------------
+# Data
+
+
+def generate(n, queries, seed, d):
+    """Writes se.yaml, global.zone and queries.txt for n names into d."""
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "se.yaml"), "w") as f:
+        for i in range(n):
+            f.write("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n"
+                    f"metadata: {{name: svc{i}, namespace: ns{i % 100}}}\n"
+                    f"spec: {{hosts: [{name(i)}], addresses: [{address(i)}], resolution: DNS}}\n---\n")
+    with open(os.path.join(d, "global.zone"), "w") as f:
+        f.write("$ORIGIN global.\n$TTL 30\n"
+                "@ IN SOA localhost. nobody.invalid. 1 3600 600 86400 5\n@ IN NS localhost.\n")
+        for i in range(n):
+            f.write(f"svc{i}.ns{i % 100} IN A {address(i)}\n")
+    rng = random.Random(seed)
+    n_aaaa = n_nx = queries * 5 // 100
+    lines = [f"{name(rng.randrange(n))} A" for _ in range(queries - n_aaaa - n_nx)]
+    lines += [f"{name(rng.randrange(n))} AAAA" for _ in range(n_aaaa)]
+    lines += [f"nx{rng.randrange(n)}.ns{rng.randrange(100)}.global A" for _ in range(n_nx)]
+    rng.shuffle(lines)
+    with open(os.path.join(d, "queries.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------
+# Raw DNS probe
+
+
+def encode_query(qid, qname):
+    q = b"".join(bytes([len(label)]) + label.encode() for label in qname.strip(".").split("."))
+    return struct.pack(">HHHHHH", qid, 0x0000, 1, 0, 0, 0) + q + b"\0" + struct.pack(">HH", 1, 1)
+
+
+def skip_name(msg, off):
+    while True:
+        length = msg[off]
+        if length == 0:
+            return off + 1
+        if length & 0xC0 == 0xC0:
+            return off + 2
+        off += 1 + length
+
+
+def answers_with(msg, qid, want):
+    """Whether msg is a NOERROR response to qid holding an A record `want`."""
+    if len(msg) < 12:
+        return False
+    rid, flags, qd, an = struct.unpack(">HHHH", msg[:8])
+    if rid != qid or not flags & 0x8000 or flags & 0xF != 0:
+        return False
+    try:
+        off = 12
+        for _ in range(qd):
+            off = skip_name(msg, off) + 4
+        for _ in range(an):
+            off = skip_name(msg, off)
+            rtype, _, _, rdlen = struct.unpack(">HHIH", msg[off:off + 10])
+            off += 10
+            if rtype == 1 and msg[off:off + rdlen] == want:
+                return True
+            off += rdlen
+    except (IndexError, struct.error):
+        return False
+    return False
+
+
+def first_answer(port, qname, addr, proc, limit):
+    """Polls until the server answers `qname A` with `addr` (the caller times
+    it). One query in flight, 5 ms receive timeout, 1 ms sleep between tries;
+    bounded by `limit` seconds and 1M tries. Any response with the right answer
+    counts, also a late one to an earlier try (all tries ask the same)."""
+    want = socket.inet_aton(addr)
+    query = encode_query(0x4D44, qname)
+    deadline = time.monotonic() + limit
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.1", port))
+        s.settimeout(0.005)
+        for _ in range(1_000_000):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                return False
+            try:
+                s.send(query)
+                if answers_with(s.recv(4096), 0x4D44, want):
+                    return True
+            except OSError:  # refused (not bound yet) or timed out
+                pass
+            time.sleep(0.001)
+    return False
+
+
+# ---------------------------------------------------------------------------
+# Servers
+
+
+class Knot:
+    def __init__(self, knotd, workers):
+        self.label = "Knot"
+        self.knotd, self.workers = knotd, workers
+
+    def start(self, d, port):
+        run = os.path.join(d, "knot-run")
+        shutil.rmtree(run, ignore_errors=True)
+        os.makedirs(run)
+        conf = os.path.join(run, "knot.conf")
+        with open(conf, "w") as f:
+            f.write(f"""server:
+    rundir: "{run}"
+    listen: 127.0.0.1@{port}
+    udp-workers: {self.workers}
+    tcp-workers: 1
+    background-workers: 1
+log:
+  - target: stderr
+    any: warning
+database:
+    storage: "{run}/db"
+control:
+    listen: "{run}/knot.sock"
+zone:
+  - domain: global
+    storage: "{d}"
+    file: "global.zone"
+    zonefile-load: whole
+    journal-content: none
+    zonefile-sync: -1
+""")
+        self.log = os.path.join(run, "knotd.log")
+        return spawn([self.knotd, "-c", conf], self.log)
+
+    def stop(self, p):
+        stop(p)
+
+
+class Meshdns:
+    def __init__(self, binary, workers, label, grace_flag):
+        self.label = label
+        self.binary, self.workers, self.grace_flag = binary, workers, grace_flag
+
+    def start(self, d, port):
+        cmd = [self.binary, "serve", "--file", os.path.join(d, "se.yaml"),
+               "--dns-addr", f"127.0.0.1:{port}", "--admin-addr", f"127.0.0.1:{free_port()}",
+               "--log-level", "warn"]
+        if self.grace_flag:
+            cmd += ["--shutdown-grace", "0s"]
+        if self.workers is not None:
+            cmd += ["--workers", str(self.workers)]
+        self.log = os.path.join(d, f"{self.label}.log")
+        return spawn(cmd, self.log)
+
+    def stop(self, p):
+        # A second signal exits at once, whatever the shutdown grace.
+        stop(p, signals=(signal.SIGTERM, signal.SIGTERM))
+
+
+# ---------------------------------------------------------------------------
+# dnsperf
+
+STAT_RE = {
+    "sent": r"Queries sent:\s+(\d+)",
+    "completed": r"Queries completed:\s+(\d+)",
+    "lost": r"Queries lost:\s+(\d+)",
+    "qps": r"Queries per second:\s+([\d.]+)",
+    "runtime": r"Run time \(s\):\s+([\d.]+)",
+    "lat_avg": r"Average Latency \(s\):\s+([\d.]+)",
+    "resp_bytes": r"Average packet size:\s+request \d+, response (\d+)",
+}
+
+
+def dnsperf(args, port, qfile, seconds, qps, verbose, out_path):
+    cmd = [args.dnsperf, "-s", "127.0.0.1", "-p", str(port), "-d", qfile,
+           "-c", str(args.clients), "-T", str(args.threads), "-q", str(args.outstanding),
+           "-l", str(seconds)]
+    if qps:
+        cmd += ["-Q", str(qps)]
+    if verbose:
+        cmd += ["-v"]
+    with open(out_path, "wb") as out:
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             preexec_fn=_die_with_parent)
+        _children.append(p)
+        try:
+            rc = p.wait(seconds + 60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            die(f"dnsperf did not finish within {seconds + 60} s: {' '.join(cmd)}")
+        finally:
+            _children.remove(p)
+    return rc, cmd
+
+
+def parse_dnsperf(out_path, verbose):
+    """Summary figures, rcode mix and (with -v) latency percentiles."""
+    res = {}
+    hist = Counter()  # latency in microseconds -> count
+    tail = []
+    with open(out_path, "rb") as f:
+        for raw in f:
+            if raw.startswith(b"> "):
+                if verbose:
+                    parts = raw.split()
+                    if len(parts) == 5 and parts[1] != b"T":
+                        try:
+                            hist[round(float(parts[4]) * 1e6)] += 1
+                        except ValueError:
+                            pass
+                continue
+            tail.append(raw.decode(errors="replace"))
+    text = "".join(tail)
+    for key, rx in STAT_RE.items():
+        m = re.search(rx, text)
+        res[key] = float(m.group(1)) if m else None
+    m = re.search(r"Response codes:\s+(.*)", text)
+    res["rcodes"] = {k: int(v) for k, v in re.findall(r"([A-Z]+) (\d+) \(", m.group(1))} if m else {}
+    if hist:
+        total = sum(hist.values())
+        want, seen = 0.99 * total, 0
+        for us in sorted(hist):
+            seen += hist[us]
+            if seen >= want:
+                res["lat_p99"] = us / 1e6
+                break
+        res["latency_samples"] = total
+    else:
+        res["lat_p99"] = None
+    return res, text
+
+
+# ---------------------------------------------------------------------------
+# One round: start a server, measure startup, run dnsperf twice, read memory
+
+
+def one_round(args, server, d, n, rnd):
+    port = free_port()
+    t0 = time.monotonic()
+    proc = server.start(d, port)
+    ok = first_answer(port, name(n - 1), address(n - 1), proc, args.startup_limit)
+    startup = time.monotonic() - t0
+    if not ok:
+        log = open(server.log, errors="replace").read()[-3000:]
+        server.stop(proc)
+        die(f"{server.label} did not answer {name(n - 1)} A {address(n - 1)} within "
+            f"{args.startup_limit} s (exit {proc.poll()}); log:\n{log}")
+    r = {"server": server.label, "size": n, "round": rnd, "startup_s": startup}
+    qfile = os.path.join(d, "queries.txt")
+    out = os.path.join(d, "dnsperf.out")
+    try:
+        if args.warmup > 0:
+            dnsperf(args, port, qfile, args.warmup, args.fixed_qps, False, out)
+        for kind, qps, verbose in (("sat", None, args.latency_at_saturation), ("fixed", args.fixed_qps, True)):
+            load = os.getloadavg()[0]
+            drops0 = udp_rcvbuf_errors()
+            c0 = cpu_ticks(proc.pid)
+            rc, cmd = dnsperf(args, port, qfile, args.seconds, qps, verbose, out)
+            c1 = cpu_ticks(proc.pid)
+            drops1 = udp_rcvbuf_errors()
+            if proc.poll() is not None:
+                die(f"{server.label} exited during the {kind} run (exit {proc.returncode})")
+            res, text = parse_dnsperf(out, verbose)
+            if rc != 0 or not res["completed"]:
+                die(f"dnsperf failed (exit {rc}): {' '.join(cmd)}\n{text[-3000:]}")
+            cpu_s = (c1 - c0) / CLK_TCK
+            res["cpu_s"] = cpu_s
+            res["cpu_us_per_query"] = cpu_s * 1e6 / res["completed"]
+            res["loadavg_before"] = load
+            res["udp_rcvbuf_drops"] = drops1 - drops0 if drops0 is not None and drops1 is not None else None
+            r[kind] = res
+        r["rss_kib"], r["pss_kib"] = mem_kib(proc.pid)
+    finally:
+        server.stop(proc)
+        if os.path.exists(out):
+            os.remove(out)
+    return r
+
+
+# ---------------------------------------------------------------------------
+# Report
+
+METRICS = [
+    # (label, getter, format)
+    ("QPS saturation", lambda r: r["sat"]["qps"], "{:.0f}"),
+    ("CPU µs/query saturation", lambda r: r["sat"]["cpu_us_per_query"], "{:.2f}"),
+    ("latency avg ms saturation", lambda r: ms(r["sat"]["lat_avg"]), "{:.3f}"),
+    ("latency p99 ms saturation", lambda r: ms(r["sat"].get("lat_p99")), "{:.3f}"),
+    ("lost saturation", lambda r: r["sat"]["lost"], "{:.0f}"),
+    ("UDP rcvbuf drops saturation", lambda r: r["sat"]["udp_rcvbuf_drops"], "{:.0f}"),
+    ("QPS fixed", lambda r: r["fixed"]["qps"], "{:.0f}"),
+    ("CPU µs/query fixed", lambda r: r["fixed"]["cpu_us_per_query"], "{:.2f}"),
+    ("latency avg ms fixed", lambda r: ms(r["fixed"]["lat_avg"]), "{:.3f}"),
+    ("latency p99 ms fixed", lambda r: ms(r["fixed"].get("lat_p99")), "{:.3f}"),
+    ("lost fixed", lambda r: r["fixed"]["lost"], "{:.0f}"),
+    ("UDP rcvbuf drops fixed", lambda r: r["fixed"]["udp_rcvbuf_drops"], "{:.0f}"),
+    ("RSS MiB", lambda r: r["rss_kib"] / 1024 if r["rss_kib"] else None, "{:.1f}"),
+    ("PSS MiB", lambda r: r["pss_kib"] / 1024 if r["pss_kib"] else None, "{:.1f}"),
+    ("start->answer ms", lambda r: r["startup_s"] * 1000, "{:.1f}"),
+    ("NOERROR % saturation", lambda r: rcode_pct(r["sat"], "NOERROR"), "{:.2f}"),
+    ("NXDOMAIN % saturation", lambda r: rcode_pct(r["sat"], "NXDOMAIN"), "{:.2f}"),
+    ("other rcodes saturation", lambda r: other_rcodes(r["sat"]), "{:.0f}"),
+    ("resp bytes avg", lambda r: r["sat"]["resp_bytes"], "{:.0f}"),
+]
+
+
+def ms(s):
+    return None if s is None else s * 1000
+
+
+def rcode_pct(res, code):
+    total = sum(res["rcodes"].values())
+    return 100.0 * res["rcodes"].get(code, 0) / total if total else None
+
+
+def other_rcodes(res):
+    return sum(v for k, v in res["rcodes"].items() if k not in ("NOERROR", "NXDOMAIN"))
+
+
+def fmt(f, v):
+    return "-" if v is None else f.format(v)
+
+
+def median(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def table(rows):
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append(" | ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                                for i, (c, w) in enumerate(zip(r, widths))))
+        if k == 0:
+            lines.append("-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def report(results, labels, sizes, args):
+    summary = {}
+    for n in sizes:
+        per = {lab: [r for r in results if r["size"] == n and r["server"] == lab] for lab in labels}
+        mesh = labels[1:]
+        head = ["metric"] + [f"{lab} (median)" for lab in labels] + [f"{m}/Knot" for m in mesh]
+        rows = [head]
+        summary[n] = {}
+        for label, get, f in METRICS:
+            meds = {lab: median(get(r) for r in per[lab]) for lab in labels}
+            summary[n][label] = meds
+            ratios = [meds[m] / meds["Knot"] if meds[m] is not None and meds["Knot"] else None for m in mesh]
+            rows.append([label] + [fmt(f, meds[lab]) for lab in labels] + [fmt("{:.2f}", x) for x in ratios])
+        print(f"\n=== {n} names: {len(per['Knot'])} round(s) per server, {args.seconds} s per run, "
+              f"saturation -c {args.clients} -T {args.threads} -q {args.outstanding}, fixed -Q {args.fixed_qps} ===")
+        print(table(rows))
+        print(f"\nraw per round ({n} names), in run order:")
+        raw = [["metric"] + [f"{r['server']} r{r['round']}" for r in results if r["size"] == n]]
+        for label, get, f in METRICS:
+            raw.append([label] + [fmt(f, get(r)) for r in results if r["size"] == n])
+        raw.append(["load avg before sat"] + [f"{r['sat']['loadavg_before']:.2f}" for r in results if r["size"] == n])
+        print(table(raw))
+    return summary
+
+
+def machine_info(args, meshdns):
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
+    except OSError:
+        pass
+    dp = run_text([args.dnsperf, "-h"])
+    m = re.search(r"Version ([\d.]+\S*)", dp)
+    git = run_text(["git", "-C", REPO, "describe", "--always", "--dirty"])
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "nproc": CORES,
+        "cpu": cpu,
+        "knotd": run_text([args.knotd, "-V"]),
+        "dnsperf": m.group(1) if m else dp.splitlines()[-1:],
+        "meshdns": run_text([meshdns, "--version"]),
+        "meshdns_binary": meshdns,
+        "git": git,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Main
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000", help="comma-separated zone sizes (default: %(default)s)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per server and size, alternating (default: 3)")
+    ap.add_argument("--seconds", type=int, default=15, help="dnsperf -l for each run (default: 15)")
+    ap.add_argument("--warmup", type=float, default=1,
+                    help="seconds of fixed-rate load before measuring, 0 to skip (default: 1)")
+    ap.add_argument("--fixed-qps", type=int, default=20000, help="dnsperf -Q of the fixed-rate run (default: 20000)")
+    ap.add_argument("--clients", type=int, default=4, help="dnsperf -c (default: 4)")
+    ap.add_argument("--threads", type=int, default=1, help="dnsperf -T (default: 1)")
+    ap.add_argument("--outstanding", type=int, default=200, help="dnsperf -q (default: 200)")
+    ap.add_argument("--queries", type=int, default=200000, help="lines in the query file (default: 200000)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the query mix (default: 1)")
+    ap.add_argument("--latency-at-saturation", action="store_true",
+                    help="also run the saturation run with dnsperf -v to get its p99 (costs dnsperf CPU, "
+                         "which lowers saturation QPS on small machines)")
+    ap.add_argument("--workers", type=int, default=CORES,
+                    help="meshdns --workers, passed only if `meshdns serve --help` has it (default: cores, %(default)s)")
+    ap.add_argument("--meshdns-workers", default=None,
+                    help="comma-separated worker counts, e.g. 1,2: run one meshdns variant each (ignored if "
+                         "meshdns has no --workers flag)")
+    ap.add_argument("--knot-workers", type=int, default=CORES, help="Knot udp-workers (default: cores, %(default)s)")
+    ap.add_argument("--meshdns", default=None,
+                    help="meshdns binary (default: $CARGO_TARGET_DIR/release/meshdns or target/release/meshdns)")
+    ap.add_argument("--knotd", default=None, help="knotd binary (default: from PATH and sbin dirs)")
+    ap.add_argument("--dnsperf", default=None, help="dnsperf binary (default: from PATH)")
+    ap.add_argument("--workdir", default=None, help="keep generated files here (default: a temp dir, removed)")
+    ap.add_argument("--startup-limit", type=float, default=120, help="seconds to wait for a first answer (default: 120)")
+    ap.add_argument("--json", default=None, help="also write the results as JSON to this file")
+    ap.add_argument("--smoke", action="store_true",
+                    help="quick check: 200 names, 1 round, 2 s runs, fixed 2000 qps, no warm-up")
+    args = ap.parse_args()
+    if args.smoke:
+        args.sizes, args.rounds, args.seconds, args.fixed_qps = "200", 1, 2, 2000
+        args.queries, args.warmup = 5000, 0
+    return args
+
+
+def main():
+    args = parse_args()
+    args.knotd = args.knotd or find_tool("knotd")
+    args.dnsperf = args.dnsperf or find_tool("dnsperf")
+    missing = [t for t, p in (("knotd", args.knotd), ("dnsperf", args.dnsperf)) if not p]
+    if missing:
+        die(f"{' and '.join(missing)} not found: apt-get install knot dnsperf")
+    meshdns = args.meshdns
+    if not meshdns:
+        target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+        meshdns = os.path.join(target, "release", "meshdns")
+    if not os.access(meshdns, os.X_OK):
+        die(f"meshdns binary {meshdns} not found: cargo build --release, or pass --meshdns")
+    meshdns = os.path.abspath(meshdns)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if any(n < 1 for n in sizes) or args.rounds < 1 or args.seconds < 1:
+        die("sizes, --rounds and --seconds must be positive")
+
+    help_text = run_text([meshdns, "serve", "--help"])
+    has_workers = "--workers" in help_text
+    grace = "--shutdown-grace" in help_text
+    servers = [Knot(args.knotd, args.knot_workers)]
+    if has_workers and args.meshdns_workers:
+        for w in [int(x) for x in args.meshdns_workers.split(",") if x.strip()]:
+            servers.append(Meshdns(meshdns, w, f"meshdns-w{w}", grace))
+    elif has_workers:
+        servers.append(Meshdns(meshdns, args.workers, "meshdns", grace))
+    else:
+        servers.append(Meshdns(meshdns, None, "meshdns", grace))
+    labels = [s.label for s in servers]
+
+    info = machine_info(args, meshdns)
+    print(f"load.py: {info['date']}  nproc {info['nproc']}  cpu {info['cpu']}")
+    print(f"  {info['knotd']}\n  dnsperf {info['dnsperf']}\n  {info['meshdns']} ({meshdns}, git {info['git']})")
+    print(f"  meshdns --workers: {'supported' if has_workers else 'not supported by this binary'}; "
+          f"variants: {', '.join(labels)}; Knot udp-workers {args.knot_workers}")
+    print(f"  load avg at start: {os.getloadavg()[0]:.2f}")
+
+    workdir = args.workdir or tempfile.mkdtemp(prefix="meshdns-load-")
+    os.makedirs(workdir, exist_ok=True)
+    # A private copy, so that a rebuild during the run cannot mix binaries.
+    copy = os.path.join(workdir, "meshdns")
+    shutil.copy2(meshdns, copy)
+    for s in servers[1:]:
+        s.binary = copy
+    started = time.monotonic()
+    results = []
+    try:
+        for n in sizes:
+            d = os.path.join(workdir, f"n{n}")
+            t = time.monotonic()
+            generate(n, args.queries, args.seed, d)
+            print(f"\n[{n} names] generated in {time.monotonic() - t:.1f} s in {d}", flush=True)
+            for rnd in range(1, args.rounds + 1):
+                for server in servers:
+                    r = one_round(args, server, d, n, rnd)
+                    results.append(r)
+                    print(f"  round {rnd} {server.label:<11} start {r['startup_s'] * 1000:7.1f} ms  "
+                          f"sat {r['sat']['qps']:9.0f} qps {r['sat']['cpu_us_per_query']:6.2f} µs/q "
+                          f"lost {r['sat']['lost']:.0f}  fixed {r['fixed']['qps']:7.0f} qps "
+                          f"{r['fixed']['cpu_us_per_query']:6.2f} µs/q "
+                          f"p99 {fmt('{:.3f}', ms(r['fixed']['lat_p99']))} ms", flush=True)
+        summary = report(results, labels, sizes, args)
+        elapsed = time.monotonic() - started
+        print(f"\nload.py: done in {elapsed:.0f} s")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"machine": info, "args": vars(args), "variants": labels, "elapsed_s": elapsed,
+                           "summary": {str(k): v for k, v in summary.items()}, "rounds": results}, f, indent=1)
+            print(f"load.py: wrote {args.json}")
+    finally:
+        _kill_all()
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        _kill_all()
+        print("load.py: interrupted", file=sys.stderr)
+        sys.exit(130)
