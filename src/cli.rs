@@ -48,7 +48,7 @@ struct ServeArgs {
     #[arg(long, env = "MESHDNS_DNS_ADDR", default_value = "0.0.0.0:1053")]
     dns_addr: SocketAddr,
 
-    /// HTTP address for /healthz (liveness) and /readyz (readiness).
+    /// HTTP address for /healthz (liveness), /readyz (readiness) and /metrics.
     #[arg(long, env = "MESHDNS_ADMIN_ADDR", default_value = "0.0.0.0:9253")]
     admin_addr: SocketAddr,
 
@@ -419,7 +419,7 @@ impl CheckArgs {
         let mut defined_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
 
         for path in &files {
-            let found = file::expand(path);
+            let found = file::expand(path).with_context(|| format!("cannot read {}", path.display()))?;
             if found.is_empty() {
                 writeln!(
                     report,
@@ -505,8 +505,16 @@ fn zone_file(table: &index::Table) -> String {
         let _ = writeln!(out, "$ORIGIN {}\n$TTL {}", zone.name, c.ttl);
         let _ = writeln!(
             out,
-            "@ {} IN SOA {} {} 1 3600 600 86400 {}\n@ {} IN NS {}",
-            c.ttl, c.nameserver, c.hostmaster, c.negative_ttl, c.ttl, c.nameserver
+            "@ {} IN SOA {} {} 1 {} {} {} {}\n@ {} IN NS {}",
+            c.ttl,
+            c.nameserver,
+            c.hostmaster,
+            index::SOA_REFRESH,
+            index::SOA_RETRY,
+            index::SOA_EXPIRE,
+            c.negative_ttl,
+            c.ttl,
+            c.nameserver
         );
         let own: Vec<_> = table
             .records()

@@ -55,6 +55,10 @@ fn assert_restricted(c: &Value, pod: &Value) {
 fn probes(c: &Value) {
     assert_eq!(at(c, "livenessProbe.httpGet.path"), "/healthz");
     assert_eq!(at(c, "readinessProbe.httpGet.path"), "/readyz");
+    resources(c);
+}
+
+fn resources(c: &Value) {
     assert!(!at(c, "resources.requests.cpu").is_null() && !at(c, "resources.limits.memory").is_null());
 }
 
@@ -210,7 +214,10 @@ fn sidecar_variant_forwards_to_loopback() {
     let patch = &yaml("deploy/sidecar/coredns-patch.yaml")[0];
     let c = container(patch);
     assert_restricted(c, &Value::Null);
-    probes(c);
+    resources(c);
+    assert_eq!(at(c, "livenessProbe.httpGet.path"), "/healthz");
+    // meshdns not syncing must not make the CoreDNS pod unready.
+    assert!(c["readinessProbe"].is_null());
     assert!(
         c["args"]
             .as_sequence()

@@ -17,6 +17,10 @@ const TYPE_SOA: u16 = 6;
 const TYPE_OPT: u16 = 41;
 const CLASS_IN: u16 = 1;
 
+// A records are the smallest (16 bytes with a pointer owner): more than 120
+// of them in one UDP answer would outrun hickory's compression limit.
+const _: () = assert!((EDNS_PAYLOAD as usize) / 16 < 120);
+
 /// What the fast path needs from a query.
 struct Query<'p> {
     packet: &'p [u8],
@@ -26,7 +30,7 @@ struct Query<'p> {
     label_starts: [u16; MAX_LABELS],
     num_labels: usize,
     qtype: u16,
-    /// `Some(dnssec_ok)` when the query had EDNS; with its payload size.
+    /// `Some((payload size, DO bit))` when the query had an OPT record.
     edns: Option<(u16, bool)>,
 }
 
@@ -102,7 +106,8 @@ fn header(q: &Query<'_>, out: &mut Vec<u8>, answers: u16, authority: u16, rcode:
 }
 
 /// The first owner is written out in the query's case; the others point at
-/// it, as hickory's encoder does.
+/// it, as hickory's encoder does (it stops compressing after 120 names, which
+/// an answer within `EDNS_PAYLOAD` never reaches; see the assertion below).
 fn answers<const N: usize>(
     q: &Query<'_>,
     out: &mut Vec<u8>,

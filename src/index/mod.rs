@@ -23,7 +23,7 @@ use tracing::{info, warn};
 pub use self::convert::{Conversion, ConvertOptions, HostAddrs, SkipReason, Skipped};
 use self::metrics::IndexMetrics;
 use self::table::Nodes;
-pub use self::table::{Lookup, MAX_LABELS, Node, Stats, Table, Zone, ZoneConfig};
+pub use self::table::{Lookup, MAX_LABELS, Node, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Stats, Table, Zone, ZoneConfig};
 
 /// Most addresses one name can carry after merging entries: keeps every
 /// answer well inside a 64 KiB TCP message.
@@ -116,7 +116,14 @@ impl Index {
             .iter()
             .map(|z| Zone::new(z.clone()).map_err(|e| anyhow::anyhow!("invalid zone {z:?}: {e}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        parsed.sort_by_key(|z| std::cmp::Reverse(z.name.num_labels()));
+        // Most specific first; sorted by name within a length, so duplicates
+        // are adjacent for dedup.
+        parsed.sort_by(|a, b| {
+            b.name
+                .num_labels()
+                .cmp(&a.name.num_labels())
+                .then_with(|| a.key.cmp(&b.key))
+        });
         parsed.dedup_by(|a, b| a.key == b.key);
         let serial = next_serial(0);
         let table = Table::new(
@@ -215,12 +222,23 @@ impl Index {
     /// new table: readers see the old set or the new one, never a mix.
     /// Unchanged entries cost nothing.
     pub fn reset(&self, source: &SourceId, entries: Vec<Entry>) {
+        self.reset_keeping(source, entries, &HashSet::new());
+    }
+
+    /// [`Index::reset`], but the entries in `keep` stay as they are (a
+    /// relist that could not read them must not drop their last good state).
+    pub fn reset_keeping(&self, source: &SourceId, entries: Vec<Entry>, keep: &HashSet<EntryId>) {
         let mut w = self.lock();
-        let keep: HashSet<&EntryId> = entries.iter().map(|e| &e.id).collect();
+        let listed: HashSet<&EntryId> = entries.iter().map(|e| &e.id).collect();
         let stale: Vec<EntryId> = w
             .by_source
             .get(source)
-            .map(|ids| ids.iter().filter(|id| !keep.contains(id)).cloned().collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter(|id| !listed.contains(id) && !keep.contains(id))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         let mut changed = false;
         for id in &stale {
@@ -405,7 +423,7 @@ impl Entry {
     }
 }
 
-/// Logs the first time a table becomes non-empty, for operators watching start-up.
+/// Logs the table's size, once the sources have loaded at start-up.
 pub fn log_stats(stats: &Stats) {
     info!(
         entries = stats.entries,

@@ -86,7 +86,8 @@ pub enum Lookup<'t> {
     Apex(&'t Zone),
     /// An exact name, or the most specific wildcard above the name.
     Records(&'t Zone, &'t Node),
-    /// The name exists without records (empty non-terminal): NODATA.
+    /// The name exists without records (empty non-terminal) and no
+    /// wildcard covers it: NODATA.
     Empty(&'t Zone),
     NxDomain(&'t Zone),
 }
@@ -163,22 +164,24 @@ impl Table {
             }
         }
 
-        if let Some(node) = self.nodes.get(key(&buf[..len])) {
-            return if node.has_records() {
-                Lookup::Records(zone, node)
-            } else {
-                Lookup::Empty(zone)
-            };
+        let exact = self.nodes.get(key(&buf[..len]));
+        if let Some(node) = exact.filter(|n| n.has_records()) {
+            return Lookup::Records(zone, node);
         }
         // `*.` + each proper suffix, most specific first: writing '*' over
         // the byte before the suffix's dot only touches labels already passed.
+        // A covering wildcard answers empty non-terminals too, as Istio
+        // matches hosts.
         for &start in &starts[1..=own] {
             buf[start - 2] = b'*';
             if let Some(node) = self.nodes.get(key(&buf[start - 2..len])).filter(|n| n.has_records()) {
                 return Lookup::Records(zone, node);
             }
         }
-        Lookup::NxDomain(zone)
+        match exact {
+            Some(_) => Lookup::Empty(zone),
+            None => Lookup::NxDomain(zone),
+        }
     }
 
     /// Every name with records, sorted, for `check` and debugging.

@@ -1,5 +1,6 @@
 //! Index rules: lookups, wildcards, empty non-terminals, conflicts, resets.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 
 use hickory_proto::rr::Name;
@@ -105,14 +106,29 @@ fn wildcard_precedence() {
     assert_eq!(resolve(&index, "a.b.foo.global."), "240.0.0.2");
     assert_eq!(resolve(&index, "x.bar.foo.global."), "240.0.0.3");
     assert_eq!(resolve(&index, "deep.x.bar.foo.global."), "240.0.0.3");
-    // Exact beats wildcard; the wildcard's parent exists (as a non-terminal).
+    // Exact beats wildcard. Empty non-terminals below a wildcard's parent
+    // are covered by it; the parent itself falls to the next wildcard up.
     assert_eq!(resolve(&index, "exact.foo.global."), "240.0.0.4");
-    assert_eq!(resolve(&index, "foo.global."), "NODATA");
-    assert_eq!(resolve(&index, "bar.foo.global."), "NODATA");
+    assert_eq!(resolve(&index, "foo.global."), "240.0.0.1");
+    assert_eq!(resolve(&index, "bar.foo.global."), "240.0.0.2");
     // A name below an exact name still falls to the nearest wildcard.
     assert_eq!(resolve(&index, "sub.exact.foo.global."), "240.0.0.2");
     // The wildcard owner itself, asked for literally.
     assert_eq!(resolve(&index, "*.foo.global."), "240.0.0.2");
+}
+
+#[test]
+fn empty_non_terminal_without_a_covering_wildcard_is_nodata() {
+    let index = mk_index();
+    index.apply(mk_entry("foo/w", None, &[("*.foo.global", &["240.0.0.2"])]));
+    index.apply(mk_entry("foo/e", None, &[("a.b.foo.global", &["240.0.0.3"])]));
+    assert_eq!(
+        resolve(&index, "foo.global."),
+        "NODATA",
+        "a wildcard never covers its own parent"
+    );
+    assert_eq!(resolve(&index, "b.foo.global."), "240.0.0.2", "covered by *.foo.global");
+    assert_eq!(resolve(&index, "x.b.foo.global."), "240.0.0.2");
 }
 
 #[test]
@@ -258,4 +274,15 @@ fn most_specific_zone_wins() {
     assert!(
         matches!(index.table().lookup(&Name::from_str("x.mesh.global.").unwrap()), Lookup::NxDomain(z) if &*z.key == "mesh.global")
     );
+}
+
+#[test]
+fn reset_keeping_leaves_unreadable_entries_alone() {
+    let index = mk_index();
+    index.apply(mk_entry("foo/a", None, &[("a.global", &["240.0.0.1"])]));
+    index.apply(mk_entry("foo/b", None, &[("b.global", &["240.0.0.2"])]));
+    let keep: HashSet<EntryId> = [mk_entry("foo/b", None, &[]).id].into();
+    index.reset_keeping(&SourceId::Kube(None), vec![], &keep);
+    assert_eq!(resolve(&index, "a.global."), "NXDOMAIN");
+    assert_eq!(resolve(&index, "b.global."), "240.0.0.2");
 }

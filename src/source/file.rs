@@ -44,7 +44,12 @@ impl FileSource {
         for path in &state.paths {
             std::fs::metadata(path).with_context(|| format!("--file {}", path.display()))?;
         }
-        state.rescan();
+        // At start-up there is no good state to keep: refuse to become ready
+        // on a broken file (`meshdns check` shows the same errors).
+        let failed = state.rescan();
+        if !failed.is_empty() {
+            anyhow::bail!("invalid ServiceEntry manifests:\n  {}", failed.join("\n  "));
+        }
 
         let (tx, rx) = mpsc::channel();
         let mut watcher = notify::recommended_watcher(move |event| {
@@ -113,12 +118,25 @@ impl Files {
     }
 
     /// Re-reads whatever changed on disk; unchanged files cost one stat.
-    fn rescan(&mut self) {
+    /// Returns the files that failed to load (each already logged).
+    fn rescan(&mut self) -> Vec<String> {
         let mut present = HashSet::new();
+        let mut failed = Vec::new();
         for path in self.paths.clone() {
-            for file in expand(&path) {
-                present.insert(file.clone());
-                self.reload(&file);
+            match expand(&path) {
+                Ok(files) => {
+                    for file in files {
+                        present.insert(file.clone());
+                        if let Err(e) = self.reload(&file) {
+                            failed.push(format!("{}: {e}", file.display()));
+                        }
+                    }
+                }
+                // Unreadable is not gone: keep what was loaded from there.
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "cannot list; keeping the last good state of its files");
+                    present.extend(self.known.keys().filter(|k| k.starts_with(&path)).cloned());
+                }
             }
         }
         let gone: Vec<PathBuf> = self.known.keys().filter(|p| !present.contains(*p)).cloned().collect();
@@ -127,22 +145,27 @@ impl Files {
             self.known.remove(&file);
             self.index.reset(&source_id(&file), Vec::new());
         }
+        failed
     }
 
-    fn reload(&mut self, file: &Path) {
+    fn reload(&mut self, file: &Path) -> Result<(), String> {
         let meta = match std::fs::metadata(file) {
             Ok(m) => (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()),
-            Err(e) => return warn!(file = %file.display(), error = %e, "cannot stat file; keeping its last good state"),
+            Err(e) => {
+                warn!(file = %file.display(), error = %e, "cannot stat file; keeping its last good state");
+                return Ok(());
+            }
         };
         let known = self.known.get(file).copied();
         if known.is_some_and(|k| k.meta == meta) {
-            return;
+            return Ok(());
         }
         let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
             Err(e) => {
                 self.errors.inc();
-                return error!(file = %file.display(), error = %e, "cannot read file; keeping its last good state");
+                error!(file = %file.display(), error = %e, "cannot read file; keeping its last good state");
+                return Err(e.to_string());
             }
         };
         let fingerprint = Fingerprint {
@@ -151,17 +174,25 @@ impl Files {
         };
         self.known.insert(file.to_path_buf(), fingerprint);
         if known.is_some_and(|k| k.content == fingerprint.content) {
-            return;
+            return Ok(());
+        }
+        // A writer that truncates first (`kubectl get … > file`) shows an
+        // empty file for a moment; deleting the file is how entries go.
+        if text.trim().is_empty() {
+            warn!(file = %file.display(), "file is empty; keeping its last good state (delete it to drop its entries)");
+            return Ok(());
         }
         match load(file, &text, &self.index) {
             Ok(entries) => {
                 debug!(file = %file.display(), entries = entries.len(), "file loaded");
                 self.index.reset(&source_id(file), entries);
+                Ok(())
             }
             Err(e) => {
                 self.errors.inc();
                 error!(file = %file.display(), line = e.line, column = e.column, error = %e.message,
                     "invalid ServiceEntry manifest; keeping the file's last good state");
+                Err(e.to_string())
             }
         }
     }
@@ -185,28 +216,25 @@ fn is_change(event: notify::Result<notify::Event>) -> bool {
 
 /// A path's YAML files: itself, or a directory's `*.yaml` / `*.yml`
 /// (hidden ones skipped, which also skips ConfigMap's `..data` internals).
-pub fn expand(path: &Path) -> Vec<PathBuf> {
-    if !path.is_dir() {
-        return if path.exists() {
-            vec![path.to_path_buf()]
-        } else {
-            Vec::new()
-        };
-    }
-    let Ok(dir) = std::fs::read_dir(path) else {
-        warn!(dir = %path.display(), "cannot list directory");
-        return Vec::new();
+pub fn expand(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     };
-    let mut files: Vec<PathBuf> = dir
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) && p.is_file()
-        })
-        .collect();
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        let p = entry?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) && p.is_file() {
+            files.push(p);
+        }
+    }
     files.sort();
-    files
+    Ok(files)
 }
 
 pub fn source_id(file: &Path) -> SourceId {

@@ -6,6 +6,7 @@
 //! table is never empty or half built. Objects are read as `DynamicObject`
 //! so one malformed ServiceEntry is skipped without failing the list.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -236,8 +237,9 @@ async fn watch(
     synced: tokio::sync::mpsc::Sender<()>,
 ) -> anyhow::Result<()> {
     let mut stream = watcher(api, config).default_backoff().boxed();
-    // Some(_) between Init and InitDone.
-    let mut relist: Option<Vec<Entry>> = None;
+    // Some(_) between Init and InitDone: the listed entries, and the ids of
+    // malformed objects, whose last good state the reset must keep.
+    let mut relist: Option<(Vec<Entry>, HashSet<EntryId>)> = None;
     let mut first_sync = true;
     while let Some(event) = stream.next().await {
         let event = match event {
@@ -252,18 +254,21 @@ async fn watch(
         match event {
             watcher::Event::Init => {
                 debug!(%source, "list started");
-                relist = Some(Vec::new());
+                relist = Some(Default::default());
             }
             watcher::Event::InitApply(obj) => {
                 metrics.events.with_label_values(&["init_apply"]).inc();
-                if let (Some(buffer), Some(entry)) = (relist.as_mut(), to_entry(&source, obj, &index, &metrics)) {
-                    buffer.push(entry);
+                let id = entry_id(&source, &obj);
+                match (relist.as_mut(), to_entry(&source, obj, &index, &metrics)) {
+                    (Some((entries, _)), Some(entry)) => entries.push(entry),
+                    (Some((_, malformed)), None) => _ = malformed.insert(id),
+                    (None, _) => {}
                 }
             }
             watcher::Event::InitDone => {
-                let entries = relist.take().unwrap_or_default();
-                info!(%source, entries = entries.len(), "list complete; table swapped in");
-                index.reset(&source, entries);
+                let (entries, malformed) = relist.take().unwrap_or_default();
+                info!(%source, entries = entries.len(), malformed = malformed.len(), "list complete; table swapped in");
+                index.reset_keeping(&source, entries, &malformed);
                 metrics.relists.inc();
                 if std::mem::take(&mut first_sync) {
                     let _ = synced.send(()).await;
@@ -277,17 +282,21 @@ async fn watch(
             }
             watcher::Event::Delete(obj) => {
                 metrics.events.with_label_values(&["delete"]).inc();
-                index.delete(&EntryId {
-                    source: source.clone(),
-                    namespace: obj.metadata.namespace.as_deref().unwrap_or("default").into(),
-                    name: obj.metadata.name.as_deref().unwrap_or_default().into(),
-                });
+                index.delete(&entry_id(&source, &obj));
             }
         }
     }
     Err(anyhow!(
         "the ServiceEntry watch for {source} ended; exiting so that Kubernetes restarts meshdns"
     ))
+}
+
+fn entry_id(source: &SourceId, obj: &DynamicObject) -> EntryId {
+    EntryId {
+        source: source.clone(),
+        namespace: obj.metadata.namespace.as_deref().unwrap_or("default").into(),
+        name: obj.metadata.name.as_deref().unwrap_or_default().into(),
+    }
 }
 
 /// Converts one object, keeping only its records. A malformed object is
