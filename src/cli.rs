@@ -313,9 +313,8 @@ impl ServeArgs {
             false => Some(FileSource::start(files, index.clone(), file_errors)?),
         };
 
-        // Current-thread runtimes: per-query work is microseconds, and
-        // cross-thread task hand-offs would cost more than the work. UDP
-        // workers beyond the first get threads of their own.
+        // UDP workers are plain threads (see `dns::udp`); TCP, the admin
+        // endpoint and the watch share one current-thread runtime.
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async move {
             let mut signals = Signals::new()?;

@@ -1,6 +1,6 @@
-//! DNS on the wire: our UDP loops ([`udp`]), one per worker thread on its own
-//! `SO_REUSEPORT` socket, and hickory-server's TCP listener, all answering
-//! through [`handler::Handler`] on one address.
+//! DNS on the wire: our UDP loops ([`udp`]), one per worker thread, each on
+//! its own `SO_REUSEPORT` socket, and hickory-server's TCP listener, all
+//! answering through [`handler::Handler`] on one address.
 
 pub mod answer;
 pub mod fast;
@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 pub use handler::Handler;
 use handler::TcpHandler;
@@ -29,7 +29,7 @@ const UDP_RECV_BUFFER: usize = 4 << 20;
 
 pub struct DnsServer {
     tcp: Server<TcpHandler>,
-    /// One per worker; the first is served on the caller's runtime.
+    /// One per worker thread.
     udp: Vec<std::net::UdpSocket>,
     handler: Arc<Handler>,
     local_addr: SocketAddr,
@@ -66,8 +66,8 @@ impl DnsServer {
         self.local_addr
     }
 
-    /// Serves until a listener fails. Workers beyond the first get a thread
-    /// each, with a current-thread runtime of their own.
+    /// Serves until a listener fails: each UDP socket on a thread of its
+    /// own, TCP on the caller's runtime.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
             mut tcp,
@@ -75,28 +75,21 @@ impl DnsServer {
             handler,
             local_addr,
         } = self;
-        let mut sockets = udp.into_iter();
-        let first = UdpSocket::from_std(sockets.next().expect("one UDP socket"))?;
         let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel();
-        for (i, socket) in sockets.enumerate() {
+        for (i, socket) in udp.into_iter().enumerate() {
             let (handler, failed) = (handler.clone(), failed_tx.clone());
             std::thread::Builder::new()
-                .name(format!("dns-udp-{}", i + 1))
+                .name(format!("dns-udp-{i}"))
                 .spawn(move || {
-                    let result = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(anyhow::Error::from)
-                        .and_then(|rt| {
-                            rt.block_on(async { Ok(udp::serve(UdpSocket::from_std(socket)?, handler).await?) })
-                        });
-                    let _ = failed.send(result.err().unwrap_or_else(|| anyhow!("stopped")));
+                    let error = udp::serve(socket, handler)
+                        .err()
+                        .unwrap_or_else(|| std::io::Error::other("stopped"));
+                    let _ = failed.send(error);
                 })?;
         }
         tokio::select! {
-            r = udp::serve(first, handler) => r.with_context(|| format!("UDP {local_addr} failed")),
             r = tcp.block_until_done() => r.with_context(|| format!("TCP {local_addr} failed")),
-            Some(e) = failed_rx.recv() => Err(e.context(format!("a UDP worker on {local_addr} failed"))),
+            Some(e) = failed_rx.recv() => Err(anyhow!(e).context(format!("a UDP worker on {local_addr} failed"))),
         }
     }
 }
@@ -104,7 +97,6 @@ impl DnsServer {
 fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
     let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
     socket.bind(&addr.into())?;
     Ok(socket.into())
