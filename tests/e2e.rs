@@ -18,6 +18,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 /// TTLs from the contract: record TTL 30, negative TTL min(30, 5) = 5.
@@ -913,5 +914,67 @@ fn check_exit_codes() {
     assert!(
         format!("{out}{err}").contains("bad.yaml"),
         "check does not name the invalid file:\n{out}\n{err}"
+    );
+}
+
+/// A writer that truncates first (`kubectl get … > file`) leaves an empty
+/// file for a moment: the file's entries stay until real content arrives.
+#[test]
+fn truncated_file_keeps_its_last_good_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = dir.path().join("services.yaml");
+    fs::write(&svc, service_entry("alpha", &["alpha.trunc.global"], &["240.1.1.1"])).unwrap();
+    let m = Meshdns::serve(&[dir.path()], &[]);
+    let answer = |name: &str| query_udp(m.dns, name, RecordType::A).map(|r| Reply::from_message(&r, true).answers("A"));
+    assert_eq!(answer("alpha.trunc.global.").unwrap(), ["240.1.1.1"]);
+
+    fs::write(&svc, "").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        answer("alpha.trunc.global.").unwrap(),
+        ["240.1.1.1"],
+        "empty file must not drop entries"
+    );
+
+    fs::write(&svc, service_entry("alpha", &["alpha.trunc.global"], &["240.1.1.2"])).unwrap();
+    poll_until(Duration::from_secs(2), Duration::from_millis(10), || {
+        answer("alpha.trunc.global.").is_ok_and(|a| a == ["240.1.1.2"])
+    })
+    .expect("new content served");
+    fs::remove_file(&svc).unwrap();
+    poll_until(Duration::from_secs(2), Duration::from_millis(10), || {
+        query_udp(m.dns, "alpha.trunc.global.", RecordType::A)
+            .is_ok_and(|r| r.metadata.response_code == ResponseCode::NXDomain)
+    })
+    .expect("deleting the file drops its entries");
+}
+
+/// At start-up there is no last good state: a broken file is an error, not
+/// a ready server with an empty table.
+#[test]
+fn invalid_file_fails_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    fs::write(
+        &bad,
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: [oops\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(MESHDNS);
+    cmd.args([
+        "serve",
+        "--dns-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--file",
+    ])
+    .arg(&bad);
+    let out = run_bounded(cmd, Duration::from_secs(10));
+    let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "must not start: {stderr}");
+    assert!(
+        stderr.contains("invalid ServiceEntry manifests") && stderr.contains("bad.yaml: line "),
+        "{stderr}"
     );
 }

@@ -129,12 +129,23 @@ fn push(se: ServiceEntry, line: usize, out: &mut Manifests) -> Result<(), Manife
     Ok(())
 }
 
-/// serde_yaml appends " at line X column Y"; we report our own file line.
+/// serde_yaml puts " at line X column Y" into its messages; we report our
+/// own file line, so it goes.
 fn strip_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
-    }
+    let Some(at) = message.find(" at line ") else {
+        return message.to_owned();
+    };
+    let rest = &message[at + " at line ".len()..];
+    let skip = rest
+        .find(" column ")
+        .map(|c| c + " column ".len())
+        .map(|c| {
+            c + rest[c..]
+                .find(|ch: char| !ch.is_ascii_digit())
+                .unwrap_or(rest.len() - c)
+        })
+        .unwrap_or(rest.len());
+    format!("{}{}", &message[..at], &rest[skip..])
 }
 
 #[cfg(test)]
@@ -186,6 +197,16 @@ mod tests {
         let err = parse(&text).unwrap_err();
         assert_eq!(err.line, 17, "{err}");
         assert!(err.message.contains("hosts"), "{err}");
+    }
+
+    #[test]
+    fn locations_are_stripped_from_messages() {
+        assert_eq!(strip_location("bad thing at line 4 column 12"), "bad thing");
+        assert_eq!(
+            strip_location("did not find ']' at line 4 column 1, while parsing a flow sequence"),
+            "did not find ']', while parsing a flow sequence"
+        );
+        assert_eq!(strip_location("no location"), "no location");
     }
 
     #[test]
