@@ -3,7 +3,6 @@
 
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +17,7 @@ use meshdns::dns::metrics::{DnsMetrics, Proto};
 use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
 
 fn handler(metrics: DnsMetrics) -> Handler {
-    let config = ZoneConfig {
-        ttl: 30,
-        negative_ttl: 5,
-        nameserver: Name::from_str("localhost.").unwrap(),
-        hostmaster: Name::from_str("nobody.invalid.").unwrap(),
-    };
+    let config = ZoneConfig::default();
     let index = Index::new(vec!["global".into()], config, None).unwrap();
     let entries = (0..10_000u32)
         .map(|i| Entry {

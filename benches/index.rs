@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -32,12 +31,7 @@ fn entry(i: u32, last_octet: u32) -> Entry {
 }
 
 fn index() -> Index {
-    let config = ZoneConfig {
-        ttl: 30,
-        negative_ttl: 5,
-        nameserver: Name::from_str("localhost.").unwrap(),
-        hostmaster: Name::from_str("nobody.invalid.").unwrap(),
-    };
+    let config = ZoneConfig::default();
     let index = Index::new(vec!["global".into()], config, None).unwrap();
     index.reset(&SourceId::Kube(None), (0..N).map(|i| entry(i, 1)).collect());
     index

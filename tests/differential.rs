@@ -37,10 +37,8 @@ impl Rng {
 
 fn index(nameserver: &str) -> Arc<Index> {
     let config = ZoneConfig {
-        ttl: 30,
-        negative_ttl: 5,
         nameserver: Name::from_str(nameserver).unwrap(),
-        hostmaster: Name::from_str("nobody.invalid.").unwrap(),
+        ..ZoneConfig::default()
     };
     let index = Arc::new(Index::new(vec!["global".into(), "mesh.local".into()], config, None).unwrap());
     let path = Path::new(concat!(

@@ -28,8 +28,7 @@ fn mk_index(ttl: u32, negative_ttl: u32) -> Arc<Index> {
     let config = ZoneConfig {
         ttl,
         negative_ttl,
-        nameserver: Name::from_str("localhost.").unwrap(),
-        hostmaster: Name::from_str("nobody.invalid.").unwrap(),
+        ..ZoneConfig::default()
     };
     Arc::new(Index::new(vec!["global".into()], config, None).unwrap())
 }

@@ -20,6 +20,19 @@ pub struct ZoneConfig {
     pub hostmaster: Name,
 }
 
+/// The `meshdns serve` defaults: TTL 30 s, negative TTL 5 s, `localhost.`
+/// and `nobody.invalid.` in the SOA.
+impl Default for ZoneConfig {
+    fn default() -> Self {
+        Self {
+            ttl: 30,
+            negative_ttl: 5,
+            nameserver: Name::from_ascii("localhost.").expect("valid name"),
+            hostmaster: Name::from_ascii("nobody.invalid.").expect("valid name"),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Zone {
     /// Normalized (`global`).

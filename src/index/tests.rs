@@ -8,12 +8,7 @@ use hickory_proto::rr::Name;
 use super::*;
 
 pub fn mk_config() -> ZoneConfig {
-    ZoneConfig {
-        ttl: 30,
-        negative_ttl: 5,
-        nameserver: Name::from_str("localhost.").unwrap(),
-        hostmaster: Name::from_str("nobody.invalid.").unwrap(),
-    }
+    ZoneConfig::default()
 }
 
 pub fn mk_index() -> Index {
