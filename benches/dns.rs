@@ -59,7 +59,7 @@ fn respond(c: &mut Criterion) {
         c.bench_function(label, |b| {
             b.iter(|| {
                 let request = Request::from_bytes(black_box(bytes.clone()), src, Protocol::Udp).unwrap();
-                h.respond(&request, Proto::Udp, &mut out);
+                h.respond_udp(&request, &mut out);
                 black_box(out.len())
             })
         });

@@ -12,7 +12,7 @@ use hickory_proto::rr::Name;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use meshdns::admin::Readiness;
-use meshdns::dns::metrics::{DnsMetrics, Proto};
+use meshdns::dns::metrics::DnsMetrics;
 use meshdns::dns::{Handler, fast};
 use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
 use meshdns::source::file;
@@ -191,7 +191,7 @@ fn general(handler: &Handler, packet: &[u8]) -> Option<Vec<u8>> {
     let src: SocketAddr = "127.0.0.1:5300".parse().unwrap();
     let request = Request::from_bytes(packet.to_vec(), src, Protocol::Udp).ok()?;
     let mut out = Vec::new();
-    handler.respond(&request, Proto::Udp, &mut out);
+    handler.respond_udp(&request, &mut out);
     Some(out)
 }
 

@@ -104,17 +104,14 @@ impl Handler {
         true
     }
 
-    /// Answers `request` into `out` (cleared first), within the UDP size
-    /// limit when `proto` is UDP: whole RRsets or TC=1 with none.
-    pub fn respond(&self, request: &Request, proto: Proto, out: &mut Vec<u8>) {
+    /// Answers a parsed UDP request into `out` (cleared first), within the
+    /// client's size limit: whole RRsets, or TC=1 with none.
+    pub fn respond_udp(&self, request: &Request, out: &mut Vec<u8>) {
         let start = Instant::now();
         let qtype = request.queries.queries().first().map(|q| q.query_type());
-        self.metrics.request(proto, qtype, request.as_slice().len());
+        self.metrics.request(Proto::Udp, qtype, request.as_slice().len());
         let mut p = self.prepare(request);
-        let limit = match proto {
-            Proto::Udp => udp_limit(request.edns.as_ref()),
-            Proto::Tcp => usize::from(u16::MAX),
-        };
+        let limit = udp_limit(request.edns.as_ref());
         let fits = encode(message(&p, &request.queries), out).is_ok() && out.len() <= limit;
         if !fits {
             p.metadata.truncation = true;

@@ -57,7 +57,7 @@ fn answer(packet: &[u8], src: SocketAddr, handler: &Handler, out: &mut Vec<u8>) 
         return true;
     }
     match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
-        Ok(request) => handler.respond(&request, Proto::Udp, out),
+        Ok(request) => handler.respond_udp(&request, out),
         Err(error) => {
             debug!(%error, %src, "malformed request");
             handler.metrics().request(Proto::Udp, None, packet.len());
