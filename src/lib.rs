@@ -5,6 +5,9 @@
 //! the published table) → [`dns`] (answers from the table, on the wire).
 //! [`cli`] wires them together; [`admin`] serves health and metrics.
 
+// The only exception is `dns::mmsg`, which says why it is sound.
+#![deny(unsafe_code)]
+
 pub mod admin;
 pub mod cli;
 pub mod dns;

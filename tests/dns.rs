@@ -444,6 +444,52 @@ fn malformed_packets_are_formerr_and_harmless() {
 }
 
 #[test]
+fn oversized_datagrams_are_formerr() {
+    let s = start();
+    // A valid query padded past the 4096-byte receive slot.
+    let mut packet = query("httpbin.bar.global.", RecordType::A).to_vec().unwrap();
+    packet.resize(5000, 0);
+    let r = s.udp_raw(&packet).expect("a reply");
+    assert_eq!(&r[..2], &4242u16.to_be_bytes());
+    assert_eq!(r[3] & 0x0f, 1, "FORMERR");
+    assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
+}
+
+/// Queries sent back to back arrive in batches (`recvmmsg`); every one
+/// gets its own reply, in a batch that also holds packets that get none.
+#[test]
+fn bursts_are_answered_query_by_query() {
+    let s = start();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let names = ["httpbin.bar.global.", "nope.bar.global.", "ratings.bar.global."];
+    let mut want = std::collections::HashMap::new();
+    for id in 0..300u16 {
+        let name = names[id as usize % names.len()];
+        let mut m = query(name, RecordType::A);
+        m.metadata.id = id;
+        sock.send_to(&m.to_vec().unwrap(), s.addr).unwrap();
+        want.insert(id, name);
+        if id % 10 == 0 {
+            sock.send_to(&[1, 2, 3], s.addr).unwrap(); // a runt: no reply
+        }
+    }
+    let mut buf = vec![0; 65535];
+    while !want.is_empty() {
+        let n = sock.recv(&mut buf).expect("a reply for every query");
+        let r = Message::from_vec(&buf[..n]).unwrap();
+        let name = want.remove(&r.metadata.id).expect("one reply per ID");
+        assert_eq!(r.queries[0].name().to_ascii(), name);
+        let rcode = if name.starts_with("nope") {
+            ResponseCode::NXDomain
+        } else {
+            ResponseCode::NoError
+        };
+        assert_eq!(r.metadata.response_code, rcode, "{name}");
+    }
+}
+
+#[test]
 fn zone_transfers_are_refused() {
     let s = start();
     for rtype in [RecordType::AXFR, RecordType::IXFR] {

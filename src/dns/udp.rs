@@ -1,5 +1,5 @@
-//! The UDP transport: one blocking receive loop per socket and thread, each
-//! packet answered in place (no task per packet). Packets that must get no reply are counted
+//! The UDP transport: one blocking receive loop per socket and thread,
+//! datagrams taken and answered in batches (no task per packet). Packets that must get no reply are counted
 //! and dropped here, before any parsing.
 
 use std::io;
@@ -11,19 +11,21 @@ use hickory_server::server::Request;
 use std::net::UdpSocket;
 use tracing::{debug, warn};
 
-use super::handler::Handler;
+use super::handler::{EDNS_PAYLOAD, Handler};
 use super::metrics::{Drop, Proto};
+use super::mmsg::{Received, RecvBatch, SendBatch};
 
 /// Serves one socket on the calling thread until it fails for good. The
-/// socket blocks: a packet wakes this thread straight from the kernel, with
-/// no event loop in between, and costs one receive and one send.
+/// socket blocks: the first datagram wakes this thread straight from the
+/// kernel, with no event loop in between. Everything else already queued
+/// comes with it, up to [`mmsg::BATCH`], and the replies leave together.
 pub fn serve(socket: UdpSocket, handler: Arc<Handler>) -> io::Result<()> {
     socket.set_nonblocking(false)?;
-    let mut buf = vec![0u8; 65535];
-    let mut out = Vec::with_capacity(1232);
+    let mut rx = RecvBatch::default();
+    let mut tx = SendBatch::new(EDNS_PAYLOAD as usize);
     loop {
-        let (len, src) = match socket.recv_from(&mut buf) {
-            Ok(received) => received,
+        let n = match rx.recv(&socket) {
+            Ok(n) => n,
             // ICMP errors and the like concern one peer, not the socket.
             Err(e) if is_transient(&e) => {
                 debug!(error = %e, "UDP receive error");
@@ -31,17 +33,26 @@ pub fn serve(socket: UdpSocket, handler: Arc<Handler>) -> io::Result<()> {
             }
             Err(e) => return Err(e),
         };
-        if !answer(&buf[..len], src, &handler, &mut out) {
-            continue;
+        for i in 0..n {
+            let received = rx.get(i);
+            let Some(src) = received.peer.socket_addr() else {
+                continue;
+            };
+            if answer(&received, src, &handler, tx.buf()) {
+                tx.push(received.peer);
+            }
         }
-        if let Err(e) = socket.send_to(&out, src) {
-            debug!(error = %e, %src, "UDP send failed");
+        if !tx.is_empty() {
+            tx.flush(&socket, |peer, error| {
+                debug!(%error, peer = ?peer.socket_addr(), "UDP send failed");
+            });
         }
     }
 }
 
 /// Fills `out` with the reply to `packet`; false when there is none.
-fn answer(packet: &[u8], src: SocketAddr, handler: &Handler, out: &mut Vec<u8>) -> bool {
+fn answer(received: &Received<'_>, src: SocketAddr, handler: &Handler, out: &mut Vec<u8>) -> bool {
+    let packet = received.data;
     if packet.len() < 12 {
         handler.metrics().dropped(Drop::Short);
         return false;
@@ -53,6 +64,12 @@ fn answer(packet: &[u8], src: SocketAddr, handler: &Handler, out: &mut Vec<u8>) 
     if src.port() == 0 {
         return false;
     }
+    if received.truncated {
+        // Larger than any query we answer, and we only have its start.
+        debug!(%src, len = packet.len(), "oversized UDP request");
+        malformed(packet, handler, out);
+        return true;
+    }
     if handler.respond_fast(packet, out) {
         return true;
     }
@@ -60,17 +77,22 @@ fn answer(packet: &[u8], src: SocketAddr, handler: &Handler, out: &mut Vec<u8>) 
         Ok(request) => handler.respond_udp(&request, out),
         Err(error) => {
             debug!(%error, %src, "malformed request");
-            handler.metrics().request(Proto::Udp, None, packet.len());
-            formerr(packet, out);
-            handler.metrics().response(
-                hickory_proto::op::ResponseCode::FormErr,
-                out.len(),
-                false,
-                Default::default(),
-            );
+            malformed(packet, handler, out);
         }
     }
     true
+}
+
+/// Answers FORMERR to a request hickory cannot parse, and counts it.
+fn malformed(packet: &[u8], handler: &Handler, out: &mut Vec<u8>) {
+    handler.metrics().request(Proto::Udp, None, packet.len());
+    formerr(packet, out);
+    handler.metrics().response(
+        hickory_proto::op::ResponseCode::FormErr,
+        out.len(),
+        false,
+        Default::default(),
+    );
 }
 
 /// A bare FORMERR header echoing the request's ID, opcode and RD bit.
