@@ -102,13 +102,13 @@ struct Fingerprint {
 impl Files {
     fn watch(mut self, rx: mpsc::Receiver<notify::Result<notify::Event>>) {
         while let Ok(event) = rx.recv() {
-            if !is_change(event) {
+            if !is_change(event, &self.paths) {
                 continue;
             }
             let start = Instant::now();
             while start.elapsed() < DEBOUNCE_MAX {
                 match rx.recv_timeout(DEBOUNCE) {
-                    Ok(event) => _ = is_change(event),
+                    Ok(event) => _ = is_change(event, &self.paths),
                     Err(mpsc::RecvTimeoutError::Timeout) => break,
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
@@ -200,9 +200,12 @@ impl Files {
 
 /// Whether an event may mean new content. Opens and reads are not: the
 /// rescan's own `read_dir` would otherwise wake the watcher forever.
-fn is_change(event: notify::Result<notify::Event>) -> bool {
+/// Events about other files in a watched directory (a log, say) are not
+/// either, so that a busy neighbour costs no rescans.
+fn is_change(event: notify::Result<notify::Event>, paths: &[PathBuf]) -> bool {
     match event {
         Ok(event) if event.kind.is_access() => false,
+        Ok(event) if !event.paths.is_empty() && !event.paths.iter().any(|p| concerns(p, paths)) => false,
         Ok(event) => {
             debug!(?event.kind, paths = ?event.paths, "file event");
             true
@@ -212,6 +215,17 @@ fn is_change(event: notify::Result<notify::Event>) -> bool {
             true
         }
     }
+}
+
+/// Whether a change at `path` may change what `paths` load: one of them
+/// (or a parent), a YAML file (in a watched directory), or ConfigMap's
+/// `..data` swap, which replaces every file of the volume at once.
+fn concerns(path: &Path, paths: &[PathBuf]) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.starts_with("..")
+        || name.ends_with(".yaml")
+        || name.ends_with(".yml")
+        || paths.iter().any(|p| p.starts_with(path))
 }
 
 /// A path's YAML files: itself, or a directory's `*.yaml` / `*.yml`
@@ -274,4 +288,33 @@ fn hash(text: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut h);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_events_that_may_change_the_files_count() {
+        let paths = [PathBuf::from("/etc/meshdns/se.conf"), PathBuf::from("/srv/entries")];
+        for yes in [
+            "/etc/meshdns/se.conf",
+            "/etc/meshdns",
+            "/etc",
+            "/etc/meshdns/..data",
+            "/etc/meshdns/..2026_11_22_10_00_00.123",
+            "/srv/entries/new.yaml",
+            "/srv/entries/new.yml",
+            "/srv/entries",
+        ] {
+            assert!(concerns(Path::new(yes), &paths), "{yes}");
+        }
+        for no in [
+            "/etc/meshdns/meshdns.log",
+            "/srv/entries/notes.txt",
+            "/srv/entries/.x.swp",
+        ] {
+            assert!(!concerns(Path::new(no), &paths), "{no}");
+        }
+    }
 }
