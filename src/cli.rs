@@ -527,10 +527,10 @@ fn zone_file(table: &index::Table) -> String {
             })
             .collect();
         for (n, node) in own {
-            node.v4
+            node.v4()
                 .iter()
                 .for_each(|a| _ = writeln!(out, "{n}. {} IN A {a}", c.ttl));
-            node.v6
+            node.v6()
                 .iter()
                 .for_each(|a| _ = writeln!(out, "{n}. {} IN AAAA {a}", c.ttl));
         }

@@ -55,12 +55,12 @@ pub fn answer(table: &Table, query: &Query) -> Reply {
             _ => negative(table, qname, zone, ResponseCode::NoError),
         },
         Lookup::Records(zone, node) => {
-            let v4 = || node.v4.iter().map(|a| RData::A(A(*a))).collect::<Vec<_>>();
-            let v6 = || node.v6.iter().map(|a| RData::AAAA(AAAA(*a))).collect::<Vec<_>>();
+            let v4 = || node.v4().iter().map(|a| RData::A(A(*a))).collect::<Vec<_>>();
+            let v6 = || node.v6().iter().map(|a| RData::AAAA(AAAA(*a))).collect::<Vec<_>>();
             match qtype {
-                RecordType::A if !node.v4.is_empty() => positive(records(v4())),
-                RecordType::AAAA if !node.v6.is_empty() => positive(records(v6())),
-                RecordType::ANY if !node.v4.is_empty() => positive(records(v4())),
+                RecordType::A if !node.v4().is_empty() => positive(records(v4())),
+                RecordType::AAAA if !node.v6().is_empty() => positive(records(v6())),
+                RecordType::ANY if !node.v4().is_empty() => positive(records(v4())),
                 RecordType::ANY => positive(records(v6())),
                 _ => negative(table, qname, zone, ResponseCode::NoError),
             }

@@ -48,14 +48,14 @@ pub fn respond(packet: &[u8], table: &Table, out: &mut Vec<u8>) -> Option<(Respo
     let ttl = table.config.ttl;
     out.clear();
     let rcode = match node {
-        Some(node) if q.qtype == TYPE_A && !node.v4.is_empty() => {
-            header(&q, out, node.v4.len() as u16, 0, ResponseCode::NoError);
-            answers(&q, out, ttl, TYPE_A, node.v4.iter().map(|a| a.octets()));
+        Some(node) if q.qtype == TYPE_A && !node.v4().is_empty() => {
+            header(&q, out, node.v4().len() as u16, 0, ResponseCode::NoError);
+            answers(&q, out, ttl, TYPE_A, node.v4().iter().map(|a| a.octets()));
             ResponseCode::NoError
         }
-        Some(node) if q.qtype == TYPE_AAAA && !node.v6.is_empty() => {
-            header(&q, out, node.v6.len() as u16, 0, ResponseCode::NoError);
-            answers(&q, out, ttl, TYPE_AAAA, node.v6.iter().map(|a| a.octets()));
+        Some(node) if q.qtype == TYPE_AAAA && !node.v6().is_empty() => {
+            header(&q, out, node.v6().len() as u16, 0, ResponseCode::NoError);
+            answers(&q, out, ttl, TYPE_AAAA, node.v6().iter().map(|a| a.octets()));
             ResponseCode::NoError
         }
         _ => {

@@ -6,8 +6,6 @@ pub mod answer;
 pub mod fast;
 pub mod handler;
 pub mod metrics;
-#[allow(unsafe_code)]
-pub mod mmsg;
 pub mod udp;
 
 use std::net::SocketAddr;

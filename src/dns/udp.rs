@@ -13,12 +13,12 @@ use tracing::{debug, warn};
 
 use super::handler::{EDNS_PAYLOAD, Handler};
 use super::metrics::{Drop, Proto};
-use super::mmsg::{Received, RecvBatch, SendBatch};
+use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
 
 /// Serves one socket on the calling thread until it fails for good. The
 /// socket blocks: the first datagram wakes this thread straight from the
 /// kernel, with no event loop in between. Everything else already queued
-/// comes with it, up to [`mmsg::BATCH`], and the replies leave together.
+/// comes with it, up to [`crate::sys::mmsg::BATCH`], and the replies leave together.
 pub fn serve(socket: UdpSocket, handler: Arc<Handler>) -> io::Result<()> {
     socket.set_nonblocking(false)?;
     let mut rx = RecvBatch::default();

@@ -4,12 +4,13 @@
 //! change. Mutations cannot fail: problems are logged and skipped.
 //!
 //! Writers take a mutex; readers load the current table through an
-//! `ArcSwap` and never block. The table's map is persistent (`imbl`), so
+//! `ArcSwap` and never block. The table's map is persistent ([`nodes`]), so
 //! publishing after a one-entry change costs O(that entry), not O(table).
 
 pub mod convert;
 mod metrics;
 pub mod name;
+mod nodes;
 mod table;
 
 use std::collections::{HashMap, HashSet};
@@ -18,16 +19,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use smallvec::SmallVec;
 use tracing::{info, warn};
 
 pub use self::convert::{Conversion, ConvertOptions, HostAddrs, SkipReason, Skipped};
 use self::metrics::IndexMetrics;
-use self::table::Nodes;
+use self::nodes::Nodes;
 pub use self::table::{Lookup, MAX_LABELS, Node, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Stats, Table, Zone, ZoneConfig};
 
 /// Most addresses one name can carry after merging entries: keeps every
 /// answer well inside a 64 KiB TCP message.
 pub const MAX_ADDRESSES_PER_NAME: usize = 1000;
+
+/// Entries changed by one reset after which freed memory is handed back.
+const TRIM_AFTER: usize = 1000;
 
 /// Where an entry came from. Sources own disjoint sets of entries.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,6 +57,13 @@ pub struct EntryId {
     pub source: SourceId,
     pub namespace: Arc<str>,
     pub name: Arc<str>,
+}
+
+/// An entry's identity within its source: (namespace, name).
+type EntryKey = (Arc<str>, Arc<str>);
+
+fn key(id: &EntryId) -> EntryKey {
+    (id.namespace.clone(), id.name.clone())
 }
 
 impl std::fmt::Display for EntryId {
@@ -100,10 +112,14 @@ pub struct Index {
 }
 
 struct Writer {
-    entries: HashMap<EntryId, Arc<Entry>>,
-    by_source: HashMap<SourceId, HashSet<EntryId>>,
-    /// The entries defining each name, in conflict order.
-    by_name: HashMap<Arc<str>, Vec<Arc<Entry>>>,
+    /// Each source's entries by (namespace, name): a reset walks its own.
+    entries: HashMap<SourceId, HashMap<EntryKey, Arc<Entry>>>,
+    /// How many `entries` holds in all.
+    count: usize,
+    /// The entries defining each name, in conflict order; nearly always one.
+    by_name: HashMap<Arc<str>, SmallVec<[Arc<Entry>; 1]>>,
+    /// One copy of each namespace name, however many entries it has.
+    namespaces: HashSet<Arc<str>>,
     nodes: Nodes,
     stats: Stats,
     serial: u32,
@@ -135,8 +151,9 @@ impl Index {
         );
         let writer = Writer {
             entries: HashMap::new(),
-            by_source: HashMap::new(),
+            count: 0,
             by_name: HashMap::new(),
+            namespaces: HashSet::new(),
             nodes: Nodes::default(),
             stats: Stats::default(),
             serial,
@@ -176,8 +193,8 @@ impl Index {
                 let node = w.nodes.get(name).cloned().unwrap_or_default();
                 NameDump {
                     name: name.to_string(),
-                    a: node.v4.to_vec(),
-                    aaaa: node.v6.to_vec(),
+                    a: node.v4().to_vec(),
+                    aaaa: node.v6().to_vec(),
                     sources: entries.iter().map(|e| format!("{} ({})", e.id, e.id.source)).collect(),
                     conflict: entries.len() > 1,
                 }
@@ -231,28 +248,34 @@ impl Index {
         let mut w = self.lock();
         let listed: HashSet<&EntryId> = entries.iter().map(|e| &e.id).collect();
         let stale: Vec<EntryId> = w
-            .by_source
+            .entries
             .get(source)
-            .map(|ids| {
-                ids.iter()
+            .map(|own| {
+                own.values()
+                    .map(|e| &e.id)
                     .filter(|id| !listed.contains(id) && !keep.contains(id))
                     .cloned()
                     .collect()
             })
             .unwrap_or_default();
-        let mut changed = false;
+        let mut changed = 0;
         for id in &stale {
-            changed |= w.remove(id);
+            changed += usize::from(w.remove(id));
         }
         for entry in entries {
             if entry.id.source != *source {
                 warn!(entry = %entry.id, from = %entry.id.source, into = %source, "entry reset into the wrong source; skipped");
                 continue;
             }
-            changed |= w.upsert(entry);
+            changed += usize::from(w.upsert(entry));
         }
-        if changed {
+        if changed > 0 {
             self.publish(&mut w);
+        }
+        drop(w);
+        // A big load leaves its parse garbage behind.
+        if changed >= TRIM_AFTER {
+            crate::sys::trim::release_free_memory();
         }
     }
 
@@ -264,7 +287,7 @@ impl Index {
 
     fn publish(&self, w: &mut Writer) {
         w.serial = next_serial(w.serial);
-        w.stats.entries = w.entries.len();
+        w.stats.entries = w.count;
         let current = self.table.load();
         self.metrics.published(&w.stats);
         self.table.store(Arc::new(Table::new(
@@ -288,16 +311,23 @@ fn next_serial(prev: u32) -> u32 {
 
 impl Writer {
     /// Returns whether anything changed.
-    fn upsert(&mut self, entry: Entry) -> bool {
-        if self.entries.get(&entry.id).is_some_and(|old| **old == entry) {
+    fn upsert(&mut self, mut entry: Entry) -> bool {
+        let own = self.entries.entry(entry.id.source.clone()).or_default();
+        if own.get(&key(&entry.id)).is_some_and(|old| **old == entry) {
             return false;
         }
+        entry.id.namespace = match self.namespaces.get(&entry.id.namespace) {
+            Some(ns) => ns.clone(),
+            None => {
+                self.namespaces.insert(entry.id.namespace.clone());
+                entry.id.namespace.clone()
+            }
+        };
         let entry = Arc::new(entry);
-        let old = self.entries.insert(entry.id.clone(), entry.clone());
-        self.by_source
-            .entry(entry.id.source.clone())
-            .or_default()
-            .insert(entry.id.clone());
+        let old = own.insert(key(&entry.id), entry.clone());
+        if old.is_none() {
+            self.count += 1;
+        }
         let mut names: Vec<Arc<str>> = entry.hosts.iter().map(|h| h.name.clone()).collect();
         if let Some(old) = &old {
             names.extend(old.hosts.iter().map(|h| h.name.clone()));
@@ -312,15 +342,16 @@ impl Writer {
     }
 
     fn remove(&mut self, id: &EntryId) -> bool {
-        let Some(old) = self.entries.remove(id) else {
+        let Some(own) = self.entries.get_mut(&id.source) else {
             return false;
         };
-        if let Some(ids) = self.by_source.get_mut(&id.source) {
-            ids.remove(id);
-            if ids.is_empty() {
-                self.by_source.remove(&id.source);
-            }
+        let Some(old) = own.remove(&key(id)) else {
+            return false;
+        };
+        if own.is_empty() {
+            self.entries.remove(&id.source);
         }
+        self.count -= 1;
         for host in &old.hosts {
             self.relink(&host.name, id, None);
         }
@@ -372,14 +403,10 @@ impl Writer {
     fn set_records(&mut self, name: &Arc<str>, v4: Vec<std::net::Ipv4Addr>, v6: Vec<std::net::Ipv6Addr>) {
         let old = self.nodes.get(name).cloned().unwrap_or_default();
         let had = old.has_records();
-        let node = Node {
-            v4: v4.into(),
-            v6: v6.into(),
-            below: old.below,
-        };
+        let node = Node::new(v4, v6, old.below());
         let has = node.has_records();
-        self.stats.a = self.stats.a + node.v4.len() - old.v4.len();
-        self.stats.aaaa = self.stats.aaaa + node.v6.len() - old.v6.len();
+        self.stats.a = self.stats.a + node.v4().len() - old.v4().len();
+        self.stats.aaaa = self.stats.aaaa + node.v6().len() - old.v6().len();
         match (had, has) {
             (false, true) => self.stats.names += 1,
             (true, false) => self.stats.names -= 1,
@@ -388,19 +415,15 @@ impl Writer {
         self.store(name.clone(), node);
         if had != has {
             for ancestor in name::ancestors(name) {
-                let mut node = self.nodes.get(ancestor).cloned().unwrap_or_default();
-                if has {
-                    node.below += 1;
-                } else {
-                    node.below -= 1;
-                }
-                self.store(ancestor.into(), node);
+                let node = self.nodes.get(ancestor).cloned().unwrap_or_default();
+                let below = if has { node.below() + 1 } else { node.below() - 1 };
+                self.store(ancestor.into(), node.with_below(below));
             }
         }
     }
 
     fn store(&mut self, name: Arc<str>, node: Node) {
-        if node.has_records() || node.below > 0 {
+        if node.has_records() || node.below() > 0 {
             self.nodes.insert(name, node);
         } else {
             self.nodes.remove(&name);

@@ -1,6 +1,6 @@
 //! Batched UDP I/O with Linux `recvmmsg(2)` and `sendmmsg(2)`: one system
 //! call moves up to [`BATCH`] datagrams each way, which is where most of a
-//! small query's CPU goes. This is the crate's only `unsafe` code.
+//! small query's CPU goes.
 //!
 //! Why it is sound:
 //! - Every pointer handed to the kernel (`mmsghdr` → `iovec` → buffer, and
