@@ -4,9 +4,11 @@
 //!
 //! Why it is sound:
 //! - Every pointer handed to the kernel (`mmsghdr` → `iovec` → buffer, and
-//!   `msg_name` → `sockaddr_storage`) is built afresh from `&mut self` just
-//!   before the call and points into heap memory owned by `self`, which
-//!   outlives the call. Nothing keeps a raw pointer between calls.
+//!   `msg_name` → `sockaddr_storage`) points into heap memory owned by the
+//!   batch (boxed slices, which never move or grow), so it is valid for as
+//!   long as the batch lives. Receive headers are pointed once, at
+//!   construction; send headers are re-pointed before each call, because a
+//!   reply buffer (a `Vec`) may have grown.
 //! - The kernel writes at most `iov_len` bytes to each buffer and at most
 //!   `msg_namelen` bytes to each address; we only read back the lengths it
 //!   reports, clamped to those sizes.
@@ -80,31 +82,64 @@ fn empty_hdr() -> libc::mmsghdr {
     unsafe { mem::zeroed() }
 }
 
-/// Receives up to [`BATCH`] datagrams per call.
-pub struct RecvBatch {
-    bufs: Box<[u8]>,
+const STORAGE_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
+/// What the kernel reads and writes for a batch: per datagram, a header
+/// pointing at one `iovec` and one peer address.
+struct Slots {
     peers: Box<[Peer]>,
     iovs: Box<[libc::iovec]>,
     hdrs: Box<[libc::mmsghdr]>,
+}
+
+impl Slots {
+    fn new() -> Self {
+        let iov = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        Self {
+            peers: vec![empty_peer(); BATCH].into_boxed_slice(),
+            iovs: vec![iov; BATCH].into_boxed_slice(),
+            hdrs: (0..BATCH).map(|_| empty_hdr()).collect(),
+        }
+    }
+
+    /// Points slot `i` at `len` bytes from `base` and at its peer address.
+    fn point(&mut self, i: usize, base: *mut u8, len: usize) {
+        let iov = &mut self.iovs[i];
+        iov.iov_base = base.cast();
+        iov.iov_len = len;
+        let peer = &mut self.peers[i];
+        let hdr = &mut self.hdrs[i];
+        *hdr = empty_hdr();
+        hdr.msg_hdr.msg_name = (&mut peer.storage as *mut libc::sockaddr_storage).cast();
+        hdr.msg_hdr.msg_namelen = peer.len;
+        hdr.msg_hdr.msg_iov = iov;
+        hdr.msg_hdr.msg_iovlen = 1;
+    }
+}
+
+/// Receives up to [`BATCH`] datagrams per call.
+pub struct RecvBatch {
+    bufs: Box<[u8]>,
+    slots: Slots,
     len: usize,
 }
 
 impl Default for RecvBatch {
     fn default() -> Self {
-        Self {
+        let mut batch = Self {
             bufs: vec![0; BATCH * SLOT].into_boxed_slice(),
-            peers: vec![empty_peer(); BATCH].into_boxed_slice(),
-            iovs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                BATCH
-            ]
-            .into_boxed_slice(),
-            hdrs: (0..BATCH).map(|_| empty_hdr()).collect(),
+            slots: Slots::new(),
             len: 0,
+        };
+        for i in 0..BATCH {
+            batch.slots.peers[i].len = STORAGE_LEN;
+            let base = batch.bufs[i * SLOT..].as_mut_ptr();
+            batch.slots.point(i, base, SLOT);
         }
+        batch
     }
 }
 
@@ -113,28 +148,16 @@ impl RecvBatch {
     /// else is already queued, up to [`BATCH`] (`MSG_WAITFORONE`). Returns
     /// how many were received.
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        self.len = 0;
-        for (i, ((hdr, iov), peer)) in self
-            .hdrs
-            .iter_mut()
-            .zip(self.iovs.iter_mut())
-            .zip(self.peers.iter_mut())
-            .enumerate()
-        {
-            iov.iov_base = self.bufs[i * SLOT..].as_mut_ptr().cast();
-            iov.iov_len = SLOT;
-            peer.len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            *hdr = empty_hdr();
-            hdr.msg_hdr.msg_name = (&mut peer.storage as *mut libc::sockaddr_storage).cast();
-            hdr.msg_hdr.msg_namelen = peer.len;
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
+        // Undo what the kernel wrote last time; the pointers stay.
+        for hdr in &mut self.slots.hdrs[..mem::take(&mut self.len)] {
+            hdr.msg_hdr.msg_namelen = STORAGE_LEN;
+            hdr.msg_hdr.msg_flags = 0;
         }
-        // SAFETY: see the module docs; BATCH entries, all initialised above.
+        // SAFETY: see the module docs; all BATCH headers point into `self`.
         let n = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
-                self.hdrs.as_mut_ptr(),
+                self.slots.hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
                 libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
@@ -144,23 +167,20 @@ impl RecvBatch {
             return Err(io::Error::last_os_error());
         }
         self.len = (n as usize).min(BATCH);
-        for (hdr, peer) in self.hdrs.iter().zip(self.peers.iter_mut()).take(self.len) {
-            peer.len = hdr
-                .msg_hdr
-                .msg_namelen
-                .min(mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t);
-        }
         Ok(self.len)
     }
 
     /// The `i`th datagram of the last [`recv`](Self::recv).
     pub fn get(&self, i: usize) -> Received<'_> {
         assert!(i < self.len);
-        let hdr = &self.hdrs[i];
+        let hdr = &self.slots.hdrs[i];
         let len = (hdr.msg_len as usize).min(SLOT);
         Received {
             data: &self.bufs[i * SLOT..i * SLOT + len],
-            peer: self.peers[i],
+            peer: Peer {
+                storage: self.slots.peers[i].storage,
+                len: hdr.msg_hdr.msg_namelen.min(STORAGE_LEN),
+            },
             truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
         }
     }
@@ -169,9 +189,7 @@ impl RecvBatch {
 /// Collects up to [`BATCH`] replies and sends them in one call.
 pub struct SendBatch {
     bufs: Vec<Vec<u8>>,
-    peers: Box<[Peer]>,
-    iovs: Box<[libc::iovec]>,
-    hdrs: Box<[libc::mmsghdr]>,
+    slots: Slots,
     len: usize,
 }
 
@@ -180,16 +198,7 @@ impl SendBatch {
     pub fn new(capacity: usize) -> Self {
         Self {
             bufs: (0..BATCH).map(|_| Vec::with_capacity(capacity)).collect(),
-            peers: vec![empty_peer(); BATCH].into_boxed_slice(),
-            iovs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                BATCH
-            ]
-            .into_boxed_slice(),
-            hdrs: (0..BATCH).map(|_| empty_hdr()).collect(),
+            slots: Slots::new(),
             len: 0,
         }
     }
@@ -204,7 +213,7 @@ impl SendBatch {
 
     /// Queues the reply written to [`buf`](Self::buf) for `peer`.
     pub fn push(&mut self, peer: Peer) {
-        self.peers[self.len] = peer;
+        self.slots.peers[self.len] = peer;
         self.len += 1;
     }
 
@@ -213,16 +222,8 @@ impl SendBatch {
     pub fn flush(&mut self, socket: &UdpSocket, mut failed: impl FnMut(&Peer, io::Error)) {
         let n = mem::take(&mut self.len);
         for i in 0..n {
-            let iov = &mut self.iovs[i];
-            iov.iov_base = self.bufs[i].as_mut_ptr().cast();
-            iov.iov_len = self.bufs[i].len();
-            let peer = &mut self.peers[i];
-            let hdr = &mut self.hdrs[i];
-            *hdr = empty_hdr();
-            hdr.msg_hdr.msg_name = (&mut peer.storage as *mut libc::sockaddr_storage).cast();
-            hdr.msg_hdr.msg_namelen = peer.len;
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
+            let len = self.bufs[i].len();
+            self.slots.point(i, self.bufs[i].as_mut_ptr(), len);
         }
         let mut sent = 0;
         while sent < n {
@@ -230,7 +231,7 @@ impl SendBatch {
             let r = unsafe {
                 libc::sendmmsg(
                     socket.as_raw_fd(),
-                    self.hdrs[sent..].as_mut_ptr(),
+                    self.slots.hdrs[sent..].as_mut_ptr(),
                     (n - sent) as libc::c_uint,
                     0,
                 )
@@ -246,7 +247,7 @@ impl SendBatch {
                     if error.kind() == io::ErrorKind::Interrupted {
                         continue;
                     }
-                    failed(&self.peers[sent], error);
+                    failed(&self.slots.peers[sent], error);
                     sent += 1;
                 }
                 r => sent += r as usize,
