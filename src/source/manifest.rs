@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use serde::Deserialize;
 use serde_yaml::Value;
 
 use crate::serviceentry::{self, ServiceEntry};
@@ -31,11 +32,20 @@ impl fmt::Display for ManifestError {
 /// Parses a whole file; any invalid document makes the whole file invalid,
 /// so a half-edited file never replaces a good one.
 pub fn parse(text: &str) -> Result<Manifests, ManifestError> {
-    let mut out = Manifests::default();
+    let mut entries = Vec::new();
+    let ignored = parse_each(text, |se| entries.push(se))?;
+    Ok(Manifests { entries, ignored })
+}
+
+/// [`parse`], handing each ServiceEntry to `each` as soon as it is read, so
+/// that a big file's parsed objects are never all held at once. Returns how
+/// many documents of other kinds were ignored.
+pub fn parse_each(text: &str, mut each: impl FnMut(ServiceEntry)) -> Result<usize, ManifestError> {
+    let mut ignored = 0;
     for (first_line, doc) in documents(text) {
-        parse_document(doc, first_line, &mut out)?;
+        parse_document(doc, first_line, &mut each, &mut ignored)?;
     }
-    Ok(out)
+    Ok(ignored)
 }
 
 /// Splits at YAML document markers (`---`, `...` at column 0), keeping each
@@ -65,7 +75,12 @@ fn documents(text: &str) -> Vec<(usize, &str)> {
     docs
 }
 
-fn parse_document(doc: &str, first_line: usize, out: &mut Manifests) -> Result<(), ManifestError> {
+fn parse_document(
+    doc: &str,
+    first_line: usize,
+    each: &mut impl FnMut(ServiceEntry),
+    ignored: &mut usize,
+) -> Result<(), ManifestError> {
     let at = |e: serde_yaml::Error| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         ManifestError {
@@ -78,8 +93,10 @@ fn parse_document(doc: &str, first_line: usize, out: &mut Manifests) -> Result<(
     match kind(&value) {
         None if value.is_null() => Ok(()),
         Some((api_version, serviceentry::KIND)) if serviceentry::is_istio_networking(api_version) => {
-            let se: ServiceEntry = serde_yaml::from_str(doc).map_err(at)?;
-            push(se, first_line, out)
+            // Parsed once; only an error is parsed again, for its line.
+            let se = ServiceEntry::deserialize(&value)
+                .map_err(|e| at(serde_yaml::from_str::<ServiceEntry>(doc).err().unwrap_or(e)))?;
+            push(se, first_line, each)
         }
         Some((_, list)) if list.ends_with("List") => {
             let items = value
@@ -94,15 +111,15 @@ fn parse_document(doc: &str, first_line: usize, out: &mut Manifests) -> Result<(
                             column: 0,
                             message: format!("items[{i}]: {}", strip_location(&e.to_string())),
                         })?;
-                        push(se, first_line, out)?;
+                        push(se, first_line, each)?;
                     }
-                    _ => out.ignored += 1,
+                    _ => *ignored += 1,
                 }
             }
             Ok(())
         }
         Some(_) => {
-            out.ignored += 1;
+            *ignored += 1;
             Ok(())
         }
         None => Err(ManifestError {
@@ -117,7 +134,7 @@ fn kind(value: &Value) -> Option<(&str, &str)> {
     Some((value.get("apiVersion")?.as_str()?, value.get("kind")?.as_str()?))
 }
 
-fn push(se: ServiceEntry, line: usize, out: &mut Manifests) -> Result<(), ManifestError> {
+fn push(se: ServiceEntry, line: usize, each: &mut impl FnMut(ServiceEntry)) -> Result<(), ManifestError> {
     if se.metadata.name.is_empty() {
         return Err(ManifestError {
             line,
@@ -125,7 +142,7 @@ fn push(se: ServiceEntry, line: usize, out: &mut Manifests) -> Result<(), Manife
             message: "ServiceEntry without metadata.name".into(),
         });
     }
-    out.entries.push(se);
+    each(se);
     Ok(())
 }
 
