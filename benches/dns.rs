@@ -27,9 +27,9 @@ fn handler(metrics: DnsMetrics) -> Handler {
                 name: format!("svc{i}").into(),
             },
             created: None,
-            hosts: vec![HostAddrs {
+            hosts: smallvec::smallvec![HostAddrs {
                 name: format!("svc{i}.ns{}.global", i % 100).into(),
-                addrs: vec![std::net::Ipv4Addr::from(0xf000_0000 | i).into()],
+                addrs: smallvec::smallvec![std::net::Ipv4Addr::from(0xf000_0000 | i).into()],
             }],
         })
         .collect();

@@ -24,9 +24,9 @@ fn entry(i: u32, last_octet: u32) -> Entry {
             name: format!("svc{i}").into(),
         },
         created: None,
-        hosts: vec![HostAddrs {
+        hosts: smallvec::smallvec![HostAddrs {
             name: format!("svc{i}.ns{}.global", i % 100).into(),
-            addrs: vec![std::net::Ipv4Addr::from(0xf000_0000 | (i << 8) | last_octet).into()],
+            addrs: smallvec::smallvec![std::net::Ipv4Addr::from(0xf000_0000 | (i << 8) | last_octet).into()],
         }],
     }
 }

@@ -66,7 +66,7 @@ fn index(nameserver: &str) -> Arc<Index> {
                 name: name.into(),
             },
             created: None,
-            hosts: vec![HostAddrs {
+            hosts: smallvec::smallvec![HostAddrs {
                 name: name.into(),
                 addrs,
             }],

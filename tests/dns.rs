@@ -246,9 +246,9 @@ fn apex_soa_and_ns() {
             name: "new".into(),
         },
         created: None,
-        hosts: vec![HostAddrs {
+        hosts: smallvec::smallvec![HostAddrs {
             name: "new.global".into(),
-            addrs: vec!["240.0.0.9".parse().unwrap()],
+            addrs: smallvec::smallvec!["240.0.0.9".parse().unwrap()],
         }],
     });
     let r = s.ask("global.", RecordType::SOA);
@@ -337,7 +337,7 @@ fn add_big(s: &Server, n: u32) {
             name: format!("big{n}").into(),
         },
         created: None,
-        hosts: vec![HostAddrs {
+        hosts: smallvec::smallvec![HostAddrs {
             name: format!("big{n}.global").into(),
             addrs,
         }],

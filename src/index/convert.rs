@@ -5,6 +5,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::name::{NameError, in_zone, normalize_host};
 use crate::serviceentry::ServiceEntry;
 
@@ -24,15 +26,17 @@ pub struct ConvertOptions {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Conversion {
-    pub hosts: Vec<HostAddrs>,
+    /// Each name once, even when the entry repeats a host.
+    pub hosts: SmallVec<[HostAddrs; 1]>,
     pub skipped: Vec<Skipped>,
 }
 
 /// One served name and its addresses, in the entry's order, without repeats.
+/// Inline for the common single address: the index keeps these.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HostAddrs {
     pub name: Arc<str>,
-    pub addrs: Vec<IpAddr>,
+    pub addrs: SmallVec<[IpAddr; 1]>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -122,14 +126,24 @@ pub fn convert(se: &ServiceEntry, opts: &ConvertOptions) -> Conversion {
             out.skip(host, SkipReason::NoAddress);
             continue;
         }
-        out.hosts.push(HostAddrs { name, addrs });
+        match out.hosts.iter_mut().find(|h| h.name == name) {
+            // `a.global` and `A.global`: one name, the union of addresses.
+            Some(same) => {
+                for addr in addrs {
+                    if !same.addrs.contains(&addr) {
+                        same.addrs.push(addr);
+                    }
+                }
+            }
+            None => out.hosts.push(HostAddrs { name, addrs }),
+        }
     }
     out
 }
 
 /// Istio's auto-allocated `status.addresses` for `host`; `None` when there
 /// are none, so the caller falls back to `--default-address`.
-fn allocated(se: &ServiceEntry, host: &str, out: &mut Conversion) -> Option<Vec<IpAddr>> {
+fn allocated(se: &ServiceEntry, host: &str, out: &mut Conversion) -> Option<SmallVec<[IpAddr; 1]>> {
     let status = se.status.as_ref()?;
     let values = status
         .addresses
@@ -144,8 +158,8 @@ fn allocated(se: &ServiceEntry, host: &str, out: &mut Conversion) -> Option<Vec<
     (!addrs.is_empty()).then_some(addrs)
 }
 
-fn parse_addresses<'a>(values: impl Iterator<Item = &'a str>, out: &mut Conversion) -> Vec<IpAddr> {
-    let mut addrs = Vec::new();
+fn parse_addresses<'a>(values: impl Iterator<Item = &'a str>, out: &mut Conversion) -> SmallVec<[IpAddr; 1]> {
+    let mut addrs = SmallVec::new();
     for (i, value) in values.enumerate() {
         if i == MAX_ADDRESSES_PER_ENTRY {
             out.skip(value, SkipReason::TooManyAddresses);
@@ -236,10 +250,10 @@ pub(crate) mod tests {
         );
         let c = convert(&se, &mk_opts());
         assert_eq!(
-            c.hosts,
-            vec![HostAddrs {
+            c.hosts[..],
+            [HostAddrs {
                 name: "httpbin.bar.global".into(),
-                addrs: vec![ip("240.0.0.2"), ip("2001:db8::2"), ip("240.0.0.3")],
+                addrs: smallvec::smallvec![ip("240.0.0.2"), ip("2001:db8::2"), ip("240.0.0.3")],
             }]
         );
         assert!(c.skipped.is_empty());
@@ -254,7 +268,7 @@ pub(crate) mod tests {
             &["10.0.0.0/24", "2001:db8::/64", "nope", "1.2.3.4/33", "240.0.0.9"],
         );
         let c = convert(&se, &mk_opts());
-        assert_eq!(c.hosts[0].addrs, vec![ip("240.0.0.9")]);
+        assert_eq!(c.hosts[0].addrs[..], [ip("240.0.0.9")]);
         assert_eq!(
             reasons(&c),
             [
@@ -317,6 +331,15 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_repeated_host_is_served_once() {
+        let se = mk_se("foo", "a", &["a.global", "b.global", "A.Global."], &["240.0.0.1"]);
+        let c = convert(&se, &mk_opts());
+        let got: Vec<(&str, &[IpAddr])> = c.hosts.iter().map(|h| (&*h.name, &h.addrs[..])).collect();
+        let one = [ip("240.0.0.1")];
+        assert_eq!(got, [("a.global", &one[..]), ("b.global", &one[..])]);
+    }
+
+    #[test]
     fn status_addresses_then_default_address() {
         let mut se = mk_se("foo", "a", &["a.global", "b.global", "c.global"], &[]);
         se.status = Some(Status {
@@ -336,8 +359,8 @@ pub(crate) mod tests {
             ],
         });
         let c = convert(&se, &mk_opts());
-        assert_eq!(c.hosts[0].addrs, vec![ip("240.240.0.1"), ip("2001:db8::1")]);
-        assert_eq!(c.hosts[1].addrs, vec![ip("240.240.0.2")]);
+        assert_eq!(c.hosts[0].addrs[..], [ip("240.240.0.1"), ip("2001:db8::1")]);
+        assert_eq!(c.hosts[1].addrs[..], [ip("240.240.0.2")]);
         assert_eq!(reasons(&c), [("c.global", "no_address")]);
 
         let opts = ConvertOptions {
@@ -345,14 +368,14 @@ pub(crate) mod tests {
             ..mk_opts()
         };
         let c = convert(&se, &opts);
-        assert_eq!(c.hosts[2].addrs, vec![ip("240.0.0.100")]);
+        assert_eq!(c.hosts[2].addrs[..], [ip("240.0.0.100")]);
         // spec.addresses, when present, win over both.
         se.spec.addresses = vec!["240.0.0.7".into()];
         assert!(
             convert(&se, &opts)
                 .hosts
                 .iter()
-                .all(|h| h.addrs == vec![ip("240.0.0.7")])
+                .all(|h| h.addrs[..] == [ip("240.0.0.7")])
         );
     }
 
@@ -383,6 +406,6 @@ pub(crate) mod tests {
             &mk_se("foo", "a", &["a.global"], &["240.0.0.1", "240.0.0.1/32", "240.0.0.1"]),
             &mk_opts(),
         );
-        assert_eq!(c.hosts[0].addrs, vec![ip("240.0.0.1")]);
+        assert_eq!(c.hosts[0].addrs[..], [ip("240.0.0.1")]);
     }
 }

@@ -11,20 +11,23 @@ pub mod convert;
 mod metrics;
 pub mod name;
 mod nodes;
+mod store;
 mod table;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use compact_str::CompactString;
 use smallvec::SmallVec;
 use tracing::{info, warn};
 
 pub use self::convert::{Conversion, ConvertOptions, HostAddrs, SkipReason, Skipped};
 use self::metrics::IndexMetrics;
 use self::nodes::Nodes;
+use self::store::Store;
 pub use self::table::{Lookup, MAX_LABELS, Node, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Stats, Table, Zone, ZoneConfig};
 
 /// Most addresses one name can carry after merging entries: keeps every
@@ -56,14 +59,8 @@ impl std::fmt::Display for SourceId {
 pub struct EntryId {
     pub source: SourceId,
     pub namespace: Arc<str>,
-    pub name: Arc<str>,
-}
-
-/// An entry's identity within its source: (namespace, name).
-type EntryKey = (Arc<str>, Arc<str>);
-
-fn key(id: &EntryId) -> EntryKey {
-    (id.namespace.clone(), id.name.clone())
+    /// Inline up to 24 bytes: the index keeps one per entry.
+    pub name: CompactString,
 }
 
 impl std::fmt::Display for EntryId {
@@ -83,25 +80,15 @@ pub struct NameDump {
     pub conflict: bool,
 }
 
-/// What the index keeps of a ServiceEntry: its identity, its place in the
-/// conflict order and the records it produced. Never the object itself.
+/// What a source hands the index for one ServiceEntry: its identity, its
+/// place in the conflict order and the records it produced. Never the
+/// object itself.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     pub id: EntryId,
     pub created: Option<Arc<str>>,
-    pub hosts: Vec<HostAddrs>,
-}
-
-impl Entry {
-    /// Conflict order: oldest first, then namespace/name (then source).
-    fn order(&self) -> (Option<&str>, &str, &str, &SourceId) {
-        (
-            self.created.as_deref(),
-            &self.id.namespace,
-            &self.id.name,
-            &self.id.source,
-        )
-    }
+    /// Each name once (as [`convert::convert`] makes them).
+    pub hosts: SmallVec<[HostAddrs; 1]>,
 }
 
 pub struct Index {
@@ -112,14 +99,7 @@ pub struct Index {
 }
 
 struct Writer {
-    /// Each source's entries by (namespace, name): a reset walks its own.
-    entries: HashMap<SourceId, HashMap<EntryKey, Arc<Entry>>>,
-    /// How many `entries` holds in all.
-    count: usize,
-    /// The entries defining each name, in conflict order; nearly always one.
-    by_name: HashMap<Arc<str>, SmallVec<[Arc<Entry>; 1]>>,
-    /// One copy of each namespace name, however many entries it has.
-    namespaces: HashSet<Arc<str>>,
+    entries: Store,
     nodes: Nodes,
     stats: Stats,
     serial: u32,
@@ -150,10 +130,7 @@ impl Index {
             Stats::default(),
         );
         let writer = Writer {
-            entries: HashMap::new(),
-            count: 0,
-            by_name: HashMap::new(),
-            namespaces: HashSet::new(),
+            entries: Store::default(),
             nodes: Nodes::default(),
             stats: Stats::default(),
             serial,
@@ -187,15 +164,17 @@ impl Index {
     pub fn dump(&self) -> Vec<NameDump> {
         let w = self.lock();
         let mut out: Vec<NameDump> = w
-            .by_name
-            .iter()
-            .map(|(name, entries)| {
+            .entries
+            .names()
+            .into_iter()
+            .map(|(name, mut entries)| {
+                entries.sort_by(|a, b| a.order().cmp(&b.order()));
                 let node = w.nodes.get(name).cloned().unwrap_or_default();
                 NameDump {
                     name: name.to_string(),
                     a: node.v4().to_vec(),
                     aaaa: node.v6().to_vec(),
-                    sources: entries.iter().map(|e| format!("{} ({})", e.id, e.id.source)).collect(),
+                    sources: entries.iter().map(|e| format!("{e} ({})", e.source())).collect(),
                     conflict: entries.len() > 1,
                 }
             })
@@ -246,18 +225,14 @@ impl Index {
     /// relist that could not read them must not drop their last good state).
     pub fn reset_keeping(&self, source: &SourceId, entries: Vec<Entry>, keep: &HashSet<EntryId>) {
         let mut w = self.lock();
-        let listed: HashSet<&EntryId> = entries.iter().map(|e| &e.id).collect();
-        let stale: Vec<EntryId> = w
-            .entries
-            .get(source)
-            .map(|own| {
-                own.values()
-                    .map(|e| &e.id)
-                    .filter(|id| !listed.contains(id) && !keep.contains(id))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let stale: Vec<EntryId> = {
+            let listed: HashSet<(&str, &str)> = entries.iter().map(|e| (&*e.id.namespace, &*e.id.name)).collect();
+            w.entries
+                .of(source)
+                .map(|e| e.id())
+                .filter(|id| !listed.contains(&(&*id.namespace, &*id.name)) && !keep.contains(id))
+                .collect()
+        };
         let mut changed = 0;
         for id in &stale {
             changed += usize::from(w.remove(id));
@@ -287,7 +262,7 @@ impl Index {
 
     fn publish(&self, w: &mut Writer) {
         w.serial = next_serial(w.serial);
-        w.stats.entries = w.count;
+        w.stats.entries = w.entries.len();
         let current = self.table.load();
         self.metrics.published(&w.stats);
         self.table.store(Arc::new(Table::new(
@@ -311,69 +286,49 @@ fn next_serial(prev: u32) -> u32 {
 
 impl Writer {
     /// Returns whether anything changed.
-    fn upsert(&mut self, mut entry: Entry) -> bool {
-        let own = self.entries.entry(entry.id.source.clone()).or_default();
-        if own.get(&key(&entry.id)).is_some_and(|old| **old == entry) {
+    fn upsert(&mut self, entry: Entry) -> bool {
+        if self.entries.unchanged(&entry) {
             return false;
         }
-        entry.id.namespace = match self.namespaces.get(&entry.id.namespace) {
-            Some(ns) => ns.clone(),
-            None => {
-                self.namespaces.insert(entry.id.namespace.clone());
-                entry.id.namespace.clone()
-            }
-        };
-        let entry = Arc::new(entry);
-        let old = own.insert(key(&entry.id), entry.clone());
-        if old.is_none() {
-            self.count += 1;
-        }
-        let mut names: Vec<Arc<str>> = entry.hosts.iter().map(|h| h.name.clone()).collect();
+        // Names as the store keeps them, so the table shares its copies.
+        let (new, old) = self.entries.insert(entry);
+        let mut names: Vec<(&Arc<str>, bool)> = new.hosts.iter().map(|h| (&h.name, true)).collect();
         if let Some(old) = &old {
-            names.extend(old.hosts.iter().map(|h| h.name.clone()));
+            names.extend(old.hosts.iter().map(|h| (&h.name, false)));
         }
-        names.sort();
-        names.dedup();
-        for name in names {
-            let defines = entry.hosts.iter().any(|h| h.name == name);
-            self.relink(&name, &entry.id, defines.then(|| entry.clone()));
+        // The new entry's copy first, so that dedup keeps it.
+        names.sort_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
+        names.dedup_by(|a, b| a.0 == b.0);
+        for (name, defines) in names {
+            let now = self.entries.defining(name).len();
+            let had = old.as_ref().is_some_and(|o| o.hosts.iter().any(|h| h.name == *name));
+            self.relink(name, now + usize::from(had) - usize::from(defines));
         }
         true
     }
 
     fn remove(&mut self, id: &EntryId) -> bool {
-        let Some(own) = self.entries.get_mut(&id.source) else {
+        let Some(old) = self.entries.remove(id) else {
             return false;
         };
-        let Some(old) = own.remove(&key(id)) else {
-            return false;
-        };
-        if own.is_empty() {
-            self.entries.remove(&id.source);
-        }
-        self.count -= 1;
         for host in &old.hosts {
-            self.relink(&host.name, id, None);
+            // `old` defined it, and no longer does.
+            let before = self.entries.defining(&host.name).len() + 1;
+            self.relink(&host.name, before);
         }
         true
     }
 
-    /// Puts `entry` (or nothing) in place of `id`'s contribution to `name`,
-    /// then recomputes that one name.
-    fn relink(&mut self, name: &Arc<str>, id: &EntryId, entry: Option<Arc<Entry>>) {
-        let list = self.by_name.entry(name.clone()).or_default();
-        let before = list.len();
-        list.retain(|e| e.id != *id);
-        if let Some(entry) = entry {
-            let at = list.partition_point(|e| e.order() < entry.order());
-            list.insert(at, entry);
-        }
+    /// Recomputes one name from the entries now defining it; `before` is
+    /// how many did before the change.
+    fn relink(&mut self, name: &Arc<str>, before: usize) {
+        let list = self.entries.defining(name);
         let after = list.len();
         if before > 1 && after <= 1 {
             self.stats.conflicts -= 1;
         } else if before <= 1 && after > 1 {
             self.stats.conflicts += 1;
-            let ids: Vec<String> = list.iter().map(|e| e.id.to_string()).collect();
+            let ids: Vec<String> = list.iter().map(|e| e.to_string()).collect();
             warn!(%name, entries = ?ids, "host defined by several ServiceEntries; serving the union of their addresses");
         }
 
@@ -393,9 +348,6 @@ impl Writer {
                 IpAddr::V6(a) if !v6.contains(&a) => v6.push(a),
                 _ => {}
             }
-        }
-        if after == 0 {
-            self.by_name.remove(name);
         }
         self.set_records(name, v4, v6);
     }
@@ -433,7 +385,7 @@ impl Writer {
 
 impl Entry {
     /// The entry a source hands the index for one converted ServiceEntry.
-    pub fn new(source: SourceId, se: &crate::serviceentry::ServiceEntry, conversion: &Conversion) -> Self {
+    pub fn new(source: SourceId, se: &crate::serviceentry::ServiceEntry, conversion: Conversion) -> Self {
         Self {
             id: EntryId {
                 source,
@@ -441,7 +393,7 @@ impl Entry {
                 name: se.metadata.name.as_str().into(),
             },
             created: se.metadata.creation_timestamp.as_deref().map(Arc::from),
-            hosts: conversion.hosts.clone(),
+            hosts: conversion.hosts,
         }
     }
 }

@@ -281,3 +281,105 @@ fn reset_keeping_leaves_unreadable_entries_alone() {
     assert_eq!(resolve(&index, "a.global."), "NXDOMAIN");
     assert_eq!(resolve(&index, "b.global."), "240.0.0.2");
 }
+
+#[test]
+fn an_entry_naming_a_host_twice_serves_it_once() {
+    let index = mk_index();
+    index.apply(mk_entry(
+        "foo/a",
+        None,
+        &[("a.global", &["240.0.0.1"]), ("a.global", &["240.0.0.2", "240.0.0.1"])],
+    ));
+    assert_eq!(resolve(&index, "a.global."), "240.0.0.1,240.0.0.2");
+    assert_eq!(index.table().stats.conflicts, 0);
+    index.delete(&mk_entry("foo/a", None, &[]).id);
+    assert_eq!(resolve(&index, "a.global."), "NXDOMAIN");
+    assert!(index.dump().is_empty());
+}
+
+/// Random applies and deletes over a few names shared by many entries, from
+/// two sources; after each step the index must match a from-scratch model.
+#[test]
+fn random_changes_match_a_model() {
+    let index = mk_index();
+    let mut model: std::collections::BTreeMap<(bool, u32), Entry> = Default::default();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n) as u32
+    };
+    for step in 0..3000 {
+        let (file, e) = (next(2) == 0, next(40));
+        let source = if file {
+            SourceId::File("f.yaml".into())
+        } else {
+            SourceId::Kube(None)
+        };
+        if next(4) == 0 {
+            let entry = mk_entry_in(source, &format!("ns/e{e}"), None, &[]);
+            index.delete(&entry.id);
+            model.remove(&(file, e));
+        } else {
+            let hosts: Vec<(String, Vec<String>)> = (0..next(4))
+                .map(|_| {
+                    let addrs = (0..1 + next(2)).map(|_| format!("240.0.0.{}", next(8))).collect();
+                    (format!("h{}.global", next(12)), addrs)
+                })
+                .collect();
+            let hosts: Vec<(&str, Vec<&str>)> = hosts
+                .iter()
+                .map(|(h, a)| (h.as_str(), a.iter().map(String::as_str).collect()))
+                .collect();
+            let hosts: Vec<(&str, &[&str])> = hosts.iter().map(|(h, a)| (*h, a.as_slice())).collect();
+            let created = format!("2024-01-0{}T00:00:00Z", 1 + next(3));
+            let entry = mk_entry_in(source, &format!("ns/e{e}"), Some(&created), &hosts);
+            index.apply(entry.clone());
+            model.insert((file, e), entry);
+        }
+        // The model: every name's entries in conflict order, then the union.
+        let mut want: std::collections::BTreeMap<String, Vec<&Entry>> = Default::default();
+        for entry in model.values() {
+            let mut names: Vec<&str> = entry.hosts.iter().map(|h| &*h.name).collect();
+            names.sort();
+            names.dedup();
+            for name in names {
+                want.entry(name.into()).or_default().push(entry);
+            }
+        }
+        let dump = index.dump();
+        assert_eq!(dump.len(), want.len(), "step {step}");
+        for (got, (name, mut entries)) in dump.iter().zip(want) {
+            entries.sort_by_key(|e| {
+                (
+                    e.created.clone(),
+                    e.id.namespace.clone(),
+                    e.id.name.clone(),
+                    e.id.source.clone(),
+                )
+            });
+            let mut a: Vec<std::net::Ipv4Addr> = Vec::new();
+            for addr in entries
+                .iter()
+                .flat_map(|e| e.hosts.iter().filter(|h| *h.name == *name))
+                .flat_map(|h| &h.addrs)
+            {
+                if let IpAddr::V4(v4) = addr
+                    && !a.contains(v4)
+                {
+                    a.push(*v4);
+                }
+            }
+            let sources: Vec<String> = entries.iter().map(|e| format!("{} ({})", e.id, e.id.source)).collect();
+            assert_eq!((&got.name, &got.a, &got.sources), (&name, &a, &sources), "step {step}");
+            assert_eq!(
+                resolve(&index, &format!("{name}.")),
+                a.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+            );
+        }
+        let conflicts = dump.iter().filter(|d| d.conflict).count();
+        assert_eq!(index.table().stats.conflicts, conflicts, "step {step}");
+        assert_eq!(index.table().stats.entries, model.len(), "step {step}");
+    }
+}

@@ -255,14 +255,16 @@ pub fn source_id(file: &Path) -> SourceId {
     SourceId::File(file.display().to_string().into())
 }
 
-/// Parses and converts one file's entries, logging what is skipped.
+/// Parses and converts one file's entries, logging what is skipped. Each
+/// ServiceEntry is converted as soon as it is parsed, so only the entries,
+/// not the parsed objects, are ever held all at once.
 pub fn load(file: &Path, text: &str, index: &Index) -> Result<Vec<Entry>, manifest::ManifestError> {
-    let manifests = manifest::parse(text)?;
     let source = source_id(file);
     let mut seen = HashSet::new();
-    let mut entries = Vec::with_capacity(manifests.entries.len());
-    for se in &manifests.entries {
-        let conversion = convert::convert(se, index.convert_options());
+    let mut namespaces: HashSet<Arc<str>> = HashSet::new();
+    let mut entries = Vec::new();
+    manifest::parse_each(text, |se| {
+        let conversion = convert::convert(&se, index.convert_options());
         index.count_skipped(&conversion.skipped);
         for skipped in &conversion.skipped {
             let (file, entry, item, reason) = (file.display(), se.display_name(), &skipped.item, &skipped.reason);
@@ -274,13 +276,21 @@ pub fn load(file: &Path, text: &str, index: &Index) -> Result<Vec<Entry>, manife
                 _ => warn!(%file, %entry, %item, %reason, "skipped"),
             }
         }
-        let entry = Entry::new(source.clone(), se, &conversion);
+        let mut entry = Entry::new(source.clone(), &se, conversion);
+        // One copy per namespace: the index keeps its own, and many
+        // short-lived ones would leave holes between the entries it keeps.
+        match namespaces.get(&entry.id.namespace) {
+            Some(ns) => entry.id.namespace = ns.clone(),
+            None => {
+                namespaces.insert(entry.id.namespace.clone());
+            }
+        }
         if !seen.insert(entry.id.clone()) {
             warn!(file = %file.display(), entry = %entry.id, "ServiceEntry defined twice in one file; the first one is used");
-            continue;
+            return;
         }
         entries.push(entry);
-    }
+    })?;
     Ok(entries)
 }
 

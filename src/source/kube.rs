@@ -326,7 +326,7 @@ fn to_entry(source: &SourceId, obj: DynamicObject, index: &Index, metrics: &Kube
             _ => warn!(entry = %who, item = %skipped.item, reason = %skipped.reason, "skipped"),
         }
     }
-    Some(Entry::new(source.clone(), &se, &conversion))
+    Some(Entry::new(source.clone(), &se, conversion))
 }
 
 /// Reads our fields out of a dynamic object; managed fields, annotations

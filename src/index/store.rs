@@ -1,0 +1,213 @@
+//! The writer's memory of every entry: by source and (namespace, name) for
+//! updates and resets, and by host name for merging a host that several
+//! entries define. It holds one record per ServiceEntry, so it is kept
+//! compact: an entry with one host and one address is one allocation besides
+//! its host name, which the table shares. Entries are moved in, not copied:
+//! copies would leave the originals' memory behind as holes between them.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use hashbrown::HashTable;
+use smallvec::SmallVec;
+
+use super::{Entry, EntryId, HostAddrs, SourceId};
+
+/// One stored entry.
+#[derive(Debug)]
+pub(super) struct Stored {
+    source: Arc<SourceId>,
+    /// Interned: one copy per namespace.
+    namespace: Arc<str>,
+    name: CompactString,
+    created: Option<Arc<str>>,
+    /// Distinct names, each with its addresses in the entry's order.
+    pub hosts: SmallVec<[HostAddrs; 1]>,
+}
+
+impl Stored {
+    /// Conflict order: oldest first, then namespace/name, then source.
+    pub fn order(&self) -> (Option<&str>, &str, &str, &SourceId) {
+        (self.created.as_deref(), &self.namespace, &self.name, &self.source)
+    }
+
+    pub fn id(&self) -> EntryId {
+        EntryId {
+            source: (*self.source).clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    pub fn source(&self) -> &SourceId {
+        &self.source
+    }
+
+    /// Whether storing `entry` would change nothing.
+    fn same(&self, entry: &Entry) -> bool {
+        self.created == entry.created
+            && (self.hosts == entry.hosts || entry.hosts.len() > 1 && self.hosts == merged(entry.hosts.clone()))
+    }
+}
+
+impl std::fmt::Display for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// `hosts` with each name once, addresses merged in order. Converted
+/// entries already are; other callers may not be.
+fn merged(mut hosts: SmallVec<[HostAddrs; 1]>) -> SmallVec<[HostAddrs; 1]> {
+    let mut i = 1;
+    while i < hosts.len() {
+        match hosts[..i].iter().position(|h| h.name == hosts[i].name) {
+            Some(first) => {
+                let repeat = hosts.remove(i);
+                for addr in repeat.addrs {
+                    if !hosts[first].addrs.contains(&addr) {
+                        hosts[first].addrs.push(addr);
+                    }
+                }
+            }
+            None => i += 1,
+        }
+    }
+    hosts
+}
+
+struct Source {
+    id: Arc<SourceId>,
+    /// Hashed by (namespace, name).
+    entries: HashTable<Arc<Stored>>,
+}
+
+#[derive(Default)]
+pub(super) struct Store {
+    /// Keyed per process, like the table: names come from ServiceEntries.
+    hasher: RandomState,
+    sources: HashMap<SourceId, Source>,
+    /// One slot per (entry, host): `entry.hosts[host]`, hashed by the host
+    /// name. Thinner than a map from name to entries, whose key alone would
+    /// cost a fat pointer per name.
+    by_name: HashTable<(Arc<Stored>, u32)>,
+    namespaces: HashSet<Arc<str>>,
+    count: usize,
+}
+
+impl Store {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    fn key_hash(&self, namespace: &str, name: &str) -> u64 {
+        self.hasher.hash_one((namespace, name))
+    }
+
+    fn name_hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    pub fn get(&self, id: &EntryId) -> Option<&Arc<Stored>> {
+        let source = self.sources.get(&id.source)?;
+        let hash = self.key_hash(&id.namespace, &id.name);
+        source
+            .entries
+            .find(hash, |e| *e.namespace == *id.namespace && e.name == *id.name)
+    }
+
+    /// Whether storing `entry` would change nothing.
+    pub fn unchanged(&self, entry: &Entry) -> bool {
+        self.get(&entry.id).is_some_and(|old| old.same(entry))
+    }
+
+    /// Every entry of `source`.
+    pub fn of(&self, source: &SourceId) -> impl Iterator<Item = &Arc<Stored>> {
+        self.sources.get(source).into_iter().flat_map(|s| s.entries.iter())
+    }
+
+    /// The entries defining `name`, in conflict order.
+    pub fn defining(&self, name: &str) -> SmallVec<[Arc<Stored>; 1]> {
+        let mut list: SmallVec<[Arc<Stored>; 1]> = self
+            .by_name
+            .iter_hash(self.name_hash(name))
+            .filter(|(e, host)| *e.hosts[*host as usize].name == *name)
+            .map(|(e, _)| e.clone())
+            .collect();
+        list.sort_by(|a, b| a.order().cmp(&b.order()));
+        list
+    }
+
+    /// Every name some entry defines, with the entries defining it.
+    pub fn names(&self) -> HashMap<&Arc<str>, Vec<&Arc<Stored>>> {
+        let mut out: HashMap<&Arc<str>, Vec<&Arc<Stored>>> = HashMap::new();
+        for (e, host) in &self.by_name {
+            out.entry(&e.hosts[*host as usize].name).or_default().push(e);
+        }
+        out
+    }
+
+    /// Stores `entry` in place of any entry with its id; returns the new
+    /// record and the old one.
+    pub fn insert(&mut self, entry: Entry) -> (Arc<Stored>, Option<Arc<Stored>>) {
+        let old = self.remove(&entry.id);
+        let namespace = match self.namespaces.get(&entry.id.namespace) {
+            Some(ns) => ns.clone(),
+            None => {
+                self.namespaces.insert(entry.id.namespace.clone());
+                entry.id.namespace.clone()
+            }
+        };
+        let source = self.sources.entry(entry.id.source.clone()).or_insert_with(|| Source {
+            id: Arc::new(entry.id.source),
+            entries: HashTable::new(),
+        });
+        let stored = Arc::new(Stored {
+            source: source.id.clone(),
+            namespace,
+            name: entry.id.name,
+            created: entry.created,
+            hosts: merged(entry.hosts),
+        });
+        let hasher = self.hasher.clone();
+        let hash = hasher.hash_one((&*stored.namespace, stored.name.as_str()));
+        source.entries.insert_unique(hash, stored.clone(), |e| {
+            hasher.hash_one((&*e.namespace, e.name.as_str()))
+        });
+        for (i, host) in stored.hosts.iter().enumerate() {
+            self.by_name
+                .insert_unique(hasher.hash_one(&*host.name), (stored.clone(), i as u32), |(e, h)| {
+                    hasher.hash_one(&*e.hosts[*h as usize].name)
+                });
+        }
+        self.count += 1;
+        (stored, old)
+    }
+
+    pub fn remove(&mut self, id: &EntryId) -> Option<Arc<Stored>> {
+        let hash = self.key_hash(&id.namespace, &id.name);
+        let source = self.sources.get_mut(&id.source)?;
+        let old = source
+            .entries
+            .find_entry(hash, |e| *e.namespace == *id.namespace && e.name == *id.name)
+            .ok()?
+            .remove()
+            .0;
+        if source.entries.is_empty() {
+            self.sources.remove(&id.source);
+        }
+        for (i, host) in old.hosts.iter().enumerate() {
+            let hash = self.name_hash(&host.name);
+            if let Ok(slot) = self
+                .by_name
+                .find_entry(hash, |(e, h)| Arc::ptr_eq(e, &old) && *h as usize == i)
+            {
+                slot.remove();
+            }
+        }
+        self.count -= 1;
+        Some(old)
+    }
+}
