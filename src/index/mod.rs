@@ -69,6 +69,24 @@ impl std::fmt::Display for EntryId {
     }
 }
 
+/// One copy of each namespace name, however many entries share it: the
+/// index keeps its own, and sources building a big batch use one so the
+/// batch does not hold a copy per entry until the index replaces it.
+#[derive(Debug, Default)]
+pub struct Namespaces(HashSet<Arc<str>>);
+
+impl Namespaces {
+    pub fn intern(&mut self, namespace: &Arc<str>) -> Arc<str> {
+        match self.0.get(namespace) {
+            Some(ns) => ns.clone(),
+            None => {
+                self.0.insert(namespace.clone());
+                namespace.clone()
+            }
+        }
+    }
+}
+
 /// One name of the table as `/debug/records` shows it.
 #[derive(Debug, serde::Serialize)]
 pub struct NameDump {

@@ -5,7 +5,7 @@
 //! its host name, which the table shares. Entries are moved in, not copied:
 //! copies would leave the originals' memory behind as holes between them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use compact_str::CompactString;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
-use super::{Entry, EntryId, HostAddrs, SourceId};
+use super::{Entry, EntryId, HostAddrs, Namespaces, SourceId};
 
 /// One stored entry.
 #[derive(Debug)]
@@ -93,7 +93,7 @@ pub(super) struct Store {
     /// name. Thinner than a map from name to entries, whose key alone would
     /// cost a fat pointer per name.
     by_name: HashTable<(Arc<Stored>, u32)>,
-    namespaces: HashSet<Arc<str>>,
+    namespaces: Namespaces,
     count: usize,
 }
 
@@ -153,13 +153,7 @@ impl Store {
     /// record and the old one.
     pub fn insert(&mut self, entry: Entry) -> (Arc<Stored>, Option<Arc<Stored>>) {
         let old = self.remove(&entry.id);
-        let namespace = match self.namespaces.get(&entry.id.namespace) {
-            Some(ns) => ns.clone(),
-            None => {
-                self.namespaces.insert(entry.id.namespace.clone());
-                entry.id.namespace.clone()
-            }
-        };
+        let namespace = self.namespaces.intern(&entry.id.namespace);
         let source = self.sources.entry(entry.id.source.clone()).or_insert_with(|| Source {
             id: Arc::new(entry.id.source),
             entries: HashTable::new(),

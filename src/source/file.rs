@@ -18,7 +18,7 @@ use prometheus::IntCounter;
 use tracing::{debug, error, info, warn};
 
 use super::manifest;
-use crate::index::{Entry, Index, SkipReason, SourceId, convert};
+use crate::index::{Entry, Index, Namespaces, SkipReason, SourceId, convert};
 
 /// Quiet time after a change before reloading, so an editor's
 /// write-rename-chmod burst is read once.
@@ -261,7 +261,7 @@ pub fn source_id(file: &Path) -> SourceId {
 pub fn load(file: &Path, text: &str, index: &Index) -> Result<Vec<Entry>, manifest::ManifestError> {
     let source = source_id(file);
     let mut seen = HashSet::new();
-    let mut namespaces: HashSet<Arc<str>> = HashSet::new();
+    let mut namespaces = Namespaces::default();
     let mut entries = Vec::new();
     manifest::parse_each(text, |se| {
         let conversion = convert::convert(&se, index.convert_options());
@@ -279,12 +279,7 @@ pub fn load(file: &Path, text: &str, index: &Index) -> Result<Vec<Entry>, manife
         let mut entry = Entry::new(source.clone(), &se, conversion);
         // One copy per namespace: the index keeps its own, and many
         // short-lived ones would leave holes between the entries it keeps.
-        match namespaces.get(&entry.id.namespace) {
-            Some(ns) => entry.id.namespace = ns.clone(),
-            None => {
-                namespaces.insert(entry.id.namespace.clone());
-            }
-        }
+        entry.id.namespace = namespaces.intern(&entry.id.namespace);
         if !seen.insert(entry.id.clone()) {
             warn!(file = %file.display(), entry = %entry.id, "ServiceEntry defined twice in one file; the first one is used");
             return;

@@ -21,7 +21,7 @@ use kube::{Client, Config};
 use prometheus::{Gauge, IntCounter, IntCounterVec, Opts, Registry};
 use tracing::{debug, info, warn};
 
-use crate::index::{Entry, EntryId, Index, SourceId, convert};
+use crate::index::{Entry, EntryId, Index, Namespaces, SourceId, convert};
 use crate::serviceentry::{self, ServiceEntry};
 
 /// Served versions, most preferred first.
@@ -240,6 +240,7 @@ async fn watch(
     // Some(_) between Init and InitDone: the listed entries, and the ids of
     // malformed objects, whose last good state the reset must keep.
     let mut relist: Option<(Vec<Entry>, HashSet<EntryId>)> = None;
+    let mut namespaces = Namespaces::default();
     let mut first_sync = true;
     while let Some(event) = stream.next().await {
         let event = match event {
@@ -260,13 +261,17 @@ async fn watch(
                 metrics.events.with_label_values(&["init_apply"]).inc();
                 let id = entry_id(&source, &obj);
                 match (relist.as_mut(), to_entry(&source, obj, &index, &metrics)) {
-                    (Some((entries, _)), Some(entry)) => entries.push(entry),
+                    (Some((entries, _)), Some(mut entry)) => {
+                        entry.id.namespace = namespaces.intern(&entry.id.namespace);
+                        entries.push(entry);
+                    }
                     (Some((_, malformed)), None) => _ = malformed.insert(id),
                     (None, _) => {}
                 }
             }
             watcher::Event::InitDone => {
                 let (entries, malformed) = relist.take().unwrap_or_default();
+                namespaces = Namespaces::default();
                 info!(%source, entries = entries.len(), malformed = malformed.len(), "list complete; table swapped in");
                 index.reset_keeping(&source, entries, &malformed);
                 metrics.relists.inc();
