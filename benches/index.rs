@@ -4,7 +4,8 @@
 //! considered: a persistent `imbl` map under `ArcSwap` (used until it
 //! proved to cost ~220 bytes per name), a `DashMap` updated in place, and a
 //! std `HashMap` snapshot (which would need an O(n) copy per update). The
-//! table now uses `index::nodes`, measured through `lookup/table_*`.
+//! table now uses `index::nodes`, measured through `lookup/table_*`;
+//! `table_hit_scattered` visits every name, so it pays for cache misses.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -48,6 +49,15 @@ fn lookups(c: &mut Criterion) {
     });
     c.bench_function("lookup/table_nxdomain", |b| {
         b.iter(|| black_box(table.lookup(black_box(&miss))).is_some_records())
+    });
+    // Every name in a scattered order: the caches hold little of the table,
+    // as under real load.
+    let names: Vec<Name> = (0..N)
+        .map(|i| Name::from_ascii(format!("svc{}.ns{}.global.", i * 7919 % N, i * 7919 % N % 100)).unwrap())
+        .collect();
+    let mut next = names.iter().cycle();
+    c.bench_function("lookup/table_hit_scattered", |b| {
+        b.iter(|| black_box(table.lookup(next.next().unwrap())).is_some_records())
     });
 
     let keys: Vec<Arc<str>> = (0..N)

@@ -394,7 +394,7 @@ impl Writer {
 
     fn store(&mut self, name: Arc<str>, node: Node) {
         if node.has_records() || node.below() > 0 {
-            self.nodes.insert(name, node);
+            self.nodes.insert(&name, node);
         } else {
             self.nodes.remove(&name);
         }

@@ -12,6 +12,7 @@
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use hashbrown::HashTable;
 
 use super::table::Node;
@@ -19,7 +20,7 @@ use super::table::Node;
 const FAN: usize = 64;
 /// Keyed per table (`RandomState`): names come from ServiceEntries, which
 /// must not be able to steer every name into one small table.
-type Shard = HashTable<(Arc<str>, Node)>;
+type Shard = HashTable<(CompactString, Node)>;
 type Mid = [Arc<Shard>; FAN];
 
 #[derive(Clone)]
@@ -61,15 +62,15 @@ impl Nodes {
 
     pub fn get(&self, name: &str) -> Option<&Node> {
         let (t, m, h) = self.locate(name);
-        self.top[t][m].find(h, |(k, _)| **k == *name).map(|(_, node)| node)
+        self.top[t][m].find(h, |(k, _)| k == name).map(|(_, node)| node)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Node)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
         self.top
             .iter()
             .flat_map(|mid| mid.iter())
             .flat_map(|shard| shard.iter())
-            .map(|(k, v)| (k, v))
+            .map(|(k, v)| (k.as_str(), v))
     }
 
     /// The small table holding `t`/`m`, copied first if another table
@@ -78,24 +79,24 @@ impl Nodes {
         Arc::make_mut(&mut Arc::make_mut(&mut Arc::make_mut(&mut self.top)[t])[m])
     }
 
-    pub fn insert(&mut self, name: Arc<str>, node: Node) {
-        let (t, m, h) = self.locate(&name);
+    pub fn insert(&mut self, name: &str, node: Node) {
+        let (t, m, h) = self.locate(name);
         let hasher = self.hasher.clone();
         let shard = self.shard_mut(t, m);
-        match shard.find_mut(h, |(k, _)| *k == name) {
+        match shard.find_mut(h, |(k, _)| k == name) {
             Some(slot) => slot.1 = node,
             None => {
-                shard.insert_unique(h, (name, node), |(k, _)| place(hasher.hash_one(&**k)).2);
+                shard.insert_unique(h, (name.into(), node), |(k, _)| place(hasher.hash_one(k.as_str())).2);
             }
         }
     }
 
     pub fn remove(&mut self, name: &str) {
         let (t, m, h) = self.locate(name);
-        if self.top[t][m].find(h, |(k, _)| **k == *name).is_none() {
+        if self.top[t][m].find(h, |(k, _)| k == name).is_none() {
             return;
         }
-        if let Ok(entry) = self.shard_mut(t, m).find_entry(h, |(k, _)| **k == *name) {
+        if let Ok(entry) = self.shard_mut(t, m).find_entry(h, |(k, _)| k == name) {
             entry.remove();
         }
     }
@@ -113,10 +114,10 @@ mod tests {
     fn versions_are_independent() {
         let mut a = Nodes::default();
         for i in 0..10_000u32 {
-            a.insert(format!("svc{i}.global").into(), mk_node(i));
+            a.insert(&format!("svc{i}.global"), mk_node(i));
         }
         let snapshot = a.clone();
-        a.insert("svc1.global".into(), mk_node(7));
+        a.insert("svc1.global", mk_node(7));
         a.remove("svc2.global");
         a.remove("absent.global");
         assert_eq!((a.iter().count(), snapshot.iter().count()), (9_999, 10_000));

@@ -212,7 +212,6 @@ impl Table {
         // above that label still apply.
         let mut buf = [0u8; 256];
         let mut len = 0;
-        let mut starts = [0usize; MAX_LABELS];
         for (i, label) in labels.iter().enumerate() {
             if len + label.len() + 1 > buf.len() {
                 return Lookup::NxDomain(zone); // longer than any name can be
@@ -221,7 +220,6 @@ impl Table {
                 buf[len] = b'.';
                 len += 1;
             }
-            starts[i] = len;
             for &b in *label {
                 let c = b.to_ascii_lowercase();
                 let keep =
@@ -239,7 +237,9 @@ impl Table {
         // the byte before the suffix's dot only touches labels already passed.
         // A covering wildcard answers empty non-terminals too, as Istio
         // matches hosts.
-        for &start in &starts[1..=own] {
+        let mut start = 0;
+        for label in &labels[..own] {
+            start += label.len() + 1;
             buf[start - 2] = b'*';
             if let Some(node) = self.nodes.get(key(&buf[start - 2..len])).filter(|n| n.has_records()) {
                 return Lookup::Records(zone, node);
@@ -257,7 +257,6 @@ impl Table {
             .nodes
             .iter()
             .filter(|(_, n)| n.has_records())
-            .map(|(k, n)| (&**k, n))
             .collect();
         out.sort_by(|a, b| a.0.cmp(b.0));
         out
