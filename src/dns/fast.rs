@@ -9,13 +9,17 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use super::handler::{EDNS_PAYLOAD, udp_limit_for};
-use crate::index::{Lookup, MAX_LABELS, Table};
+use crate::index::{Lookup, Table};
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
 const TYPE_SOA: u16 = 6;
 const TYPE_OPT: u16 = 41;
 const CLASS_IN: u16 = 1;
+
+/// Labels the fast path takes; deeper names take the general path. Kept
+/// small because the query is built on the stack for every packet.
+const FAST_LABELS: usize = 16;
 
 // A records are the smallest (16 bytes with a pointer owner): more than 120
 // of them in one UDP answer would outrun hickory's compression limit.
@@ -26,8 +30,8 @@ struct Query<'p> {
     packet: &'p [u8],
     /// End of the question section.
     question_end: usize,
-    labels: [&'p [u8]; MAX_LABELS],
-    label_starts: [u16; MAX_LABELS],
+    labels: [&'p [u8]; FAST_LABELS],
+    label_starts: [u16; FAST_LABELS],
     num_labels: usize,
     qtype: u16,
     /// `Some((payload size, DO bit))` when the query had an OPT record.
@@ -145,8 +149,8 @@ fn parse(p: &[u8]) -> Option<Query<'_>> {
     let mut q = Query {
         packet: p,
         question_end: 0,
-        labels: [&[]; MAX_LABELS],
-        label_starts: [0; MAX_LABELS],
+        labels: [&[]; FAST_LABELS],
+        label_starts: [0; FAST_LABELS],
         num_labels: 0,
         qtype: 0,
         edns: None,
@@ -159,7 +163,7 @@ fn parse(p: &[u8]) -> Option<Query<'_>> {
             break;
         }
         // Compression pointers and extended label types: general path.
-        if len > 63 || q.num_labels == MAX_LABELS || i + 1 + len - 12 > 255 {
+        if len > 63 || q.num_labels == FAST_LABELS || i + 1 + len - 12 > 255 {
             return None;
         }
         q.labels[q.num_labels] = p.get(i + 1..i + 1 + len)?;
