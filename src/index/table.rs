@@ -140,6 +140,31 @@ pub const SOA_EXPIRE: u32 = 86400;
 /// Most labels a 255-octet name can have.
 pub const MAX_LABELS: usize = 128;
 
+/// Writes the table key for `labels` (lower-cased, dot-separated) into
+/// `buf` and returns its length; `None` when longer than any name can be.
+/// Bytes that cannot occur in a stored key become '?', so the exact lookup
+/// misses while wildcards above that label still apply.
+fn key_of(labels: &[&[u8]], buf: &mut [u8; 256]) -> Option<usize> {
+    let mut len = 0;
+    for (i, label) in labels.iter().enumerate() {
+        if len + label.len() + 1 > buf.len() {
+            return None;
+        }
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        for &b in *label {
+            let c = b.to_ascii_lowercase();
+            let keep =
+                b.is_ascii() && (super::name::is_key_char(c as char) || (c == b'*' && label.len() == 1 && i == 0));
+            buf[len] = if keep { c } else { b'?' };
+            len += 1;
+        }
+    }
+    Some(len)
+}
+
 /// The buffer is ASCII by construction; '?' can never match a key.
 fn key(buf: &[u8]) -> &str {
     std::str::from_utf8(buf).unwrap_or("?")
@@ -207,28 +232,10 @@ impl Table {
             return Lookup::Apex(zone);
         }
 
-        // The key, lower-cased, in a stack buffer. Bytes that cannot occur in
-        // a stored key become '?', so the exact lookup misses while wildcards
-        // above that label still apply.
         let mut buf = [0u8; 256];
-        let mut len = 0;
-        for (i, label) in labels.iter().enumerate() {
-            if len + label.len() + 1 > buf.len() {
-                return Lookup::NxDomain(zone); // longer than any name can be
-            }
-            if i > 0 {
-                buf[len] = b'.';
-                len += 1;
-            }
-            for &b in *label {
-                let c = b.to_ascii_lowercase();
-                let keep =
-                    b.is_ascii() && (super::name::is_key_char(c as char) || (c == b'*' && label.len() == 1 && i == 0));
-                buf[len] = if keep { c } else { b'?' };
-                len += 1;
-            }
-        }
-
+        let Some(len) = key_of(labels, &mut buf) else {
+            return Lookup::NxDomain(zone); // longer than any name can be
+        };
         let exact = self.nodes.get(key(&buf[..len]));
         if let Some(node) = exact.filter(|n| n.has_records()) {
             return Lookup::Records(zone, node);
@@ -253,11 +260,7 @@ impl Table {
 
     /// Every name with records, sorted, for `check` and debugging.
     pub fn records(&self) -> Vec<(&str, &Node)> {
-        let mut out: Vec<_> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.has_records())
-            .collect();
+        let mut out: Vec<_> = self.nodes.iter().filter(|(_, n)| n.has_records()).collect();
         out.sort_by(|a, b| a.0.cmp(b.0));
         out
     }
