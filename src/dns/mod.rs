@@ -16,6 +16,7 @@ use anyhow::{Context, anyhow};
 use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
+use tracing::debug;
 
 pub use handler::Handler;
 use handler::TcpHandler;
@@ -26,6 +27,10 @@ const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 const TCP_RESPONSE_BUFFER: usize = 32;
 /// Absorbs bursts while a worker is busy (the kernel may cap it lower).
 const UDP_RECV_BUFFER: usize = 4 << 20;
+/// The scheduler slice UDP threads ask for (the kernel's minimum): they
+/// run for microseconds per wake-up, and should not wait out a neighbour's
+/// slice to do it. See [`crate::sys::sched`].
+const UDP_SLICE: Duration = Duration::from_micros(100);
 
 pub struct DnsServer {
     tcp: Server<TcpHandler>,
@@ -81,6 +86,9 @@ impl DnsServer {
             std::thread::Builder::new()
                 .name(format!("dns-udp-{i}"))
                 .spawn(move || {
+                    if let Err(error) = crate::sys::sched::request_slice(UDP_SLICE) {
+                        debug!(%error, "could not request a short scheduler slice");
+                    }
                     let error = udp::serve(socket, handler)
                         .err()
                         .unwrap_or_else(|| std::io::Error::other("stopped"));

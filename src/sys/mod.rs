@@ -2,4 +2,5 @@
 //! not offer. Each submodule says why its code is sound.
 
 pub mod mmsg;
+pub mod sched;
 pub mod trim;
