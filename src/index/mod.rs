@@ -308,19 +308,27 @@ impl Writer {
         if self.entries.unchanged(&entry) {
             return false;
         }
-        // Names as the store keeps them, so the table shares its copies.
-        let (new, old) = self.entries.insert(entry);
-        let mut names: Vec<(&Arc<str>, bool)> = new.hosts.iter().map(|h| (&h.name, true)).collect();
-        if let Some(old) = &old {
-            names.extend(old.hosts.iter().map(|h| (&h.name, false)));
-        }
-        // The new entry's copy first, so that dedup keeps it.
-        names.sort_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
-        names.dedup_by(|a, b| a.0 == b.0);
-        for (name, defines) in names {
-            let now = self.entries.defining(name).len();
-            let had = old.as_ref().is_some_and(|o| o.hosts.iter().any(|h| h.name == *name));
-            self.relink(name, now + usize::from(had) - usize::from(defines));
+        let defines = |hosts: &[HostAddrs], name: &str| hosts.iter().any(|h| *h.name == *name);
+        let old: Vec<Arc<str>> = self
+            .entries
+            .get(&entry.id)
+            .map(|old| old.hosts.iter().map(|h| h.name.clone()).collect())
+            .unwrap_or_default();
+        let mut names: Vec<Arc<str>> = entry
+            .hosts
+            .iter()
+            .map(|h| h.name.clone())
+            .chain(old.iter().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        let changes: Vec<(bool, bool)> = names
+            .iter()
+            .map(|n| (old.contains(n), defines(&entry.hosts, n)))
+            .collect();
+        self.entries.insert(entry);
+        for (name, (had, has)) in names.iter().zip(changes) {
+            self.relink(name, had, has);
         }
         true
     }
@@ -330,18 +338,17 @@ impl Writer {
             return false;
         };
         for host in &old.hosts {
-            // `old` defined it, and no longer does.
-            let before = self.entries.defining(&host.name).len() + 1;
-            self.relink(&host.name, before);
+            self.relink(&host.name, true, false);
         }
         true
     }
 
-    /// Recomputes one name from the entries now defining it; `before` is
-    /// how many did before the change.
-    fn relink(&mut self, name: &Arc<str>, before: usize) {
+    /// Recomputes one name from the entries now defining it, after one entry
+    /// that `had` it before the change and `has` it now was stored or removed.
+    fn relink(&mut self, name: &str, had: bool, has: bool) {
         let list = self.entries.defining(name);
         let after = list.len();
+        let before = after + usize::from(had) - usize::from(has);
         if before > 1 && after <= 1 {
             self.stats.conflicts -= 1;
         } else if before <= 1 && after > 1 {
@@ -354,7 +361,7 @@ impl Writer {
         let mut v6 = Vec::new();
         let addrs = list
             .iter()
-            .flat_map(|e| e.hosts.iter().filter(|h| h.name == *name))
+            .flat_map(|e| e.hosts.iter().filter(|h| *h.name == *name))
             .flat_map(|h| &h.addrs);
         for addr in addrs {
             if v4.len() + v6.len() == MAX_ADDRESSES_PER_NAME {
@@ -370,7 +377,7 @@ impl Writer {
         self.set_records(name, v4, v6);
     }
 
-    fn set_records(&mut self, name: &Arc<str>, v4: Vec<std::net::Ipv4Addr>, v6: Vec<std::net::Ipv6Addr>) {
+    fn set_records(&mut self, name: &str, v4: Vec<std::net::Ipv4Addr>, v6: Vec<std::net::Ipv6Addr>) {
         let old = self.nodes.get(name).cloned().unwrap_or_default();
         let had = old.has_records();
         let node = Node::new(v4, v6, old.below());
@@ -382,21 +389,21 @@ impl Writer {
             (true, false) => self.stats.names -= 1,
             _ => {}
         }
-        self.store(name.clone(), node);
+        self.store(name, node);
         if had != has {
             for ancestor in name::ancestors(name) {
                 let node = self.nodes.get(ancestor).cloned().unwrap_or_default();
                 let below = if has { node.below() + 1 } else { node.below() - 1 };
-                self.store(ancestor.into(), node.with_below(below));
+                self.store(ancestor, node.with_below(below));
             }
         }
     }
 
-    fn store(&mut self, name: Arc<str>, node: Node) {
+    fn store(&mut self, name: &str, node: Node) {
         if node.has_records() || node.below() > 0 {
-            self.nodes.insert(&name, node);
+            self.nodes.insert(name, node);
         } else {
-            self.nodes.remove(&name);
+            self.nodes.remove(name);
         }
     }
 }

@@ -149,10 +149,9 @@ impl Store {
         out
     }
 
-    /// Stores `entry` in place of any entry with its id; returns the new
-    /// record and the old one.
-    pub fn insert(&mut self, entry: Entry) -> (Arc<Stored>, Option<Arc<Stored>>) {
-        let old = self.remove(&entry.id);
+    /// Stores `entry` in place of any entry with its id.
+    pub fn insert(&mut self, entry: Entry) {
+        self.remove(&entry.id);
         let namespace = self.namespaces.intern(&entry.id.namespace);
         let source = self.sources.entry(entry.id.source.clone()).or_insert_with(|| Source {
             id: Arc::new(entry.id.source),
@@ -177,7 +176,6 @@ impl Store {
                 });
         }
         self.count += 1;
-        (stored, old)
     }
 
     pub fn remove(&mut self, id: &EntryId) -> Option<Arc<Stored>> {
