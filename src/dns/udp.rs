@@ -1,14 +1,13 @@
 //! The UDP transport: one blocking receive loop per socket and thread,
-//! datagrams taken and answered in batches (no task per packet). Packets that must get no reply are counted
-//! and dropped here, before any parsing.
+//! datagrams taken and answered in batches (no task per packet). Packets
+//! that must get no reply are counted and dropped here, before any parsing.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
-use std::net::UdpSocket;
 use tracing::{debug, warn};
 
 use super::handler::{EDNS_PAYLOAD, Handler};
@@ -18,7 +17,8 @@ use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
 /// Serves one socket on the calling thread until it fails for good. The
 /// socket blocks: the first datagram wakes this thread straight from the
 /// kernel, with no event loop in between. Everything else already queued
-/// comes with it, up to [`crate::sys::mmsg::BATCH`], and the replies leave together.
+/// comes with it, up to [`crate::sys::mmsg::BATCH`], and the replies leave
+/// together.
 pub fn serve(socket: UdpSocket, handler: Arc<Handler>) -> io::Result<()> {
     socket.set_nonblocking(false)?;
     let mut rx = RecvBatch::default();
