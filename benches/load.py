@@ -39,6 +39,20 @@ Figures (per server and size; the table shows the median over rounds):
                        95% NOERROR, 5% NXDOMAIN)
   resp bytes           dnsperf's average response size
 
+A third column, "floor", is benches/udp_floor.rs: a responder that echoes
+each query back as a NOERROR response and does no DNS work. It is run the same
+way in the same rounds, so its latency is what the machine itself allows
+(scheduler, loopback, idle CPUs waking up); judge a server's p99 against it.
+In a KVM guest whose guest_halt_poll_ns is 0 (printed at the top), an idle
+vCPU halts at once and every wake-up goes through the host: that alone puts
+the floor's p99 above 0.5 ms in many runs. Build it with
+`cargo build --release --example udp_floor`; without it the column is left out.
+
+--server-cpus K pins the servers to CPUs 0..K-1 and dnsperf to the rest, so
+that the load generator never runs on a server core: the way to show how
+throughput grows with cores (K=1 then K=2, with as many workers as cores)
+on a machine with more than K CPUs.
+
 Everything listens on 127.0.0.1 on free ports; servers are killed at the end,
 also on Ctrl-C. Needs python3 (stdlib), knotd and dnsperf
 (`apt-get install knot dnsperf`), and a built meshdns (`cargo build --release`).
@@ -52,6 +66,7 @@ Examples:
   python3 benches/load.py --smoke               # under a minute
   python3 benches/load.py --sizes 10000 --rounds 5 --json out.json
   python3 benches/load.py --meshdns-workers 1,2 # meshdns at 1 and 2 workers
+  python3 benches/load.py --server-cpus 1 --knot-workers 1 --workers 1
 """
 
 import argparse
@@ -92,10 +107,19 @@ def _die_with_parent():
         pass
 
 
-def spawn(cmd, log_path):
+def _child_setup(cpus):
+    """preexec_fn: die with this script and, if given, run only on `cpus`."""
+    def setup():
+        _die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    return setup
+
+
+def spawn(cmd, log_path, cpus=None):
     log = open(log_path, "wb")
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                         preexec_fn=_die_with_parent)
+                         preexec_fn=_child_setup(cpus))
     log.close()
     _children.append(p)
     return p
@@ -260,12 +284,15 @@ def skip_name(msg, off):
 
 
 def answers_with(msg, qid, want):
-    """Whether msg is a NOERROR response to qid holding an A record `want`."""
+    """Whether msg is a NOERROR response to qid holding an A record `want`
+    (with `want` None: any NOERROR response to qid)."""
     if len(msg) < 12:
         return False
     rid, flags, qd, an = struct.unpack(">HHHH", msg[:8])
     if rid != qid or not flags & 0x8000 or flags & 0xF != 0:
         return False
+    if want is None:
+        return True
     try:
         off = 12
         for _ in range(qd):
@@ -283,11 +310,11 @@ def answers_with(msg, qid, want):
 
 
 def first_answer(port, qname, addr, proc, limit):
-    """Polls until the server answers `qname A` with `addr` (the caller times
-    it). One query in flight, 5 ms receive timeout, 1 ms sleep between tries;
+    """Polls until the server answers `qname A` with `addr`, or with anything
+    if `addr` is None (the caller times it). One query in flight, 5 ms receive timeout, 1 ms sleep between tries;
     bounded by `limit` seconds and 1M tries. Any response with the right answer
     counts, also a late one to an earlier try (all tries ask the same)."""
-    want = socket.inet_aton(addr)
+    want = socket.inet_aton(addr) if addr else None
     query = encode_query(0x4D44, qname)
     deadline = time.monotonic() + limit
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -311,9 +338,11 @@ def first_answer(port, qname, addr, proc, limit):
 
 
 class Knot:
-    def __init__(self, knotd, workers):
+    answers_dns = True
+
+    def __init__(self, knotd, workers, cpus):
         self.label = "Knot"
-        self.knotd, self.workers = knotd, workers
+        self.knotd, self.workers, self.cpus = knotd, workers, cpus
 
     def start(self, d, port):
         run = os.path.join(d, "knot-run")
@@ -343,16 +372,18 @@ zone:
     zonefile-sync: -1
 """)
         self.log = os.path.join(run, "knotd.log")
-        return spawn([self.knotd, "-c", conf], self.log)
+        return spawn([self.knotd, "-c", conf], self.log, self.cpus)
 
     def stop(self, p):
         stop(p)
 
 
 class Meshdns:
-    def __init__(self, binary, workers, label, grace_flag):
+    answers_dns = True
+
+    def __init__(self, binary, workers, label, grace_flag, cpus):
         self.label = label
-        self.binary, self.workers, self.grace_flag = binary, workers, grace_flag
+        self.binary, self.workers, self.grace_flag, self.cpus = binary, workers, grace_flag, cpus
 
     def start(self, d, port):
         cmd = [self.binary, "serve", "--file", se_yaml(d),
@@ -363,11 +394,28 @@ class Meshdns:
         if self.workers is not None:
             cmd += ["--workers", str(self.workers)]
         self.log = os.path.join(d, f"{self.label}.log")
-        return spawn(cmd, self.log)
+        return spawn(cmd, self.log, self.cpus)
 
     def stop(self, p):
         # A second signal exits at once, whatever the shutdown grace.
         stop(p, signals=(signal.SIGTERM, signal.SIGTERM))
+
+
+class Floor:
+    """benches/udp_floor.rs: echoes each query as a NOERROR response, no DNS
+    work, one thread. Its latency is the machine's own."""
+    answers_dns = False
+
+    def __init__(self, binary, cpus):
+        self.label = "floor"
+        self.binary, self.cpus = binary, cpus
+
+    def start(self, d, port):
+        self.log = os.path.join(d, "floor.log")
+        return spawn([self.binary, f"127.0.0.1:{port}"], self.log, self.cpus)
+
+    def stop(self, p):
+        stop(p)
 
 
 # ---------------------------------------------------------------------------
@@ -394,7 +442,7 @@ def dnsperf(args, port, qfile, seconds, qps, verbose, out_path):
         cmd += ["-v"]
     with open(out_path, "wb") as out:
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                             preexec_fn=_die_with_parent)
+                             preexec_fn=_child_setup(args.client_cpus))
         _children.append(p)
         try:
             rc = p.wait(seconds + 60)
@@ -450,7 +498,8 @@ def one_round(args, server, d, n, rnd):
     port = free_port()
     t0 = time.monotonic()
     proc = server.start(d, port)
-    ok = first_answer(port, name(n - 1), address(n - 1), proc, args.startup_limit)
+    ok = first_answer(port, name(n - 1), address(n - 1) if server.answers_dns else None, proc,
+                      args.startup_limit)
     startup = time.monotonic() - t0
     if not ok:
         log = open(server.log, errors="replace").read()[-3000:]
@@ -555,7 +604,7 @@ def report(results, labels, sizes, args):
     summary = {}
     for n in sizes:
         per = {lab: [r for r in results if r["size"] == n and r["server"] == lab] for lab in labels}
-        mesh = labels[1:]
+        mesh = [lab for lab in labels[1:] if lab != "floor"]
         head = ["metric"] + [f"{lab} (median)" for lab in labels] + [f"{m}/Knot" for m in mesh]
         rows = [head]
         summary[n] = {}
@@ -567,6 +616,9 @@ def report(results, labels, sizes, args):
         print(f"\n=== {n} names: {len(per['Knot'])} round(s) per server, {args.seconds} s per run, "
               f"saturation -c {args.clients} -T {args.threads} -q {args.outstanding}, fixed -Q {args.fixed_qps} ===")
         print(table(rows))
+        if "floor" in labels:
+            print("floor: a UDP responder that does no DNS work (benches/udp_floor.rs); its latency is the "
+                  "machine's own")
         print(f"\nraw per round ({n} names), in run order:")
         raw = [["metric"] + [f"{r['server']} r{r['round']}" for r in results if r["size"] == n]]
         for label, get, f in METRICS:
@@ -574,6 +626,20 @@ def report(results, labels, sizes, args):
         raw.append(["load avg before sat"] + [f"{r['sat']['loadavg_before']:.2f}" for r in results if r["size"] == n])
         print(table(raw))
     return summary
+
+
+HALT_POLL = "/sys/module/haltpoll/parameters/guest_halt_poll_ns"
+
+
+def halt_poll_ns():
+    """A KVM guest's idle-loop poll time (cpuidle-haltpoll), or None. At 0
+    an idle vCPU halts at once and each wake-up goes through the host, which
+    shows in every server's latency tail."""
+    try:
+        with open(HALT_POLL) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
 
 
 def machine_info(args, meshdns):
@@ -595,6 +661,9 @@ def machine_info(args, meshdns):
         "meshdns": run_text([meshdns, "--version"]),
         "meshdns_binary": meshdns,
         "git": git,
+        "guest_halt_poll_ns": halt_poll_ns(),
+        "server_cpus": sorted(args.server_cpus) if args.server_cpus else None,
+        "client_cpus": sorted(args.client_cpus) if args.client_cpus else None,
     }
 
 
@@ -626,6 +695,16 @@ def parse_args():
     ap.add_argument("--knot-workers", type=int, default=CORES, help="Knot udp-workers (default: cores, %(default)s)")
     ap.add_argument("--meshdns", default=None,
                     help="meshdns binary (default: $CARGO_TARGET_DIR/release/meshdns or target/release/meshdns)")
+    ap.add_argument("--floor", default=None,
+                    help="udp_floor binary, the latency floor run beside the servers (default: "
+                         "examples/udp_floor next to the meshdns binary; build it with "
+                         "`cargo build --release --example udp_floor`)")
+    ap.add_argument("--no-floor", action="store_true", help="do not run the latency floor")
+    ap.add_argument("--server-cpus", dest="server_cpus_k", type=int, default=None, metavar="K",
+                    help="pin every server to CPUs 0..K-1 and dnsperf to the other CPUs, so that the "
+                         "load generator never takes a server core; needs more than K CPUs. Run with "
+                         "K=1 and K=2 (and matching --meshdns-workers/--knot-workers) for the "
+                         "1-core and 2-core figures (default: no pinning)")
     ap.add_argument("--knotd", default=None, help="knotd binary (default: from PATH and sbin dirs)")
     ap.add_argument("--dnsperf", default=None, help="dnsperf binary (default: from PATH)")
     ap.add_argument("--workdir", default=None, help="keep generated files here (default: a temp dir, removed)")
@@ -637,6 +716,13 @@ def parse_args():
     if args.smoke:
         args.sizes, args.rounds, args.seconds, args.fixed_qps = "200", 1, 2, 2000
         args.queries, args.warmup = 5000, 0
+    args.server_cpus = args.client_cpus = None
+    if args.server_cpus_k is not None:
+        k = args.server_cpus_k
+        cpus = sorted(os.sched_getaffinity(0))
+        if not 1 <= k < len(cpus):
+            ap.error(f"--server-cpus {k}: needs 1 <= K < the {len(cpus)} CPUs this script may use")
+        args.server_cpus, args.client_cpus = set(cpus[:k]), set(cpus[k:])
     return args
 
 
@@ -661,14 +747,23 @@ def main():
     help_text = run_text([meshdns, "serve", "--help"])
     has_workers = "--workers" in help_text
     grace = "--shutdown-grace" in help_text
-    servers = [Knot(args.knotd, args.knot_workers)]
+    cpus = args.server_cpus
+    servers = [Knot(args.knotd, args.knot_workers, cpus)]
     if has_workers and args.meshdns_workers:
         for w in [int(x) for x in args.meshdns_workers.split(",") if x.strip()]:
-            servers.append(Meshdns(meshdns, w, f"meshdns-w{w}", grace))
+            servers.append(Meshdns(meshdns, w, f"meshdns-w{w}", grace, cpus))
     elif has_workers:
-        servers.append(Meshdns(meshdns, args.workers, "meshdns", grace))
+        servers.append(Meshdns(meshdns, args.workers, "meshdns", grace, cpus))
     else:
-        servers.append(Meshdns(meshdns, None, "meshdns", grace))
+        servers.append(Meshdns(meshdns, None, "meshdns", grace, cpus))
+    if not args.no_floor:
+        floor = os.path.abspath(args.floor or os.path.join(os.path.dirname(meshdns), "examples", "udp_floor"))
+        if os.access(floor, os.X_OK):
+            servers.append(Floor(floor, cpus))
+        elif args.floor:
+            die(f"--floor {floor}: not an executable")
+        else:
+            print(f"load.py: no latency floor ({floor} not built: cargo build --release --example udp_floor)")
     labels = [s.label for s in servers]
 
     info = machine_info(args, meshdns)
@@ -676,6 +771,12 @@ def main():
     print(f"  {info['knotd']}\n  dnsperf {info['dnsperf']}\n  {info['meshdns']} ({meshdns}, git {info['git']})")
     print(f"  meshdns --workers: {'supported' if has_workers else 'not supported by this binary'}; "
           f"variants: {', '.join(labels)}; Knot udp-workers {args.knot_workers}")
+    hp = info["guest_halt_poll_ns"]
+    if hp is not None:
+        print(f"  guest_halt_poll_ns {hp}" + (" (idle vCPUs halt at once: wake-ups go through the host and "
+                                               "lengthen every server's latency tail)" if hp == 0 else ""))
+    if cpus:
+        print(f"  pinned: servers on CPUs {sorted(cpus)}, dnsperf on CPUs {sorted(args.client_cpus)}")
     print(f"  load avg at start: {os.getloadavg()[0]:.2f}")
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="meshdns-load-")
@@ -684,7 +785,10 @@ def main():
     copy = os.path.join(workdir, "meshdns")
     shutil.copy2(meshdns, copy)
     for s in servers[1:]:
-        s.binary = copy
+        if isinstance(s, Meshdns):
+            s.binary = copy
+        else:
+            s.binary = shutil.copy2(s.binary, os.path.join(workdir, "udp_floor"))
     started = time.monotonic()
     results = []
     try:
