@@ -50,7 +50,7 @@ the floor's p99 above 0.5 ms in many runs. Build it with
 
 --server-cpus K pins the servers to CPUs 0..K-1 and dnsperf to the rest, so
 that the load generator never runs on a server core: the way to show how
-throughput grows with cores (K=1 then K=2, with as many workers as cores)
+throughput grows with cores (K=1 then K=2; workers default to K)
 on a machine with more than K CPUs.
 
 Everything listens on 127.0.0.1 on free ports; servers are killed at the end,
@@ -66,7 +66,7 @@ Examples:
   python3 benches/load.py --smoke               # under a minute
   python3 benches/load.py --sizes 10000 --rounds 5 --json out.json
   python3 benches/load.py --meshdns-workers 1,2 # meshdns at 1 and 2 workers
-  python3 benches/load.py --server-cpus 1 --knot-workers 1 --workers 1
+  python3 benches/load.py --server-cpus 1       # servers on CPU 0, dnsperf on the rest
 """
 
 import argparse
@@ -687,12 +687,14 @@ def parse_args():
     ap.add_argument("--latency-at-saturation", action="store_true",
                     help="also run the saturation run with dnsperf -v to get its p99 (costs dnsperf CPU, "
                          "which lowers saturation QPS on small machines)")
-    ap.add_argument("--workers", type=int, default=CORES,
-                    help="meshdns --workers, passed only if `meshdns serve --help` has it (default: cores, %(default)s)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="meshdns --workers, passed only if `meshdns serve --help` has it (default: cores, "
+                         f"{CORES}, or K with --server-cpus K)")
     ap.add_argument("--meshdns-workers", default=None,
                     help="comma-separated worker counts, e.g. 1,2: run one meshdns variant each (ignored if "
                          "meshdns has no --workers flag)")
-    ap.add_argument("--knot-workers", type=int, default=CORES, help="Knot udp-workers (default: cores, %(default)s)")
+    ap.add_argument("--knot-workers", type=int, default=None,
+                    help=f"Knot udp-workers (default: cores, {CORES}, or K with --server-cpus K)")
     ap.add_argument("--meshdns", default=None,
                     help="meshdns binary (default: $CARGO_TARGET_DIR/release/meshdns or target/release/meshdns)")
     ap.add_argument("--floor", default=None,
@@ -702,9 +704,9 @@ def parse_args():
     ap.add_argument("--no-floor", action="store_true", help="do not run the latency floor")
     ap.add_argument("--server-cpus", dest="server_cpus_k", type=int, default=None, metavar="K",
                     help="pin every server to CPUs 0..K-1 and dnsperf to the other CPUs, so that the "
-                         "load generator never takes a server core; needs more than K CPUs. Run with "
-                         "K=1 and K=2 (and matching --meshdns-workers/--knot-workers) for the "
-                         "1-core and 2-core figures (default: no pinning)")
+                         "load generator never takes a server core; needs more than K CPUs. Workers "
+                         "default to K. Run with K=1 and K=2 for the 1-core and 2-core figures "
+                         "(default: no pinning)")
     ap.add_argument("--knotd", default=None, help="knotd binary (default: from PATH and sbin dirs)")
     ap.add_argument("--dnsperf", default=None, help="dnsperf binary (default: from PATH)")
     ap.add_argument("--workdir", default=None, help="keep generated files here (default: a temp dir, removed)")
@@ -723,6 +725,10 @@ def parse_args():
         if not 1 <= k < len(cpus):
             ap.error(f"--server-cpus {k}: needs 1 <= K < the {len(cpus)} CPUs this script may use")
         args.server_cpus, args.client_cpus = set(cpus[:k]), set(cpus[k:])
+    # One worker per core the servers may use.
+    server_cores = args.server_cpus_k or CORES
+    args.workers = args.workers or server_cores
+    args.knot_workers = args.knot_workers or server_cores
     return args
 
 
@@ -812,7 +818,8 @@ def main():
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"machine": info, "args": vars(args), "variants": labels, "elapsed_s": elapsed,
-                           "summary": {str(k): v for k, v in summary.items()}, "rounds": results}, f, indent=1)
+                           "summary": {str(k): v for k, v in summary.items()}, "rounds": results}, f, indent=1,
+                          default=lambda o: sorted(o) if isinstance(o, set) else str(o))
             print(f"load.py: wrote {args.json}")
     finally:
         _kill_all()

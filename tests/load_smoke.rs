@@ -1,6 +1,7 @@
 //! Smoke test of the load benchmark: `benches/load.py --smoke` against this
 //! build's binary (200 names, 2 s dnsperf runs, Knot DNS as reference) must
-//! finish, exit 0 and print the meshdns/Knot table.
+//! finish, exit 0 and print the meshdns/Knot table, with the latency floor
+//! (`benches/udp_floor.rs`) when `--all-targets` has built it.
 //!
 //! Without knotd or dnsperf it prints a "SKIPPED:" line and passes, unless
 //! MESHDNS_E2E_REQUIRED=1, where it fails. Run:
@@ -64,5 +65,11 @@ fn load_smoke() {
         output.lines().any(|l| l.starts_with("CPU µs/query")),
         "no CPU µs/query row"
     );
+    let floor = Path::new(env!("CARGO_BIN_EXE_meshdns")).with_file_name("examples/udp_floor");
+    if floor.is_file() {
+        assert!(output.contains("floor (median)"), "no latency floor column");
+    } else {
+        println!("note: {} not built, so no floor column", floor.display());
+    }
     println!("load smoke took {:?}", start.elapsed());
 }
