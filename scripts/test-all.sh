@@ -13,5 +13,7 @@ tests/kube/apiserver.sh build
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
+# The load smoke test's latency floor; `cargo test` builds examples only as tests.
+cargo build --locked --release --example udp_floor
 # The end-to-end tiers must not skip here: the tools were just installed.
 MESHDNS_E2E_REQUIRED=1 MESHDNS_KUBE_REQUIRED=1 cargo test --locked --release --all-targets

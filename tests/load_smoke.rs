@@ -1,7 +1,8 @@
 //! Smoke test of the load benchmark: `benches/load.py --smoke` against this
 //! build's binary (200 names, 2 s dnsperf runs, Knot DNS as reference) must
 //! finish, exit 0 and print the meshdns/Knot table, with the latency floor
-//! (`benches/udp_floor.rs`) when `--all-targets` has built it.
+//! (`benches/udp_floor.rs`) if `cargo build --release --example udp_floor`
+//! has built it (required with MESHDNS_E2E_REQUIRED=1).
 //!
 //! Without knotd or dnsperf it prints a "SKIPPED:" line and passes, unless
 //! MESHDNS_E2E_REQUIRED=1, where it fails. Run:
@@ -68,6 +69,11 @@ fn load_smoke() {
     let floor = Path::new(env!("CARGO_BIN_EXE_meshdns")).with_file_name("examples/udp_floor");
     if floor.is_file() {
         assert!(output.contains("floor (median)"), "no latency floor column");
+    } else if std::env::var("MESHDNS_E2E_REQUIRED").as_deref() == Ok("1") {
+        panic!(
+            "{} not built (cargo build --release --example udp_floor)",
+            floor.display()
+        );
     } else {
         println!("note: {} not built, so no floor column", floor.display());
     }
