@@ -39,7 +39,7 @@ Figures (per server and size; the table shows the median over rounds):
                        95% NOERROR, 5% NXDOMAIN)
   resp bytes           dnsperf's average response size
 
-A third column, "floor", is benches/udp_floor.rs: a responder that echoes
+One more column, "floor", is benches/udp_floor.rs: a responder that echoes
 each query back as a NOERROR response and does no DNS work. It is run the same
 way in the same rounds, so its latency is what the machine itself allows
 (scheduler, loopback, idle CPUs waking up); judge a server's p99 against it.
@@ -48,7 +48,7 @@ vCPU halts at once and every wake-up goes through the host: that alone puts
 the floor's p99 above 0.5 ms in many runs. Build it with
 `cargo build --release --example udp_floor`; without it the column is left out.
 
---server-cpus K pins the servers to CPUs 0..K-1 and dnsperf to the rest, so
+--server-cpus K pins the servers to the first K CPUs and dnsperf to the rest, so
 that the load generator never runs on a server core: the way to show how
 throughput grows with cores (K=1 then K=2; workers default to K)
 on a machine with more than K CPUs.
@@ -311,9 +311,10 @@ def answers_with(msg, qid, want):
 
 def first_answer(port, qname, addr, proc, limit):
     """Polls until the server answers `qname A` with `addr`, or with anything
-    if `addr` is None (the caller times it). One query in flight, 5 ms receive timeout, 1 ms sleep between tries;
-    bounded by `limit` seconds and 1M tries. Any response with the right answer
-    counts, also a late one to an earlier try (all tries ask the same)."""
+    if `addr` is None (the caller times it). One query in flight, 5 ms
+    receive timeout, 1 ms sleep between tries; bounded by `limit` seconds and
+    1M tries. Any response with the right answer counts, also a late one to
+    an earlier try (all tries ask the same)."""
     want = socket.inet_aton(addr) if addr else None
     query = encode_query(0x4D44, qname)
     deadline = time.monotonic() + limit
@@ -703,7 +704,7 @@ def parse_args():
                          "`cargo build --release --example udp_floor`)")
     ap.add_argument("--no-floor", action="store_true", help="do not run the latency floor")
     ap.add_argument("--server-cpus", dest="server_cpus_k", type=int, default=None, metavar="K",
-                    help="pin every server to CPUs 0..K-1 and dnsperf to the other CPUs, so that the "
+                    help="pin every server to the first K CPUs and dnsperf to the other CPUs, so that the "
                          "load generator never takes a server core; needs more than K CPUs. Workers "
                          "default to K. Run with K=1 and K=2 for the 1-core and 2-core figures "
                          "(default: no pinning)")
