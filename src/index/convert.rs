@@ -126,19 +126,25 @@ pub fn convert(se: &ServiceEntry, opts: &ConvertOptions) -> Conversion {
             out.skip(host, SkipReason::NoAddress);
             continue;
         }
-        match out.hosts.iter_mut().find(|h| h.name == name) {
-            // `a.global` and `A.global`: one name, the union of addresses.
-            Some(same) => {
-                for addr in addrs {
-                    if !same.addrs.contains(&addr) {
-                        same.addrs.push(addr);
-                    }
-                }
-            }
-            None => out.hosts.push(HostAddrs { name, addrs }),
-        }
+        add_host(&mut out.hosts, HostAddrs { name, addrs });
     }
     out
+}
+
+/// Adds `host`, or, when its name is already there (`a.global` and
+/// `A.global`), the addresses that name lacks: each name once, addresses in
+/// order without repeats.
+pub(super) fn add_host(hosts: &mut SmallVec<[HostAddrs; 1]>, host: HostAddrs) {
+    match hosts.iter_mut().find(|h| h.name == host.name) {
+        Some(same) => {
+            for addr in host.addrs {
+                if !same.addrs.contains(&addr) {
+                    same.addrs.push(addr);
+                }
+            }
+        }
+        None => hosts.push(host),
+    }
 }
 
 /// Istio's auto-allocated `status.addresses` for `host`; `None` when there

@@ -13,6 +13,7 @@ use compact_str::CompactString;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
+use super::convert::add_host;
 use super::{Entry, EntryId, HostAddrs, Namespaces, SourceId};
 
 /// One stored entry.
@@ -58,21 +59,17 @@ impl std::fmt::Display for Stored {
     }
 }
 
-/// `hosts` with each name once, addresses merged in order. Converted
-/// entries already are; other callers may not be.
+/// `hosts` with each name once, as [`add_host`] makes them. Converted
+/// entries already are; other callers may not be. Merged in place, so the
+/// entry's memory is kept, not copied.
 fn merged(mut hosts: SmallVec<[HostAddrs; 1]>) -> SmallVec<[HostAddrs; 1]> {
     let mut i = 1;
     while i < hosts.len() {
-        match hosts[..i].iter().position(|h| h.name == hosts[i].name) {
-            Some(first) => {
-                let repeat = hosts.remove(i);
-                for addr in repeat.addrs {
-                    if !hosts[first].addrs.contains(&addr) {
-                        hosts[first].addrs.push(addr);
-                    }
-                }
-            }
-            None => i += 1,
+        if hosts[..i].iter().any(|h| h.name == hosts[i].name) {
+            let repeat = hosts.remove(i);
+            add_host(&mut hosts, repeat);
+        } else {
+            i += 1;
         }
     }
     hosts
