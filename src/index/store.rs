@@ -75,6 +75,16 @@ fn merged(mut hosts: SmallVec<[HostAddrs; 1]>) -> SmallVec<[HostAddrs; 1]> {
     hosts
 }
 
+/// An entry's place in its source's table: by (namespace, name).
+fn key_hash(hasher: &RandomState, namespace: &str, name: &str) -> u64 {
+    hasher.hash_one((namespace, name))
+}
+
+/// A host's place in `by_name`.
+fn name_hash(hasher: &RandomState, name: &str) -> u64 {
+    hasher.hash_one(name)
+}
+
 struct Source {
     id: Arc<SourceId>,
     /// Hashed by (namespace, name).
@@ -99,17 +109,9 @@ impl Store {
         self.count
     }
 
-    fn key_hash(&self, namespace: &str, name: &str) -> u64 {
-        self.hasher.hash_one((namespace, name))
-    }
-
-    fn name_hash(&self, name: &str) -> u64 {
-        self.hasher.hash_one(name)
-    }
-
     pub fn get(&self, id: &EntryId) -> Option<&Arc<Stored>> {
         let source = self.sources.get(&id.source)?;
-        let hash = self.key_hash(&id.namespace, &id.name);
+        let hash = key_hash(&self.hasher, &id.namespace, &id.name);
         source
             .entries
             .find(hash, |e| *e.namespace == *id.namespace && e.name == *id.name)
@@ -129,7 +131,7 @@ impl Store {
     pub fn defining(&self, name: &str) -> SmallVec<[Arc<Stored>; 1]> {
         let mut list: SmallVec<[Arc<Stored>; 1]> = self
             .by_name
-            .iter_hash(self.name_hash(name))
+            .iter_hash(name_hash(&self.hasher, name))
             .filter(|(e, host)| *e.hosts[*host as usize].name == *name)
             .map(|(e, _)| e.clone())
             .collect();
@@ -161,22 +163,22 @@ impl Store {
             created: entry.created,
             hosts: merged(entry.hosts),
         });
-        let hasher = self.hasher.clone();
-        let hash = hasher.hash_one((&*stored.namespace, stored.name.as_str()));
-        source.entries.insert_unique(hash, stored.clone(), |e| {
-            hasher.hash_one((&*e.namespace, e.name.as_str()))
-        });
+        let hasher = &self.hasher;
+        let hash = key_hash(hasher, &stored.namespace, &stored.name);
+        source
+            .entries
+            .insert_unique(hash, stored.clone(), |e| key_hash(hasher, &e.namespace, &e.name));
         for (i, host) in stored.hosts.iter().enumerate() {
             self.by_name
-                .insert_unique(hasher.hash_one(&*host.name), (stored.clone(), i as u32), |(e, h)| {
-                    hasher.hash_one(&*e.hosts[*h as usize].name)
+                .insert_unique(name_hash(hasher, &host.name), (stored.clone(), i as u32), |(e, h)| {
+                    name_hash(hasher, &e.hosts[*h as usize].name)
                 });
         }
         self.count += 1;
     }
 
     pub fn remove(&mut self, id: &EntryId) -> Option<Arc<Stored>> {
-        let hash = self.key_hash(&id.namespace, &id.name);
+        let hash = key_hash(&self.hasher, &id.namespace, &id.name);
         let source = self.sources.get_mut(&id.source)?;
         let old = source
             .entries
@@ -188,7 +190,7 @@ impl Store {
             self.sources.remove(&id.source);
         }
         for (i, host) in old.hosts.iter().enumerate() {
-            let hash = self.name_hash(&host.name);
+            let hash = name_hash(&self.hasher, &host.name);
             if let Ok(slot) = self
                 .by_name
                 .find_entry(hash, |(e, h)| Arc::ptr_eq(e, &old) && *h as usize == i)
