@@ -35,6 +35,16 @@ struct Slot {
     node: Node,
 }
 
+/// The first free slot of `hash`'s probe run; the table always has one.
+fn vacant(slots: &[Slot], hash: u64) -> usize {
+    let mask = slots.len() - 1;
+    let mut i = hash as usize & mask;
+    while !slots[i].key.is_empty() {
+        i = (i + 1) & mask;
+    }
+    i
+}
+
 impl Shard {
     fn find(&self, hash: u64, name: &str) -> Option<usize> {
         let slots = &self.0;
@@ -72,12 +82,8 @@ impl Shard {
     /// A fresh table of `slots` (free ones skipped) sized for `live` names.
     fn rebuilt<'a>(slots: impl Iterator<Item = &'a Slot>, live: usize, hash: impl Fn(&str) -> u64) -> Self {
         let mut out = vec![Slot::default(); Self::capacity(live)];
-        let mask = out.len().wrapping_sub(1);
         for slot in slots.filter(|s| !s.key.is_empty()) {
-            let mut i = hash(&slot.key) as usize & mask;
-            while !out[i].key.is_empty() {
-                i = (i + 1) & mask;
-            }
+            let i = vacant(&out, hash(&slot.key));
             out[i] = slot.clone();
         }
         Self(out.into())
@@ -102,12 +108,7 @@ impl Shard {
             *self = Self::rebuilt(self.0.iter(), live, &rehash);
         }
         let slots = self.slots_mut();
-        let mask = slots.len() - 1;
-        let mut i = hash as usize & mask;
-        while !slots[i].key.is_empty() {
-            i = (i + 1) & mask;
-        }
-        slots[i] = Slot { key: name.into(), node };
+        slots[vacant(slots, hash)] = Slot { key: name.into(), node };
     }
 
     fn remove(&mut self, hash: u64, name: &str, rehash: impl Fn(&str) -> u64) {
