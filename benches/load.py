@@ -20,6 +20,11 @@ Figures (per server and size; the table shows the median over rounds):
   CPU us/query         server utime+stime (/proc/PID/stat, all threads) over
                        exactly the dnsperf run, divided by queries completed.
                        Tick resolution is 10 ms, negligible over seconds.
+  dnsperf's own        dnsperf's CPU (getrusage of the reaped child) per
+                       query completed, at saturation. On loopback the load
+                       generator costs about as much per query as a server,
+                       so on N cores it leaves well under N cores to the
+                       server; this shows how much.
   latency avg / p99    dnsperf's average; p99 from dnsperf -v, which prints
                        one line per query with its latency. -v costs dnsperf
                        time, so the saturation run is done without -v (its p99
@@ -76,6 +81,7 @@ import datetime
 import json
 import os
 import random
+import resource
 import re
 import shutil
 import signal
@@ -433,7 +439,14 @@ STAT_RE = {
 }
 
 
+def children_cpu_s():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def dnsperf(args, port, qfile, seconds, qps, verbose, out_path):
+    """Runs dnsperf to completion; returns its exit code, its command and
+    the CPU seconds it used."""
     cmd = [args.dnsperf, "-s", "127.0.0.1", "-p", str(port), "-d", qfile,
            "-c", str(args.clients), "-T", str(args.threads), "-q", str(args.outstanding),
            "-l", str(seconds)]
@@ -445,6 +458,8 @@ def dnsperf(args, port, qfile, seconds, qps, verbose, out_path):
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                              preexec_fn=_child_setup(args.client_cpus))
         _children.append(p)
+        # Only dnsperf is reaped in between: servers are reaped by stop().
+        cpu0 = children_cpu_s()
         try:
             rc = p.wait(seconds + 60)
         except subprocess.TimeoutExpired:
@@ -453,7 +468,7 @@ def dnsperf(args, port, qfile, seconds, qps, verbose, out_path):
             die(f"dnsperf did not finish within {seconds + 60} s: {' '.join(cmd)}")
         finally:
             _children.remove(p)
-    return rc, cmd
+    return rc, cmd, children_cpu_s() - cpu0
 
 
 def p99(latencies):
@@ -517,7 +532,7 @@ def one_round(args, server, d, n, rnd):
             load = os.getloadavg()[0]
             drops0 = udp_rcvbuf_errors()
             c0 = cpu_ticks(proc.pid)
-            rc, cmd = dnsperf(args, port, qfile, args.seconds, qps, verbose, out)
+            rc, cmd, client_cpu_s = dnsperf(args, port, qfile, args.seconds, qps, verbose, out)
             c1 = cpu_ticks(proc.pid)
             drops1 = udp_rcvbuf_errors()
             if proc.poll() is not None:
@@ -528,6 +543,7 @@ def one_round(args, server, d, n, rnd):
             cpu_s = (c1 - c0) / CLK_TCK
             res["cpu_s"] = cpu_s
             res["cpu_us_per_query"] = cpu_s * 1e6 / res["completed"]
+            res["client_cpu_us_per_query"] = client_cpu_s * 1e6 / res["completed"]
             res["loadavg_before"] = load
             res["udp_rcvbuf_drops"] = drops1 - drops0 if drops0 is not None and drops1 is not None else None
             r[kind] = res
@@ -546,6 +562,7 @@ METRICS = [
     # (label, getter, format)
     ("QPS saturation", lambda r: r["sat"]["qps"], "{:.0f}"),
     ("CPU µs/query saturation", lambda r: r["sat"]["cpu_us_per_query"], "{:.2f}"),
+    ("  dnsperf's own", lambda r: r["sat"].get("client_cpu_us_per_query"), "{:.2f}"),
     ("latency avg ms saturation", lambda r: ms(r["sat"]["lat_avg"]), "{:.3f}"),
     ("latency p99 ms saturation", lambda r: ms(r["sat"].get("lat_p99")), "{:.3f}"),
     ("  same, first 1 s included", lambda r: ms(r["sat"].get("lat_p99_all")), "{:.3f}"),
