@@ -24,12 +24,15 @@ Figures (per server and size; the table shows the median over rounds):
                        query completed, at saturation. On loopback the load
                        generator costs about as much per query as a server,
                        so on N cores it leaves well under N cores to the
-                       server; this shows how much.
+                       server; this shows how much. Left out ("-") for a
+                       run that lost queries: dnsperf then spins until its
+                       timeout, and that is not load.
   latency avg / p99    dnsperf's average; p99 from dnsperf -v, which prints
                        one line per query with its latency. -v costs dnsperf
-                       time, so the saturation run is done without -v (its p99
-                       is not measured) unless --latency-at-saturation is set.
-                       The p99 leaves out the answers of each run's first
+                       time, so the saturation run is done without -v and the
+                       saturation p99 comes from a shorter saturation run of
+                       its own with -v (--saturation-latency-seconds); the
+                       fixed-rate run uses -v itself. The p99 leaves out the answers of each run's first
                        second: dnsperf's start-up delays hundreds to thousands
                        of them past 0.5 ms for every server (Knot too), which
                        alone can decide the p99. The row below includes them.
@@ -528,22 +531,27 @@ def one_round(args, server, d, n, rnd):
     try:
         if args.warmup > 0:
             dnsperf(args, port, qfile, args.warmup, args.fixed_qps, False, out)
-        for kind, qps, verbose in (("sat", None, args.latency_at_saturation), ("fixed", args.fixed_qps, True)):
+        runs = [("sat", None, False, args.seconds)]
+        if args.saturation_latency_seconds > 0:
+            runs.append(("sat_v", None, True, args.saturation_latency_seconds))
+        runs.append(("fixed", args.fixed_qps, True, args.seconds))
+        for kind, qps, verbose, seconds in runs:
             load = os.getloadavg()[0]
             drops0 = udp_rcvbuf_errors()
             c0 = cpu_ticks(proc.pid)
-            rc, cmd, client_cpu_s = dnsperf(args, port, qfile, args.seconds, qps, verbose, out)
+            rc, cmd, client_cpu_s = dnsperf(args, port, qfile, seconds, qps, verbose, out)
             c1 = cpu_ticks(proc.pid)
             drops1 = udp_rcvbuf_errors()
             if proc.poll() is not None:
                 die(f"{server.label} exited during the {kind} run (exit {proc.returncode})")
-            res, text = parse_dnsperf(out, verbose, min(0.5, SETTLE_S / args.seconds))
+            res, text = parse_dnsperf(out, verbose, min(0.5, SETTLE_S / seconds))
             if rc != 0 or not res["completed"]:
                 die(f"dnsperf failed (exit {rc}): {' '.join(cmd)}\n{text[-3000:]}")
             cpu_s = (c1 - c0) / CLK_TCK
             res["cpu_s"] = cpu_s
             res["cpu_us_per_query"] = cpu_s * 1e6 / res["completed"]
-            res["client_cpu_us_per_query"] = client_cpu_s * 1e6 / res["completed"]
+            # After a loss dnsperf spins until its timeout, which is no load.
+            res["client_cpu_us_per_query"] = client_cpu_s * 1e6 / res["completed"] if not res["lost"] else None
             res["loadavg_before"] = load
             res["udp_rcvbuf_drops"] = drops1 - drops0 if drops0 is not None and drops1 is not None else None
             r[kind] = res
@@ -564,8 +572,8 @@ METRICS = [
     ("CPU µs/query saturation", lambda r: r["sat"]["cpu_us_per_query"], "{:.2f}"),
     ("  dnsperf's own", lambda r: r["sat"].get("client_cpu_us_per_query"), "{:.2f}"),
     ("latency avg ms saturation", lambda r: ms(r["sat"]["lat_avg"]), "{:.3f}"),
-    ("latency p99 ms saturation", lambda r: ms(r["sat"].get("lat_p99")), "{:.3f}"),
-    ("  same, first 1 s included", lambda r: ms(r["sat"].get("lat_p99_all")), "{:.3f}"),
+    ("latency p99 ms saturation", lambda r: ms(r.get("sat_v", {}).get("lat_p99")), "{:.3f}"),
+    ("  same, first 1 s included", lambda r: ms(r.get("sat_v", {}).get("lat_p99_all")), "{:.3f}"),
     ("lost saturation", lambda r: r["sat"]["lost"], "{:.0f}"),
     ("UDP rcvbuf drops saturation", lambda r: r["sat"]["udp_rcvbuf_drops"], "{:.0f}"),
     ("QPS fixed", lambda r: r["fixed"]["qps"], "{:.0f}"),
@@ -702,9 +710,10 @@ def parse_args():
     ap.add_argument("--outstanding", type=int, default=200, help="dnsperf -q (default: 200)")
     ap.add_argument("--queries", type=int, default=200000, help="lines in the query file (default: 200000)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the query mix (default: 1)")
-    ap.add_argument("--latency-at-saturation", action="store_true",
-                    help="also run the saturation run with dnsperf -v to get its p99 (costs dnsperf CPU, "
-                         "which lowers saturation QPS on small machines)")
+    ap.add_argument("--saturation-latency-seconds", type=int, default=None, metavar="S",
+                    help="length of the extra saturation run with dnsperf -v that measures the saturation "
+                         "p99 (-v costs dnsperf CPU, so QPS and CPU come from the run without it); 0 skips "
+                         "it (default: a third of --seconds, at least 2)")
     ap.add_argument("--workers", type=int, default=None,
                     help="meshdns --workers, passed only if `meshdns serve --help` has it (default: cores, "
                          f"{CORES}, or K with --server-cpus K)")
@@ -736,6 +745,10 @@ def parse_args():
     if args.smoke:
         args.sizes, args.rounds, args.seconds, args.fixed_qps = "200", 1, 2, 2000
         args.queries, args.warmup = 5000, 0
+    if args.saturation_latency_seconds is None:
+        args.saturation_latency_seconds = max(2, args.seconds // 3)
+    if args.saturation_latency_seconds < 0:
+        ap.error("--saturation-latency-seconds must be 0 or more")
     args.server_cpus = args.client_cpus = None
     if args.server_cpus_k is not None:
         k = args.server_cpus_k
