@@ -13,7 +13,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use meshdns::admin::Readiness;
 use meshdns::dns::metrics::DnsMetrics;
 use meshdns::dns::{DnsServer, Handler};
-use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
+use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig, address_limit};
 use meshdns::source::file;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/serviceentries.yaml");
@@ -326,22 +326,27 @@ fn two_opt_records_are_formerr() {
 }
 
 /// An entry with `n` IPv4 addresses under `big.global`.
-fn add_big(s: &Server, n: u32) {
-    let addrs = (0..n)
-        .map(|i| std::net::Ipv4Addr::from(0xf000_0000 | i).into())
-        .collect();
+/// Serves `addrs` for `host` from an entry of its own, `ns/<entry>`.
+fn add_host(s: &Server, entry: &str, host: &str, addrs: smallvec::SmallVec<[std::net::IpAddr; 1]>) {
     s.index.apply(Entry {
         id: EntryId {
             source: SourceId::Kube(None),
             namespace: "ns".into(),
-            name: format!("big{n}").into(),
+            name: entry.into(),
         },
         created: None,
         hosts: smallvec::smallvec![HostAddrs {
-            name: format!("big{n}.global").into(),
+            name: host.into(),
             addrs,
         }],
     });
+}
+
+fn add_big(s: &Server, n: u32) {
+    let addrs = (0..n)
+        .map(|i| std::net::Ipv4Addr::from(0xf000_0000 | i).into())
+        .collect();
+    add_host(s, &format!("big{n}"), &format!("big{n}.global"), addrs);
 }
 
 #[test]
@@ -377,6 +382,28 @@ fn udp_truncation_never_splits_an_rrset() {
             .metadata
             .truncation
     );
+}
+
+#[test]
+fn largest_answers_fit_one_tcp_message() {
+    let s = start();
+    // hickory stops compressing owner names after 120 of them, so 1000
+    // AAAA on a 44-character name would not fit 64 KiB: the index serves
+    // fewer, and TCP never sends part of an RRset with TC set.
+    let names = [
+        format!("{}.global", "r".repeat(37)),
+        format!("{}.global", vec!["x".repeat(60); 4].join(".")),
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let addrs = (0..1000u128)
+            .map(|j| std::net::Ipv6Addr::from((0xfd00 << 112) | j).into())
+            .collect();
+        add_host(&s, &format!("long{i}"), name, addrs);
+        let r = s.tcp(&with_edns(query(&format!("{name}."), RecordType::AAAA), 1232));
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert!(!r.metadata.truncation, "{name}");
+        assert_eq!(r.answers.len(), address_limit(name), "{name}");
+    }
 }
 
 #[test]

@@ -12,7 +12,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::answer::{Reply, answer};
 use super::metrics::{DnsMetrics, Proto};
@@ -172,10 +172,22 @@ impl RequestHandler for TcpHandler {
         let start = Instant::now();
         let qtype = request.queries.queries().first().map(|q| q.query_type());
         handler.metrics.request(Proto::Tcp, qtype, request.as_slice().len());
-        let p = handler.prepare(request);
-        // Measured for the size histogram; TCP is the rare path.
+        let mut p = handler.prepare(request);
+        // Encoded once for the size histogram (TCP is the rare path) and to
+        // catch an answer that does not fit one message: hickory would send
+        // part of it with TC set, which RFC 2181 §9 forbids. The index's
+        // per-name address limit keeps that from happening.
         let mut scratch = Vec::new();
-        let size = encode(message(&p, &request.queries), &mut scratch).map_or(0, |()| scratch.len());
+        let mut encoded = encode(message(&p, &request.queries), &mut scratch);
+        if encoded.is_err() || scratch.get(2).is_some_and(|flags| flags & 0x02 != 0) {
+            warn!(src = %request.src(), "TCP answer does not fit one message; answering SERVFAIL");
+            p.metadata.response_code = ResponseCode::ServFail;
+            p.metadata.authoritative = false;
+            p.reply.answers.clear();
+            p.reply.authority.clear();
+            encoded = encode(message(&p, &request.queries), &mut scratch);
+        }
+        let size = encoded.map_or(0, |()| scratch.len());
         handler
             .metrics
             .response(p.metadata.response_code, size, false, start.elapsed());

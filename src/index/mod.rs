@@ -30,9 +30,22 @@ use self::nodes::Nodes;
 use self::store::Store;
 pub use self::table::{Lookup, MAX_LABELS, Node, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Stats, Table, Zone, ZoneConfig};
 
-/// Most addresses one name can carry after merging entries: keeps every
-/// answer well inside a 64 KiB TCP message.
+/// Most addresses one name can carry after merging entries; long names
+/// get fewer (see [`address_limit`]).
 pub const MAX_ADDRESSES_PER_NAME: usize = 1000;
+
+/// Most addresses `name` can carry: [`MAX_ADDRESSES_PER_NAME`], or fewer
+/// when even then its answer could outgrow one 64 KiB TCP message. The
+/// bound assumes every record spells its owner name out in full, since
+/// hickory stops compressing names after the first 120 in a message.
+pub fn address_limit(name: &str) -> usize {
+    // Wire length: one length octet per label plus the root; presentation
+    // escapes only make `name` longer than that.
+    let wire = (name.len() + 2).min(255);
+    let fixed = 12 + (wire + 4) + 11; // header, question, OPT
+    let per_record = wire + 10 + 16; // owner, type/class/TTL/length, AAAA
+    ((usize::from(u16::MAX) - fixed) / per_record).min(MAX_ADDRESSES_PER_NAME)
+}
 
 /// Entries changed by one reset after which freed memory is handed back.
 const TRIM_AFTER: usize = 1000;
@@ -363,9 +376,10 @@ impl Writer {
             .iter()
             .flat_map(|e| e.hosts.iter().filter(|h| *h.name == *name))
             .flat_map(|h| &h.addrs);
+        let limit = address_limit(name);
         for addr in addrs {
-            if v4.len() + v6.len() == MAX_ADDRESSES_PER_NAME {
-                warn!(%name, limit = MAX_ADDRESSES_PER_NAME, "too many addresses for one name; extra ones skipped");
+            if v4.len() + v6.len() == limit {
+                warn!(%name, limit, "too many addresses for one name; extra ones skipped");
                 break;
             }
             match *addr {

@@ -261,6 +261,29 @@ fn per_name_address_cap() {
 }
 
 #[test]
+fn long_names_carry_fewer_addresses() {
+    let long = format!("{}.global", vec!["x".repeat(60); 4].join("."));
+    assert_eq!(address_limit("big.global"), MAX_ADDRESSES_PER_NAME);
+    let limit = address_limit(&long);
+    assert!(limit < 300, "{limit}");
+    // Even with no name compression, the AAAA answer fits a TCP message.
+    let wire = long.len() + 2;
+    assert!(12 + wire + 4 + limit * (wire + 26) + 11 <= 65535);
+
+    let index = mk_index();
+    let addrs: Vec<String> = (0..256u32)
+        .map(|j| std::net::Ipv4Addr::from((240u32 << 24) | j).to_string())
+        .collect();
+    let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    index.apply(mk_entry("foo/e1", None, &[(&long, &refs)]));
+    let table = index.table();
+    let Lookup::Records(_, node) = table.lookup(&Name::from_str(&format!("{long}.")).unwrap()) else {
+        panic!()
+    };
+    assert_eq!(node.v4().len(), limit);
+}
+
+#[test]
 fn most_specific_zone_wins() {
     let index = Index::new(vec!["global".into(), "mesh.global".into()], mk_config(), None).unwrap();
     assert!(
