@@ -14,6 +14,9 @@ use crate::serviceentry::ServiceEntry;
 /// so one hostile object cannot blow up the table or an answer.
 pub const MAX_HOSTS_PER_ENTRY: usize = 1000;
 pub const MAX_ADDRESSES_PER_ENTRY: usize = 256;
+/// Records (hosts × addresses) from one entry: `spec.addresses` apply to
+/// every host, so the two limits above would multiply to 256,000.
+pub const MAX_RECORDS_PER_ENTRY: usize = 4096;
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
@@ -66,6 +69,8 @@ pub enum SkipReason {
     TooManyHosts,
     #[error("more than {MAX_ADDRESSES_PER_ENTRY} addresses in one entry")]
     TooManyAddresses,
+    #[error("more than {MAX_RECORDS_PER_ENTRY} records (hosts × addresses) in one entry")]
+    TooManyRecords,
 }
 
 impl SkipReason {
@@ -81,6 +86,7 @@ impl SkipReason {
             Self::NoAddress => "no_address",
             Self::TooManyHosts => "too_many_hosts",
             Self::TooManyAddresses => "too_many_addresses",
+            Self::TooManyRecords => "too_many_records",
         }
     }
 }
@@ -94,6 +100,7 @@ pub fn convert(se: &ServiceEntry, opts: &ConvertOptions) -> Conversion {
     }
 
     let spec_addrs = parse_addresses(se.spec.addresses.iter().map(String::as_str), &mut out);
+    let mut records = 0;
     for (i, host) in se.spec.hosts.iter().enumerate() {
         if i == MAX_HOSTS_PER_ENTRY {
             let rest = se.spec.hosts.len() - i;
@@ -125,6 +132,12 @@ pub fn convert(se: &ServiceEntry, opts: &ConvertOptions) -> Conversion {
         if addrs.is_empty() {
             out.skip(host, SkipReason::NoAddress);
             continue;
+        }
+        records += addrs.len();
+        if records > MAX_RECORDS_PER_ENTRY {
+            let rest = se.spec.hosts.len() - i;
+            out.skip(format!("{rest} more hosts"), SkipReason::TooManyRecords);
+            break;
         }
         add_host(&mut out.hosts, HostAddrs { name, addrs });
     }
@@ -385,25 +398,43 @@ pub(crate) mod tests {
         );
     }
 
-    #[test]
-    fn absurd_counts_are_capped_not_fatal() {
-        let hosts: Vec<String> = (0..MAX_HOSTS_PER_ENTRY + 5).map(|i| format!("h{i}.global")).collect();
-        let addrs: Vec<String> = (0..MAX_ADDRESSES_PER_ENTRY + 5)
-            .map(|i| format!("240.0.{}.{}", i / 256, i % 256))
-            .collect();
-        let se = mk_se(
+    fn mk_big_se(hosts: usize, addrs: usize) -> ServiceEntry {
+        let hosts: Vec<String> = (0..hosts).map(|i| format!("h{i}.global")).collect();
+        let addrs: Vec<String> = (0..addrs).map(|i| format!("240.0.{}.{}", i / 256, i % 256)).collect();
+        mk_se(
             "foo",
             "a",
             &hosts.iter().map(String::as_str).collect::<Vec<_>>(),
             &addrs.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-        let c = convert(&se, &mk_opts());
+        )
+    }
+
+    #[test]
+    fn absurd_counts_are_capped_not_fatal() {
+        let c = convert(&mk_big_se(MAX_HOSTS_PER_ENTRY + 5, 1), &mk_opts());
         assert_eq!(c.hosts.len(), MAX_HOSTS_PER_ENTRY);
+        assert_eq!(reasons(&c), [("5 more hosts", "too_many_hosts")]);
+
+        let c = convert(&mk_big_se(3, MAX_ADDRESSES_PER_ENTRY + 5), &mk_opts());
         assert_eq!(c.hosts[0].addrs.len(), MAX_ADDRESSES_PER_ENTRY);
         assert_eq!(
             reasons(&c).iter().map(|r| r.1).collect::<Vec<_>>(),
-            ["too_many_addresses", "too_many_hosts"]
+            ["too_many_addresses"]
         );
+    }
+
+    #[test]
+    fn hosts_times_addresses_is_capped() {
+        // 1000 hosts sharing 256 addresses: a 20 KB object, 256,000 records uncapped.
+        let c = convert(&mk_big_se(MAX_HOSTS_PER_ENTRY, MAX_ADDRESSES_PER_ENTRY), &mk_opts());
+        let served = MAX_RECORDS_PER_ENTRY / MAX_ADDRESSES_PER_ENTRY;
+        assert_eq!(c.hosts.len(), served);
+        assert_eq!(
+            c.hosts.iter().map(|h| h.addrs.len()).sum::<usize>(),
+            MAX_RECORDS_PER_ENTRY
+        );
+        let rest = format!("{} more hosts", MAX_HOSTS_PER_ENTRY - served);
+        assert_eq!(reasons(&c), [(rest.as_str(), "too_many_records")]);
     }
 
     #[test]
