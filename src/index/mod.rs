@@ -14,7 +14,7 @@ mod nodes;
 mod store;
 mod table;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -134,6 +134,9 @@ struct Writer {
     nodes: Nodes,
     stats: Stats,
     serial: u32,
+    /// Shared names whose entries changed since the last
+    /// [`Writer::relink_touched`], with how many entries defined each before.
+    touched: HashMap<Arc<str>, usize>,
 }
 
 impl Index {
@@ -165,6 +168,7 @@ impl Index {
             nodes: Nodes::default(),
             stats: Stats::default(),
             serial,
+            touched: HashMap::new(),
         };
         Ok(Self {
             zone_options: ConvertOptions { zones, default_address },
@@ -234,6 +238,7 @@ impl Index {
     pub fn apply(&self, entry: Entry) {
         let mut w = self.lock();
         if w.upsert(entry) {
+            w.relink_touched();
             self.publish(&mut w);
         }
     }
@@ -241,6 +246,7 @@ impl Index {
     pub fn delete(&self, id: &EntryId) {
         let mut w = self.lock();
         if w.remove(id) {
+            w.relink_touched();
             self.publish(&mut w);
         }
     }
@@ -276,6 +282,7 @@ impl Index {
             changed += usize::from(w.upsert(entry));
         }
         if changed > 0 {
+            w.relink_touched();
             self.publish(&mut w);
         }
         drop(w);
@@ -316,76 +323,130 @@ fn next_serial(prev: u32) -> u32 {
 }
 
 impl Writer {
-    /// Returns whether anything changed.
+    /// Stores `entry`; returns whether anything changed.
     fn upsert(&mut self, entry: Entry) -> bool {
         if self.entries.unchanged(&entry) {
             return false;
         }
-        let defines = |hosts: &[HostAddrs], name: &str| hosts.iter().any(|h| *h.name == *name);
-        let old: Vec<Arc<str>> = self
+        let old: SmallVec<[Arc<str>; 1]> = self
             .entries
             .get(&entry.id)
             .map(|old| old.hosts.iter().map(|h| h.name.clone()).collect())
             .unwrap_or_default();
-        let mut names: Vec<Arc<str>> = entry
-            .hosts
-            .iter()
-            .map(|h| h.name.clone())
-            .chain(old.iter().cloned())
-            .collect();
-        names.sort();
-        names.dedup();
-        let changes: Vec<(bool, bool)> = names
-            .iter()
-            .map(|n| (old.contains(n), defines(&entry.hosts, n)))
-            .collect();
+        let new = || entry.hosts.iter().map(|h| &h.name);
+        let gone = old.iter().filter(|n| !new().any(|m| m == *n));
+        let mut now: SmallVec<[(Arc<str>, usize); 1]> = SmallVec::new();
+        for name in new().chain(gone) {
+            if let Some(before) = self.touch(name, old.contains(name)) {
+                now.push((name.clone(), before));
+            }
+        }
         self.entries.insert(entry);
-        for (name, (had, has)) in names.iter().zip(changes) {
-            self.relink(name, had, has);
+        for (name, before) in now {
+            self.relink(&name, before);
         }
         true
     }
 
     fn remove(&mut self, id: &EntryId) -> bool {
-        let Some(old) = self.entries.remove(id) else {
+        let Some(names) = self.entries.get(id).map(|old| {
+            old.hosts
+                .iter()
+                .map(|h| h.name.clone())
+                .collect::<SmallVec<[Arc<str>; 1]>>()
+        }) else {
             return false;
         };
-        for host in &old.hosts {
-            self.relink(&host.name, true, false);
+        let now: SmallVec<[(Arc<str>, usize); 1]> = names
+            .into_iter()
+            .filter_map(|name| self.touch(&name, true).map(|before| (name, before)))
+            .collect();
+        self.entries.remove(id);
+        for (name, before) in now {
+            self.relink(&name, before);
         }
         true
     }
 
-    /// Recomputes one name from the entries now defining it, after one entry
-    /// that `had` it before the change and `has` it now was stored or removed.
-    fn relink(&mut self, name: &str, had: bool, has: bool) {
+    /// Before an entry that defines `name` (if `mine`) changes: how many
+    /// entries define it now, for relinking it right after the change. A
+    /// name other entries define too is instead relinked once at the end
+    /// ([`Self::relink_touched`]), so a reset of many entries sharing a
+    /// host does not merge them all again for each one.
+    fn touch(&mut self, name: &Arc<str>, mine: bool) -> Option<usize> {
+        if self.touched.contains_key(name) {
+            return None;
+        }
+        let before = self.entries.defining_count(name);
+        if before > usize::from(mine) {
+            self.touched.insert(name.clone(), before);
+            return None;
+        }
+        Some(before)
+    }
+
+    fn relink_touched(&mut self) {
+        if self.touched.is_empty() {
+            return;
+        }
+        let mut touched = std::mem::take(&mut self.touched);
+        for (name, before) in touched.drain() {
+            self.relink(&name, before);
+        }
+        // Kept for the next update, but not a whole reset's worth.
+        touched.shrink_to(16);
+        self.touched = touched;
+    }
+
+    /// Recomputes one name from the entries now defining it; `before` of
+    /// them defined it before the change.
+    fn relink(&mut self, name: &str, before: usize) {
         let list = self.entries.defining(name);
         let after = list.len();
-        let before = after + usize::from(had) - usize::from(has);
         if before > 1 && after <= 1 {
             self.stats.conflicts -= 1;
         } else if before <= 1 && after > 1 {
             self.stats.conflicts += 1;
-            let ids: Vec<String> = list.iter().map(|e| e.to_string()).collect();
-            warn!(%name, entries = ?ids, "host defined by several ServiceEntries; serving the union of their addresses");
+            let ids: Vec<String> = list.iter().take(10).map(|e| e.to_string()).collect();
+            warn!(%name, entries = after, first = ?ids, "host defined by several ServiceEntries; serving the union of their addresses");
         }
 
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
+        let mut seen = HashSet::new();
+        let limit = address_limit(name);
         let addrs = list
             .iter()
             .flat_map(|e| e.hosts.iter().filter(|h| *h.name == *name))
             .flat_map(|h| &h.addrs);
-        let limit = address_limit(name);
-        for addr in addrs {
-            if v4.len() + v6.len() == limit {
+        for &addr in addrs {
+            let count = v4.len() + v6.len();
+            // Linear checks for the usual handful; a set once there are many.
+            let fresh = if count < 16 {
+                match addr {
+                    IpAddr::V4(a) => !v4.contains(&a),
+                    IpAddr::V6(a) => !v6.contains(&a),
+                }
+            } else {
+                if seen.is_empty() {
+                    seen.extend(
+                        v4.iter()
+                            .map(|&a| IpAddr::V4(a))
+                            .chain(v6.iter().map(|&a| IpAddr::V6(a))),
+                    );
+                }
+                seen.insert(addr)
+            };
+            if !fresh {
+                continue;
+            }
+            if count == limit {
                 warn!(%name, limit, "too many addresses for one name; extra ones skipped");
                 break;
             }
-            match *addr {
-                IpAddr::V4(a) if !v4.contains(&a) => v4.push(a),
-                IpAddr::V6(a) if !v6.contains(&a) => v6.push(a),
-                _ => {}
+            match addr {
+                IpAddr::V4(a) => v4.push(a),
+                IpAddr::V6(a) => v6.push(a),
             }
         }
         self.set_records(name, v4, v6);

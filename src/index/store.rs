@@ -139,6 +139,14 @@ impl Store {
         list
     }
 
+    /// How many entries define `name`.
+    pub fn defining_count(&self, name: &str) -> usize {
+        self.by_name
+            .iter_hash(name_hash(&self.hasher, name))
+            .filter(|(e, host)| *e.hosts[*host as usize].name == *name)
+            .count()
+    }
+
     /// Every name some entry defines, with the entries defining it.
     pub fn names(&self) -> HashMap<&Arc<str>, Vec<&Arc<Stored>>> {
         let mut out: HashMap<&Arc<str>, Vec<&Arc<Stored>>> = HashMap::new();

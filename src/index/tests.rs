@@ -166,6 +166,28 @@ fn conflicts_union_in_creation_then_name_order() {
 }
 
 #[test]
+fn a_reset_merges_a_shared_host_once() {
+    // Many entries on one host: the union keeps entry order, drops repeats
+    // (past the point where a set takes over) and counts one conflict.
+    let index = mk_index();
+    let addrs: Vec<String> = (0..40u32).map(|i| format!("240.0.0.{}", i % 30)).collect();
+    let entries = (0..40)
+        .map(|i| mk_entry(&format!("ns/e{i:02}"), None, &[("shared.global", &[addrs[i].as_str()])]))
+        .collect();
+    index.reset(&SourceId::Kube(None), entries);
+    let want: Vec<String> = addrs[..30].to_vec();
+    assert_eq!(resolve(&index, "shared.global."), want.join(","));
+    assert_eq!(index.table().stats.conflicts, 1);
+    assert_eq!(index.table().stats.a, 30);
+    index.reset(
+        &SourceId::Kube(None),
+        vec![mk_entry("ns/e00", None, &[("shared.global", &["240.0.0.9"])])],
+    );
+    assert_eq!(resolve(&index, "shared.global."), "240.0.0.9");
+    assert_eq!(index.table().stats.conflicts, 0);
+}
+
+#[test]
 fn update_replaces_only_that_entry() {
     let index = mk_index();
     index.apply(mk_entry(
