@@ -75,12 +75,62 @@ fn documents(text: &str) -> Vec<(usize, &str)> {
     docs
 }
 
+/// Deeper `[`/`{` nesting than any manifest has. serde_yaml refuses more
+/// than 128 levels, but only after libyaml has scanned the whole document,
+/// which takes quadratic time: 200 KB of `[` took 16 s, with reloads of
+/// every other file waiting behind it.
+const MAX_FLOW_DEPTH: usize = 1000;
+
+/// The line (0-based within `doc`) where flow collections nest deeper than
+/// [`MAX_FLOW_DEPTH`]. A cheap scan that skips quoted scalars and comments;
+/// brackets in plain or block scalars count too, which at worst lets a
+/// deep document through to serde_yaml's own limit.
+fn too_deep(doc: &str) -> Option<usize> {
+    let (mut depth, mut line) = (0usize, 0);
+    let mut quote = None;
+    let mut prev = b'\n';
+    let mut bytes = doc.bytes();
+    while let Some(b) = bytes.next() {
+        match (quote, b) {
+            (_, b'\n') => line += 1,
+            // An escape: the next byte cannot close the string.
+            (Some(b'"'), b'\\') => line += usize::from(bytes.next() == Some(b'\n')),
+            (Some(q), _) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'"' | b'\'') => quote = Some(b),
+            (None, b'#') if prev.is_ascii_whitespace() => {
+                // A comment, to the end of the line.
+                line += usize::from(bytes.any(|c| c == b'\n'));
+                prev = b'\n';
+                continue;
+            }
+            (None, b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some(line);
+                }
+            }
+            (None, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        prev = b;
+    }
+    None
+}
+
 fn parse_document(
     doc: &str,
     first_line: usize,
     each: &mut impl FnMut(ServiceEntry),
     ignored: &mut usize,
 ) -> Result<(), ManifestError> {
+    if let Some(line) = too_deep(doc) {
+        return Err(ManifestError {
+            line: first_line + line,
+            column: 0,
+            message: format!("[ and {{ nested more than {MAX_FLOW_DEPTH} deep"),
+        });
+    }
     let at = |e: serde_yaml::Error| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         ManifestError {
@@ -224,6 +274,26 @@ mod tests {
             "did not find ']', while parsing a flow sequence"
         );
         assert_eq!(strip_location("no location"), "no location");
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_before_parsing() {
+        let text = format!(
+            "kind: x\n# [[[[ {}\nx: '[[[[' \n\ny: {}",
+            "[".repeat(2000),
+            "[".repeat(5000)
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (5, "[ and { nested more than 1000 deep"));
+        // Quoted and commented brackets do not count; real nesting within the limit parses.
+        let ok = format!(
+            "apiVersion: v1\nkind: ConfigMap\ndata: {{a: \"{}\\\"\"}} # {}\nb: {}{}",
+            "[".repeat(2000),
+            "{".repeat(2000),
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert_eq!(parse(&ok).unwrap().ignored, 1);
     }
 
     #[test]
