@@ -859,6 +859,69 @@ fn hot_reload_configmap_symlink_swap() {
     r.finish();
 }
 
+/// Watches follow paths, not the inodes seen at start-up: relative paths,
+/// a directory deleted and made again, a retargeted directory symlink, a
+/// file symlinked from elsewhere, and a rewrite that keeps size and mtime.
+#[test]
+fn hot_reload_follows_paths_not_inodes() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let se = |name: &str, ip: &str| service_entry(name, &[&format!("{name}.hot.global")], &[ip]);
+    fs::write(root.join("entries.conf"), se("rel", "240.5.0.1")).unwrap();
+    fs::create_dir(root.join("d")).unwrap();
+    fs::write(root.join("d/a.yaml"), se("redo", "240.5.1.1")).unwrap();
+    for v in ["v1", "v2", "real", "etc"] {
+        fs::create_dir(root.join(v)).unwrap();
+    }
+    fs::write(root.join("v1/s.yaml"), se("link", "240.5.2.1")).unwrap();
+    symlink("v1", root.join("cur")).unwrap();
+    fs::write(root.join("real/se.yaml"), se("far", "240.5.3.1")).unwrap();
+    symlink(root.join("real/se.yaml"), root.join("etc/se.yaml")).unwrap();
+
+    let files = ["entries.conf", "d", "cur", "etc/se.yaml"].map(Path::new);
+    let mut m = Meshdns::serve_in(Some(root), &files, &[]);
+    let mut r = Reload {
+        dns: m.dns,
+        latencies: Vec::new(),
+        proc: &mut m.proc,
+    };
+    r.steady("initial", "rel.hot.global", Some("240.5.0.1"));
+
+    fs::write(root.join("entries.conf"), se("rel", "240.5.0.2")).unwrap();
+    r.expect("relative path, no .yaml", "rel.hot.global", Some("240.5.0.2"));
+
+    fs::remove_dir_all(root.join("d")).unwrap();
+    fs::create_dir(root.join("d")).unwrap();
+    fs::write(root.join("d/a.yaml"), se("redo", "240.5.1.2")).unwrap();
+    r.expect("directory made again", "redo.hot.global", Some("240.5.1.2"));
+    fs::write(root.join("d/a.yaml"), se("redo", "240.5.1.3")).unwrap();
+    r.expect("edit in the new directory", "redo.hot.global", Some("240.5.1.3"));
+
+    fs::write(root.join("v2/s.yaml"), se("link", "240.5.2.2")).unwrap();
+    symlink("v2", root.join("cur.tmp")).unwrap();
+    fs::rename(root.join("cur.tmp"), root.join("cur")).unwrap();
+    r.expect("directory symlink retargeted", "link.hot.global", Some("240.5.2.2"));
+    fs::write(root.join("v2/s.yaml"), se("link", "240.5.2.3")).unwrap();
+    r.expect("edit in the new target", "link.hot.global", Some("240.5.2.3"));
+
+    fs::write(root.join("real/se.yaml"), se("far", "240.5.3.2")).unwrap();
+    r.expect("symlinked file edited where it is", "far.hot.global", Some("240.5.3.2"));
+
+    // Same size, and the mtime put back (cp -p, rsync -t): only ctime moves.
+    let conf = root.join("entries.conf");
+    let mtime = fs::metadata(&conf).unwrap().modified().unwrap();
+    fs::write(&conf, se("rel", "240.5.0.3")).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&conf)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    r.expect("same size and mtime", "rel.hot.global", Some("240.5.0.3"));
+    r.finish();
+}
+
 /// Once an edit is applied the watcher must sleep until the next change
 /// (inotify, no polling): the process should not keep waking up.
 #[test]

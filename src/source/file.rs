@@ -2,14 +2,16 @@
 //! / `*.yml`), loaded at start-up and watched with inotify. Each file is its
 //! own [`SourceId`], so a change re-reads one file and resets only the
 //! entries that file defines. A file that stops parsing keeps its last good
-//! state.
+//! state. Watches follow the paths, not the inodes seen at start-up: a
+//! directory deleted and made again, a retargeted symlink, or a symlink's
+//! target elsewhere are all watched again after each rescan.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -25,50 +27,55 @@ use crate::index::{Entry, Index, Namespaces, SkipReason, SourceId, convert};
 const DEBOUNCE: Duration = Duration::from_millis(50);
 const DEBOUNCE_MAX: Duration = Duration::from_millis(300);
 
+type SharedWatcher = Mutex<notify::RecommendedWatcher>;
+
 /// The file source; dropping it stops the watch.
 pub struct FileSource {
-    _watcher: notify::RecommendedWatcher,
+    _watcher: Arc<SharedWatcher>,
 }
 
 impl FileSource {
     /// Loads every path (an error if one is missing or unreadable), then
-    /// watches them from a background thread.
+    /// watches them from a background thread. Relative paths are taken from
+    /// the current directory, once.
     /// `errors` counts failed reloads (`meshdns_file_reload_errors_total`).
     pub fn start(paths: Vec<PathBuf>, index: Arc<Index>, errors: IntCounter) -> anyhow::Result<Self> {
+        let paths = paths
+            .iter()
+            .map(|path| {
+                std::fs::metadata(path).with_context(|| format!("--file {}", path.display()))?;
+                // inotify reports paths as they were watched; absolute ones
+                // match the events whatever the spelling of --file.
+                std::path::absolute(path).with_context(|| format!("--file {}", path.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (tx, rx) = mpsc::channel();
+        let watcher = notify::recommended_watcher(move |event| {
+            let _ = tx.send(event);
+        })
+        .context("cannot start the file watcher (inotify)")?;
+        let watcher = Arc::new(Mutex::new(watcher));
         let mut state = Files {
             paths,
             index,
             known: HashMap::new(),
             errors,
+            watcher: Arc::downgrade(&watcher),
+            watched: HashMap::new(),
+            targets: HashSet::new(),
         };
-        for path in &state.paths {
-            std::fs::metadata(path).with_context(|| format!("--file {}", path.display()))?;
-        }
         // At start-up there is no good state to keep: refuse to become ready
         // on a broken file (`meshdns check` shows the same errors).
         let failed = state.rescan();
         if !failed.is_empty() {
             anyhow::bail!("invalid ServiceEntry manifests:\n  {}", failed.join("\n  "));
         }
-
-        let (tx, rx) = mpsc::channel();
-        let mut watcher = notify::recommended_watcher(move |event| {
-            let _ = tx.send(event);
-        })
-        .context("cannot start the file watcher (inotify)")?;
-        let mut watched = HashSet::new();
-        for path in &state.paths {
-            // Watch the directory that holds a file: editors and ConfigMap
-            // updates replace files by rename, which a watch on the file misses.
-            let dir = if path.is_dir() { path.clone() } else { parent(path) };
-            if watched.insert(dir.clone()) {
-                watcher.watch(&dir, RecursiveMode::NonRecursive).with_context(|| {
-                    format!(
-                        "cannot watch {} (is fs.inotify.max_user_watches/instances exhausted?)",
-                        dir.display()
-                    )
-                })?;
-            }
+        let failed = state.rewatch();
+        if let Some((dir, e)) = failed.into_iter().next() {
+            return Err(anyhow::anyhow!(e).context(format!(
+                "cannot watch {} (is fs.inotify.max_user_watches/instances exhausted?)",
+                dir.display()
+            )));
         }
         std::thread::Builder::new()
             .name("file-watch".into())
@@ -78,43 +85,128 @@ impl FileSource {
     }
 }
 
+/// The directory holding `path` (absolute); the root holds itself.
 fn parent(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
+    path.parent().unwrap_or(path).to_path_buf()
 }
 
 struct Files {
+    /// Absolute.
     paths: Vec<PathBuf>,
     index: Arc<Index>,
     known: HashMap<PathBuf, Fingerprint>,
     errors: IntCounter,
+    /// Gone once the [`FileSource`] is dropped.
+    watcher: Weak<SharedWatcher>,
+    /// Directories watched, with the (device, inode) each had when its
+    /// watch was added: a watch follows that inode, not the path.
+    watched: HashMap<PathBuf, (u64, u64)>,
+    /// Where symlinked files really are, so their edits count as changes.
+    targets: HashSet<PathBuf>,
 }
 
-/// Cheap change detection: metadata first, the content hash decides.
+/// Cheap change detection: metadata first, the content hash decides. The
+/// ctime is in it because tools that keep the mtime (`cp -p`, `rsync -t`,
+/// tar) cannot keep that.
 #[derive(Clone, Copy, PartialEq)]
 struct Fingerprint {
-    meta: (u64, u64, u64, i64, i64),
+    meta: (u64, u64, u64, i64, i64, i64, i64),
     content: u64,
 }
 
 impl Files {
     fn watch(mut self, rx: mpsc::Receiver<notify::Result<notify::Event>>) {
         while let Ok(event) = rx.recv() {
-            if !is_change(event, &self.paths) {
+            if !self.note(event) {
                 continue;
             }
             let start = Instant::now();
             while start.elapsed() < DEBOUNCE_MAX {
                 match rx.recv_timeout(DEBOUNCE) {
-                    Ok(event) => _ = is_change(event, &self.paths),
+                    Ok(event) => _ = self.note(event),
                     Err(mpsc::RecvTimeoutError::Timeout) => break,
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
             }
             self.rescan();
+            for (dir, error) in self.rewatch() {
+                warn!(dir = %dir.display(), %error, "cannot watch; its changes show at the next rescan");
+            }
         }
+    }
+
+    /// Whether an event may mean new content. Opens and reads are not: the
+    /// rescan's own `read_dir` would otherwise wake the watcher forever.
+    /// Events about other files in a watched directory (a log, say) are not
+    /// either, so that a busy neighbour costs no rescans. A watched
+    /// directory removed has lost its watch, even if a new one gets its
+    /// inode number: it is watched again after the rescan.
+    fn note(&mut self, event: notify::Result<notify::Event>) -> bool {
+        if let Ok(event) = &event
+            && event.kind.is_remove()
+        {
+            for path in &event.paths {
+                self.watched.remove(path);
+            }
+        }
+        match event {
+            Ok(event) if event.kind.is_access() => false,
+            Ok(event)
+                if !event.paths.is_empty()
+                    && !event
+                        .paths
+                        .iter()
+                        .any(|p| self.targets.contains(p) || concerns(p, &self.paths)) =>
+            {
+                false
+            }
+            Ok(event) => {
+                debug!(?event.kind, paths = ?event.paths, "file event");
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "file watch error; rescanning");
+                true
+            }
+        }
+    }
+
+    /// Watches what can change what the paths load, as the paths resolve
+    /// now; returns the directories it could not watch.
+    fn rewatch(&mut self) -> Vec<(PathBuf, notify::Error)> {
+        let Some(watcher) = self.watcher.upgrade() else {
+            return Vec::new();
+        };
+        let (wanted, targets) = watch_set(&self.paths);
+        self.targets = targets;
+        let mut watcher = watcher.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failed = Vec::new();
+        // Stale first: one inode must never have two watches (inotify gives
+        // both paths one descriptor, and notify would confuse them).
+        let stale: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|(dir, id)| wanted.get(*dir) != Some(id))
+            .map(|(dir, _)| dir.clone())
+            .collect();
+        for dir in stale {
+            self.watched.remove(&dir);
+            // Fails when the directory went away, which ended the watch anyway.
+            let _ = watcher.unwatch(&dir);
+        }
+        for (dir, id) in wanted {
+            if self.watched.contains_key(&dir) {
+                continue;
+            }
+            match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    debug!(dir = %dir.display(), "watching");
+                    self.watched.insert(dir, id);
+                }
+                Err(e) => failed.push((dir, e)),
+            }
+        }
+        failed
     }
 
     /// Re-reads whatever changed on disk; unchanged files cost one stat.
@@ -150,7 +242,15 @@ impl Files {
 
     fn reload(&mut self, file: &Path) -> Result<(), String> {
         let meta = match std::fs::metadata(file) {
-            Ok(m) => (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()),
+            Ok(m) => (
+                m.dev(),
+                m.ino(),
+                m.len(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            ),
             Err(e) => {
                 warn!(file = %file.display(), error = %e, "cannot stat file; keeping its last good state");
                 return Ok(());
@@ -198,23 +298,39 @@ impl Files {
     }
 }
 
-/// Whether an event may mean new content. Opens and reads are not: the
-/// rescan's own `read_dir` would otherwise wake the watcher forever.
-/// Events about other files in a watched directory (a log, say) are not
-/// either, so that a busy neighbour costs no rescans.
-fn is_change(event: notify::Result<notify::Event>, paths: &[PathBuf]) -> bool {
-    match event {
-        Ok(event) if event.kind.is_access() => false,
-        Ok(event) if !event.paths.is_empty() && !event.paths.iter().any(|p| concerns(p, paths)) => false,
-        Ok(event) => {
-            debug!(?event.kind, paths = ?event.paths, "file event");
-            true
-        }
-        Err(e) => {
-            warn!(error = %e, "file watch error; rescanning");
-            true
+/// The directories to watch for `paths`, each with its (device, inode),
+/// and the real paths of symlinked files. For each path: the directory
+/// holding its files and the one above that (which sees the first one
+/// replaced, or a symlink to it retargeted), and the real directory of
+/// each symlinked file. An inode reached by two paths is watched once.
+fn watch_set(paths: &[PathBuf]) -> (HashMap<PathBuf, (u64, u64)>, HashSet<PathBuf>) {
+    let (mut holders, mut real_dirs, mut above) = (Vec::new(), Vec::new(), Vec::new());
+    let mut targets = HashSet::new();
+    for path in paths {
+        let holder = if path.is_dir() { path.clone() } else { parent(path) };
+        above.push(parent(&holder));
+        holders.push(holder);
+        for file in expand(path).unwrap_or_default() {
+            let symlink = std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink());
+            if let Some(real) = symlink.then(|| std::fs::canonicalize(&file).ok()).flatten() {
+                real_dirs.push(parent(&real));
+                targets.insert(real);
+            }
         }
     }
+    let mut wanted = HashMap::new();
+    let mut inodes = HashSet::new();
+    // Events name the path a directory was watched by, so for an inode
+    // reached several ways the --file spelling wins.
+    for dir in holders.into_iter().chain(real_dirs).chain(above) {
+        if let Ok(m) = std::fs::metadata(&dir)
+            && m.is_dir()
+            && inodes.insert((m.dev(), m.ino()))
+        {
+            wanted.insert(dir, (m.dev(), m.ino()));
+        }
+    }
+    (wanted, targets)
 }
 
 /// Whether a change at `path` may change what `paths` load: one of them

@@ -237,6 +237,11 @@ pub struct Meshdns {
 impl Meshdns {
     /// Starts `meshdns serve` on free loopback ports and waits for /readyz.
     pub fn serve(files: &[&Path], extra: &[&str]) -> Meshdns {
+        Self::serve_in(None, files, extra)
+    }
+
+    /// [`Meshdns::serve`] in working directory `cwd`, for relative paths.
+    pub fn serve_in(cwd: Option<&Path>, files: &[&Path], extra: &[&str]) -> Meshdns {
         let dir = tempfile::tempdir().unwrap();
         // A port can be taken between free_port() and the child's bind when
         // tests run in parallel: retry only on "address in use".
@@ -244,6 +249,9 @@ impl Meshdns {
             let dns = loopback(free_port());
             let admin = loopback(free_port());
             let mut cmd = Command::new(MESHDNS);
+            if let Some(cwd) = cwd {
+                cmd.current_dir(cwd);
+            }
             cmd.arg("serve");
             for f in files {
                 cmd.arg("--file").arg(f);
