@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 
+use crate::index::name::printable;
+
 pub const GROUP: &str = "networking.istio.io";
 pub const KIND: &str = "ServiceEntry";
 
@@ -61,8 +63,11 @@ pub struct StatusAddress {
 
 impl ServiceEntry {
     /// `namespace/name`, with Kubernetes' `default` namespace when unset.
+    /// `namespace/name`, control characters escaped (see
+    /// [`crate::index::name::printable`]).
     pub fn display_name(&self) -> String {
-        format!("{}/{}", self.namespace(), self.metadata.name)
+        let (ns, name) = (self.namespace(), &self.metadata.name);
+        format!("{}/{}", printable(ns), printable(name))
     }
 
     pub fn namespace(&self) -> &str {

@@ -104,7 +104,7 @@ pub fn convert(se: &ServiceEntry, opts: &ConvertOptions) -> Conversion {
     for (i, host) in se.spec.hosts.iter().enumerate() {
         if i == MAX_HOSTS_PER_ENTRY {
             let rest = se.spec.hosts.len() - i;
-            out.skip(format!("{rest} more hosts"), SkipReason::TooManyHosts);
+            out.skip(&format!("{rest} more hosts"), SkipReason::TooManyHosts);
             break;
         }
         let name = match normalize_host(host) {
@@ -136,7 +136,7 @@ pub fn convert(se: &ServiceEntry, opts: &ConvertOptions) -> Conversion {
         records += addrs.len();
         if records > MAX_RECORDS_PER_ENTRY {
             let rest = se.spec.hosts.len() - i;
-            out.skip(format!("{rest} more hosts"), SkipReason::TooManyRecords);
+            out.skip(&format!("{rest} more hosts"), SkipReason::TooManyRecords);
             break;
         }
         add_host(&mut out.hosts, HostAddrs { name, addrs });
@@ -215,9 +215,9 @@ pub fn parse_address(value: &str) -> Result<IpAddr, SkipReason> {
 }
 
 impl Conversion {
-    fn skip(&mut self, item: impl Into<String>, reason: SkipReason) {
+    fn skip(&mut self, item: &str, reason: SkipReason) {
         self.skipped.push(Skipped {
-            item: item.into(),
+            item: super::name::printable(item).into_owned(),
             reason,
         });
     }

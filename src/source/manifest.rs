@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_yaml::Value;
 
+use crate::index::name::is_object_name;
 use crate::serviceentry::{self, ServiceEntry};
 
 #[derive(Debug, Default)]
@@ -185,12 +186,25 @@ fn kind(value: &Value) -> Option<(&str, &str)> {
 }
 
 fn push(se: ServiceEntry, line: usize, each: &mut impl FnMut(ServiceEntry)) -> Result<(), ManifestError> {
+    let invalid = |message: String| ManifestError {
+        line,
+        column: 0,
+        message,
+    };
     if se.metadata.name.is_empty() {
-        return Err(ManifestError {
-            line,
-            column: 0,
-            message: "ServiceEntry without metadata.name".into(),
-        });
+        return Err(invalid("ServiceEntry without metadata.name".into()));
+    }
+    // The API server enforces these; a file must not smuggle in what it would refuse.
+    if !is_object_name(&se.metadata.name, false) {
+        return Err(invalid(format!(
+            "metadata.name {:?} is not a Kubernetes name (lower-case letters, digits, '-' and '.')",
+            se.metadata.name
+        )));
+    }
+    if let Some(ns) = se.metadata.namespace.as_deref().filter(|ns| !is_object_name(ns, true)) {
+        return Err(invalid(format!(
+            "metadata.namespace {ns:?} is not a Kubernetes namespace (lower-case letters, digits and '-')"
+        )));
     }
     each(se);
     Ok(())
@@ -302,5 +316,22 @@ mod tests {
         assert!(parse("just a string\n").is_err());
         assert!(parse("").unwrap().entries.is_empty());
         assert!(parse("---\n---\n# only comments\n").unwrap().entries.is_empty());
+    }
+
+    #[test]
+    fn names_the_api_server_would_refuse_are_errors() {
+        let e = parse(&SE.replace("  name: a\n", "  name: \"a\\nINFO forged\"\n")).unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"metadata.name "a\nINFO forged" is not a Kubernetes name (lower-case letters, digits, '-' and '.')"#
+        );
+        assert!(parse(&SE.replace("  name: a\n", "  name: A_b\n")).is_err());
+        assert!(parse(&SE.replace("  name: a\n", "  name: a.b-c\n")).is_ok());
+        let e = parse(&SE.replace("  namespace: foo\n", "  namespace: a.b\n")).unwrap_err();
+        assert!(
+            e.message.starts_with(r#"metadata.namespace "a.b" is not"#),
+            "{}",
+            e.message
+        );
     }
 }
