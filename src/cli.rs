@@ -372,10 +372,13 @@ impl ServeArgs {
     }
 }
 
-/// SIGTERM and SIGINT, listened to from start-up so none is missed.
+/// SIGTERM and SIGINT, listened to from start-up so none is missed. SIGHUP,
+/// which would kill the process by default, is logged and ignored: there is
+/// nothing to reload by hand.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -383,13 +386,20 @@ impl Signals {
         use tokio::signal::unix::{SignalKind, signal};
         let term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         let int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-        Ok(Self { term, int })
+        let hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        Ok(Self { term, int, hup })
     }
 
+    /// The next SIGTERM or SIGINT.
     async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => info!(
+                    "SIGHUP ignored: files reload when they change and Kubernetes is watched, so there is nothing to reload"
+                ),
+            }
         }
     }
 }

@@ -42,6 +42,26 @@ fn sigterm_drains_then_exits_zero() {
 }
 
 #[test]
+fn sighup_is_logged_and_ignored() {
+    let example = example_file();
+    let mut m = Meshdns::serve(&[&example], &[]);
+    m.proc.signal("HUP");
+    poll_until(Duration::from_secs(2), Duration::from_millis(10), || {
+        m.proc.log().contains("SIGHUP ignored")
+    })
+    .expect("SIGHUP is logged");
+    m.proc.assert_alive();
+    assert!(http_get(m.admin, "/readyz").is_ok_and(|(code, _)| code == 200));
+    assert_eq!(
+        query_udp(m.dns, "httpbin.bar.global.", RecordType::A)
+            .unwrap()
+            .answers
+            .len(),
+        1
+    );
+}
+
+#[test]
 fn second_signal_exits_at_once() {
     let example = example_file();
     let mut m = Meshdns::serve(&[&example], &["--shutdown-grace", "60s"]);
