@@ -310,16 +310,22 @@ impl ServeArgs {
             "--file reloads that failed (the file's last good state is kept)",
         )?;
         registry.register(Box::new(file_errors.clone()))?;
+
+        // UDP workers are plain threads (see `dns::udp`); TCP, the admin
+        // endpoint and the watch share one current-thread runtime.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        // Listening before the files load: a SIGTERM during a long load
+        // then shuts down cleanly after it, instead of killing the process.
+        let mut signals = {
+            let _runtime = runtime.enter();
+            Signals::new()?
+        };
         let _files = match files.is_empty() {
             true => None,
             false => Some(FileSource::start(files, index.clone(), file_errors)?),
         };
 
-        // UDP workers are plain threads (see `dns::udp`); TCP, the admin
-        // endpoint and the watch share one current-thread runtime.
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async move {
-            let mut signals = Signals::new()?;
             let kube = match kube_options {
                 Some(opts) => Some((kube::client(&opts).await?, opts)),
                 None => None,
