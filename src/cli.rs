@@ -1,6 +1,6 @@
 //! Command line and wiring: `meshdns serve` and `meshdns check`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -496,11 +496,40 @@ impl CheckArgs {
                         println!("  {name}  defined by {}", who.join(", "));
                     }
                 }
+                // What the table serves, against what the entries list.
+                let table = index.table();
+                let served: HashMap<&str, usize> = table
+                    .records()
+                    .into_iter()
+                    .map(|(name, node)| (name, node.v4().len() + node.v6().len()))
+                    .collect();
+                let mut listed: BTreeMap<&str, HashSet<IpAddr>> = BTreeMap::new();
+                for (name, _, addr, _) in &records {
+                    listed.entry(name.as_str()).or_default().insert(*addr);
+                }
+                let capped: Vec<_> = listed
+                    .iter()
+                    .map(|(name, addrs)| {
+                        (
+                            name,
+                            addrs.len(),
+                            served.get(name.trim_end_matches('.')).copied().unwrap_or(0),
+                        )
+                    })
+                    .filter(|(_, listed, served)| served < listed)
+                    .collect();
+                if !capped.is_empty() {
+                    println!("\nover the addresses one name may have (the first ones are served):");
+                    for (name, listed, served) in &capped {
+                        println!("  {name}  {listed} addresses, {served} served");
+                    }
+                }
                 println!(
-                    "\n{} records, {} skipped, {} conflicts, {} invalid files",
+                    "\n{} records, {} skipped, {} conflicts, {} names over the address limit, {} invalid files",
                     records.len(),
                     skipped.len(),
                     conflicts.len(),
+                    capped.len(),
                     invalid
                 );
             }

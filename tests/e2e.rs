@@ -978,6 +978,25 @@ fn check_exit_codes() {
         format!("{out}{err}").contains("bad.yaml"),
         "check does not name the invalid file:\n{out}\n{err}"
     );
+
+    // Names over the per-name address limit: check says what serve serves.
+    let big = dir.path().join("big.yaml");
+    let addrs: Vec<String> = (0..1200).map(|i| format!("240.7.{}.{}", i / 250, i % 250)).collect();
+    let docs: Vec<String> = addrs
+        .chunks(200)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            service_entry(&format!("big{i}"), &["big.hot.global"], &refs)
+        })
+        .collect();
+    fs::write(&big, docs.join("---\n")).unwrap();
+    let (code, out, err) = meshdns_check(&[big.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("big.hot.global.  1200 addresses, 1000 served") && out.contains("1 names over the address limit"),
+        "check output:\n{out}"
+    );
 }
 
 /// A writer that truncates first (`kubectl get … > file`) leaves an empty

@@ -202,6 +202,10 @@ pub fn parse_address(value: &str) -> Result<IpAddr, SkipReason> {
     };
     let ip: IpAddr = ip.parse().map_err(|_| SkipReason::InvalidAddress)?;
     if let Some(prefix) = prefix {
+        // Digits only: `u8::from_str` would also take `+32`.
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(SkipReason::InvalidAddress);
+        }
         let prefix: u8 = prefix.parse().map_err(|_| SkipReason::InvalidAddress)?;
         let host_len = if ip.is_ipv4() { 32 } else { 128 };
         if prefix > host_len {
@@ -284,7 +288,15 @@ pub(crate) mod tests {
             "foo",
             "a",
             &["a.global"],
-            &["10.0.0.0/24", "2001:db8::/64", "nope", "1.2.3.4/33", "240.0.0.9"],
+            &[
+                "10.0.0.0/24",
+                "2001:db8::/64",
+                "nope",
+                "1.2.3.4/33",
+                "1.2.3.5/+32",
+                "1.2.3.6/",
+                "240.0.0.9",
+            ],
         );
         let c = convert(&se, &mk_opts());
         assert_eq!(c.hosts[0].addrs[..], [ip("240.0.0.9")]);
@@ -294,7 +306,9 @@ pub(crate) mod tests {
                 ("10.0.0.0/24", "wide_cidr"),
                 ("2001:db8::/64", "wide_cidr"),
                 ("nope", "invalid_address"),
-                ("1.2.3.4/33", "invalid_address")
+                ("1.2.3.4/33", "invalid_address"),
+                ("1.2.3.5/+32", "invalid_address"),
+                ("1.2.3.6/", "invalid_address")
             ]
         );
     }

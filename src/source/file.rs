@@ -218,7 +218,10 @@ impl Files {
             match expand(&path) {
                 Ok(files) => {
                     for file in files {
-                        present.insert(file.clone());
+                        // Named twice (`--file d --file d/a.yaml`): loaded once.
+                        if !present.insert(file.clone()) {
+                            continue;
+                        }
                         if let Err(e) = self.reload(&file) {
                             failed.push(format!("{}: {e}", file.display()));
                         }

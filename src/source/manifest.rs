@@ -42,6 +42,8 @@ pub fn parse(text: &str) -> Result<Manifests, ManifestError> {
 /// that a big file's parsed objects are never all held at once. Returns how
 /// many documents of other kinds were ignored.
 pub fn parse_each(text: &str, mut each: impl FnMut(ServiceEntry)) -> Result<usize, ManifestError> {
+    // Some Windows editors start a UTF-8 file with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut ignored = 0;
     for (first_line, doc) in documents(text) {
         parse_document(doc, first_line, &mut each, &mut ignored)?;
@@ -125,6 +127,14 @@ fn parse_document(
     each: &mut impl FnMut(ServiceEntry),
     ignored: &mut usize,
 ) -> Result<(), ManifestError> {
+    // Directives (`%YAML 1.1`) before a `---` belong to the next document;
+    // libyaml, given them alone, wants a document start.
+    if doc
+        .lines()
+        .all(|l| l.starts_with('%') || l.trim_start().starts_with('#') || l.trim().is_empty())
+    {
+        return Ok(());
+    }
     if let Some(line) = too_deep(doc) {
         return Err(ManifestError {
             line: first_line + line,
@@ -137,7 +147,7 @@ fn parse_document(
         ManifestError {
             line: first_line + line.saturating_sub(1),
             column,
-            message: strip_location(&e.to_string()),
+            message: relocate(&e.to_string(), first_line - 1),
         }
     };
     let value: Value = serde_yaml::from_str(doc).map_err(at)?;
@@ -160,7 +170,7 @@ fn parse_document(
                         let se: ServiceEntry = serde_yaml::from_value(item.clone()).map_err(|e| ManifestError {
                             line: first_line,
                             column: 0,
-                            message: format!("items[{i}]: {}", strip_location(&e.to_string())),
+                            message: format!("items[{i}]: {}", relocate(&e.to_string(), first_line - 1)),
                         })?;
                         push(se, first_line, each)?;
                     }
@@ -210,23 +220,41 @@ fn push(se: ServiceEntry, line: usize, each: &mut impl FnMut(ServiceEntry)) -> R
     Ok(())
 }
 
-/// serde_yaml puts " at line X column Y" into its messages; we report our
-/// own file line, so it goes.
-fn strip_location(message: &str) -> String {
-    let Some(at) = message.find(" at line ") else {
-        return message.to_owned();
-    };
-    let rest = &message[at + " at line ".len()..];
-    let skip = rest
-        .find(" column ")
-        .map(|c| c + " column ".len())
-        .map(|c| {
-            c + rest[c..]
-                .find(|ch: char| !ch.is_ascii_digit())
-                .unwrap_or(rest.len() - c)
-        })
-        .unwrap_or(rest.len());
-    format!("{}{}", &message[..at], &rest[skip..])
+/// serde_yaml puts " at line X column Y" into its messages, counted from
+/// the document's start. The first is the error's own place, which
+/// [`ManifestError`] reports as a file line, so it goes; any other (", while
+/// parsing a flow sequence at line 4 column 9") is moved down by `offset`
+/// lines to count from the file's start too.
+fn relocate(message: &str, offset: usize) -> String {
+    const AT: &str = " at line ";
+    let number = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    let mut first = true;
+    while let Some(at) = rest.find(AT) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + AT.len()..];
+        let Ok(line) = after[..number(after)].parse::<usize>() else {
+            out.push_str(AT);
+            rest = after;
+            continue;
+        };
+        let mut tail = &after[number(after)..];
+        let mut column = "";
+        if let Some(t) = tail.strip_prefix(" column ") {
+            (column, tail) = t.split_at(number(t));
+        }
+        if !first {
+            out.push_str(&format!("{AT}{}", line + offset));
+            if !column.is_empty() {
+                out.push_str(&format!(" column {column}"));
+            }
+        }
+        first = false;
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -281,13 +309,28 @@ mod tests {
     }
 
     #[test]
-    fn locations_are_stripped_from_messages() {
-        assert_eq!(strip_location("bad thing at line 4 column 12"), "bad thing");
+    fn locations_in_messages_count_from_the_file_start() {
+        assert_eq!(relocate("bad thing at line 4 column 12", 10), "bad thing");
         assert_eq!(
-            strip_location("did not find ']' at line 4 column 1, while parsing a flow sequence"),
+            relocate("did not find ']' at line 4 column 1, while parsing a flow sequence", 0),
             "did not find ']', while parsing a flow sequence"
         );
-        assert_eq!(strip_location("no location"), "no location");
+        assert_eq!(
+            relocate(
+                "did not find expected ',' or ']' at line 25 column 1, while parsing a flow sequence at line 4 column 9",
+                20
+            ),
+            "did not find expected ',' or ']', while parsing a flow sequence at line 24 column 9"
+        );
+        assert_eq!(relocate("no location, at line x", 3), "no location, at line x");
+    }
+
+    #[test]
+    fn byte_order_mark_and_directives_are_fine() {
+        let m = parse(&format!("\u{feff}%YAML 1.1\n# c\n---\n{SE}")).unwrap();
+        assert_eq!(m.entries.len(), 1);
+        let e = parse(&format!("{SE}---\n{SE}a: [\n")).unwrap_err();
+        assert_eq!(e.line, 21);
     }
 
     #[test]
