@@ -548,6 +548,19 @@ fn chaos_queries_disclose_nothing() {
 }
 
 #[test]
+fn qclass_any_gets_the_in_data() {
+    let s = start();
+    let mut q = Query::query(Name::from_ascii("httpbin.bar.global.").unwrap(), RecordType::A);
+    q.set_query_class(DNSClass::ANY);
+    let mut m = query("httpbin.bar.global.", RecordType::A);
+    m.queries = vec![q];
+    let r = s.udp(&m);
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(rdata(&r.answers), ["httpbin.bar.global. 30 240.0.0.2"]);
+    assert_eq!(r.answers[0].dns_class, DNSClass::IN);
+}
+
+#[test]
 fn tcp_answers_like_udp() {
     let s = start();
     let r = s.tcp(&query("HTTPBIN.bar.global.", RecordType::A));

@@ -27,8 +27,9 @@ impl Reply {
 }
 
 pub fn answer(table: &Table, query: &Query) -> Reply {
-    // CHAOS (version.bind, hostname.bind) and other classes: disclose nothing.
-    if query.query_class() != DNSClass::IN {
+    // CHAOS (version.bind, hostname.bind) and other classes: disclose
+    // nothing. QCLASS * matches IN (RFC 1035 §3.2.5), as in Knot and NSD.
+    if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
         return Reply::refused();
     }
     let qtype = query.query_type();
