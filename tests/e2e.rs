@@ -897,6 +897,12 @@ fn hot_reload_follows_paths_not_inodes() {
     r.expect("directory made again", "redo.hot.global", Some("240.5.1.2"));
     fs::write(root.join("d/a.yaml"), se("redo", "240.5.1.3")).unwrap();
     r.expect("edit in the new directory", "redo.hot.global", Some("240.5.1.3"));
+    fs::rename(root.join("d"), root.join("d.old")).unwrap();
+    fs::create_dir(root.join("d")).unwrap();
+    fs::write(root.join("d/a.yaml"), se("redo", "240.5.1.4")).unwrap();
+    r.expect("directory moved away, made again", "redo.hot.global", Some("240.5.1.4"));
+    fs::write(root.join("d/a.yaml"), se("redo", "240.5.1.5")).unwrap();
+    r.expect("edit after the move", "redo.hot.global", Some("240.5.1.5"));
 
     fs::write(root.join("v2/s.yaml"), se("link", "240.5.2.2")).unwrap();
     symlink("v2", root.join("cur.tmp")).unwrap();
@@ -956,6 +962,21 @@ fn file_watch_idle_after_change() {
         after <= before + 10,
         "meshdns keeps waking up with no file changes: {after} context switches in \
          {window:?} after one edit vs {before} before it (a rescan re-triggering itself?)"
+    );
+
+    // A busy log beside the watched directory wakes nothing.
+    let neighbour = dir.path().with_extension("log");
+    let a = context_switches(pid).unwrap();
+    for i in 0..200 {
+        fs::write(&neighbour, format!("line {i}\n")).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let busy = context_switches(pid).unwrap() - a;
+    fs::remove_file(&neighbour).unwrap();
+    println!("idle: {busy} context switches during 200 writes beside the directory");
+    assert!(
+        busy <= before + 10,
+        "writes beside the watched directory wake meshdns: {busy} context switches vs {before} idle"
     );
 }
 

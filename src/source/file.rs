@@ -4,7 +4,8 @@
 //! entries that file defines. A file that stops parsing keeps its last good
 //! state. Watches follow the paths, not the inodes seen at start-up: a
 //! directory deleted and made again, a retargeted symlink, or a symlink's
-//! target elsewhere are all watched again after each rescan.
+//! target elsewhere are all watched again after each rescan. Only what the
+//! paths need is watched, so writes beside them cost nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use notify::event::{EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 use prometheus::IntCounter;
 use tracing::{debug, error, info, warn};
@@ -143,10 +145,14 @@ impl Files {
     /// inode number: it is watched again after the rescan.
     fn note(&mut self, event: notify::Result<notify::Event>) -> bool {
         if let Ok(event) = &event
-            && event.kind.is_remove()
+            && (event.kind.is_remove() || matches!(event.kind, EventKind::Modify(ModifyKind::Name(_))))
         {
             for path in &event.paths {
-                self.watched.remove(path);
+                // Re-added by the next rewatch: a moved directory's watch
+                // went with it, a removed one's is gone.
+                if let Some(id) = self.watched.get_mut(path) {
+                    *id = GONE;
+                }
             }
         }
         match event {
@@ -301,17 +307,26 @@ impl Files {
     }
 }
 
+/// A watched directory's identity once an event said it moved or went.
+const GONE: (u64, u64) = (0, 0);
+
 /// The directories to watch for `paths`, each with its (device, inode),
 /// and the real paths of symlinked files. For each path: the directory
-/// holding its files and the one above that (which sees the first one
-/// replaced, or a symlink to it retargeted), and the real directory of
-/// each symlinked file. An inode reached by two paths is watched once.
+/// holding its files, and the real directory of each symlinked file. The
+/// directory above a holder is watched only while it tells something: the
+/// holder is missing (until it is made again) or is a symlink (which may
+/// be retargeted). Watching it always would wake meshdns for every write
+/// next to the holder, a log for instance. An inode reached by two paths
+/// is watched once.
 fn watch_set(paths: &[PathBuf]) -> (HashMap<PathBuf, (u64, u64)>, HashSet<PathBuf>) {
     let (mut holders, mut real_dirs, mut above) = (Vec::new(), Vec::new(), Vec::new());
     let mut targets = HashSet::new();
     for path in paths {
         let holder = if path.is_dir() { path.clone() } else { parent(path) };
-        above.push(parent(&holder));
+        let link = std::fs::symlink_metadata(&holder).map(|m| m.file_type().is_symlink());
+        if !matches!(link, Ok(false)) {
+            above.push(parent(&holder));
+        }
         holders.push(holder);
         for file in expand(path).unwrap_or_default() {
             let symlink = std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink());
