@@ -65,6 +65,7 @@ impl FileSource {
             watcher: Arc::downgrade(&watcher),
             watched: HashMap::new(),
             targets: HashSet::new(),
+            listed: HashSet::new(),
         };
         // At start-up there is no good state to keep: refuse to become ready
         // on a broken file (`meshdns check` shows the same errors).
@@ -105,6 +106,9 @@ struct Files {
     watched: HashMap<PathBuf, (u64, u64)>,
     /// Where symlinked files really are, so their edits count as changes.
     targets: HashSet<PathBuf>,
+    /// The files the last rescan found (or kept, for a path it could not
+    /// list).
+    listed: HashSet<PathBuf>,
 }
 
 /// Cheap change detection: metadata first, the content hash decides. The
@@ -183,7 +187,7 @@ impl Files {
         let Some(watcher) = self.watcher.upgrade() else {
             return Vec::new();
         };
-        let (wanted, targets) = watch_set(&self.paths);
+        let (wanted, targets) = watch_set(&self.paths, &self.listed);
         self.targets = targets;
         let mut watcher = watcher.lock().unwrap_or_else(|e| e.into_inner());
         let mut failed = Vec::new();
@@ -246,6 +250,7 @@ impl Files {
             self.known.remove(&file);
             self.index.reset(&source_id(&file), Vec::new());
         }
+        self.listed = present;
         failed
     }
 
@@ -310,17 +315,16 @@ impl Files {
 /// A watched directory's identity once an event said it moved or went.
 const GONE: (u64, u64) = (0, 0);
 
-/// The directories to watch for `paths`, each with its (device, inode),
-/// and the real paths of symlinked files. For each path: the directory
-/// holding its files, and the real directory of each symlinked file. The
-/// directory above a holder is watched only while it tells something: the
-/// holder is missing (until it is made again) or is a symlink (which may
-/// be retargeted). Watching it always would wake meshdns for every write
-/// next to the holder, a log for instance. An inode reached by two paths
-/// is watched once.
-fn watch_set(paths: &[PathBuf]) -> (HashMap<PathBuf, (u64, u64)>, HashSet<PathBuf>) {
-    let (mut holders, mut real_dirs, mut above) = (Vec::new(), Vec::new(), Vec::new());
-    let mut targets = HashSet::new();
+/// The directories to watch for `paths`, whose files are `files`, each
+/// with its (device, inode), and the real paths of symlinked files: the
+/// directory holding each path's files, and the real directory of each
+/// symlinked file. The directory above a holder is watched only while it
+/// tells something: the holder is missing (until it is made again) or is a
+/// symlink (which may be retargeted). Watching it always would wake meshdns
+/// for every write next to the holder, a log for instance. An inode
+/// reached by two paths is watched once.
+fn watch_set(paths: &[PathBuf], files: &HashSet<PathBuf>) -> (HashMap<PathBuf, (u64, u64)>, HashSet<PathBuf>) {
+    let (mut holders, mut above) = (Vec::new(), Vec::new());
     for path in paths {
         let holder = if path.is_dir() { path.clone() } else { parent(path) };
         let link = std::fs::symlink_metadata(&holder).map(|m| m.file_type().is_symlink());
@@ -328,14 +332,13 @@ fn watch_set(paths: &[PathBuf]) -> (HashMap<PathBuf, (u64, u64)>, HashSet<PathBu
             above.push(parent(&holder));
         }
         holders.push(holder);
-        for file in expand(path).unwrap_or_default() {
-            let symlink = std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink());
-            if let Some(real) = symlink.then(|| std::fs::canonicalize(&file).ok()).flatten() {
-                real_dirs.push(parent(&real));
-                targets.insert(real);
-            }
-        }
     }
+    let targets: HashSet<PathBuf> = files
+        .iter()
+        .filter(|file| std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink()))
+        .filter_map(|file| std::fs::canonicalize(file).ok())
+        .collect();
+    let real_dirs: Vec<PathBuf> = targets.iter().map(|real| parent(real)).collect();
     let mut wanted = HashMap::new();
     let mut inodes = HashSet::new();
     // Events name the path a directory was watched by, so for an inode
