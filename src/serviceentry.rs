@@ -62,9 +62,8 @@ pub struct StatusAddress {
 }
 
 impl ServiceEntry {
-    /// `namespace/name`, with Kubernetes' `default` namespace when unset.
-    /// `namespace/name`, control characters escaped (see
-    /// [`crate::index::name::printable`]).
+    /// `namespace/name`, with Kubernetes' `default` namespace when unset,
+    /// control characters escaped (see [`crate::index::name::printable`]).
     pub fn display_name(&self) -> String {
         let (ns, name) = (self.namespace(), &self.metadata.name);
         format!("{}/{}", printable(ns), printable(name))

@@ -129,22 +129,22 @@ impl Store {
 
     /// The entries defining `name`, in conflict order.
     pub fn defining(&self, name: &str) -> SmallVec<[Arc<Stored>; 1]> {
-        let mut list: SmallVec<[Arc<Stored>; 1]> = self
-            .by_name
-            .iter_hash(name_hash(&self.hasher, name))
-            .filter(|(e, host)| *e.hosts[*host as usize].name == *name)
-            .map(|(e, _)| e.clone())
-            .collect();
+        let mut list: SmallVec<[Arc<Stored>; 1]> = self.definers(name).cloned().collect();
         list.sort_by(|a, b| a.order().cmp(&b.order()));
         list
     }
 
     /// How many entries define `name`.
     pub fn defining_count(&self, name: &str) -> usize {
+        self.definers(name).count()
+    }
+
+    /// The entries defining `name`, in no order.
+    fn definers<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Arc<Stored>> {
         self.by_name
             .iter_hash(name_hash(&self.hasher, name))
-            .filter(|(e, host)| *e.hosts[*host as usize].name == *name)
-            .count()
+            .filter(move |(e, host)| *e.hosts[*host as usize].name == *name)
+            .map(|(e, _)| e)
     }
 
     /// Every name some entry defines, with the entries defining it.
