@@ -32,10 +32,11 @@ Figures (per server and size; the table shows the median over rounds):
                        time, so the saturation run is done without -v and the
                        saturation p99 comes from a shorter saturation run of
                        its own with -v (--saturation-latency-seconds); the
-                       fixed-rate run uses -v itself. The p99 leaves out the answers of each run's first
-                       second: dnsperf's start-up delays hundreds to thousands
-                       of them past 0.5 ms for every server (Knot too), which
-                       alone can decide the p99. The row below includes them.
+                       fixed-rate run uses -v itself. The p99 leaves out the
+                       answers of each run's first second: dnsperf's start-up
+                       delays hundreds to thousands of them past 0.5 ms for
+                       every server (Knot too), which alone can decide the
+                       p99. The row below includes them.
   lost                 queries dnsperf sent but got no answer for (timeouts)
   UDP rcvbuf drops     kernel RcvbufErrors (/proc/net/snmp) during the run:
                        datagrams dropped because a socket's buffer was full
