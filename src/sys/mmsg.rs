@@ -159,7 +159,8 @@ impl RecvBatch {
                 socket.as_raw_fd(),
                 self.slots.hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                // glibc declares the flags c_int and musl c_uint.
+                libc::MSG_WAITFORONE as _,
                 std::ptr::null_mut(),
             )
         };
