@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the DNS tools tests/e2e.rs drives (Debian/Ubuntu, as root).
+# Installs the tools the tests drive (Debian/Ubuntu, as root): the DNS
+# servers and clients of tests/e2e.rs, Prometheus, and what tests/image.rs
+# runs the image's binary with.
 # Idempotent: only runs apt-get when a tool is missing. The e2e tests use
 # their own configs and ports, so the unbound/knot system services these
 # packages may start are neither needed nor touched.
@@ -15,6 +17,11 @@ declare -A pkg_for=(
   [dnsperf]=dnsperf
   [prometheus]=prometheus
   [promtool]=prometheus
+  # tests/image.rs: the image's binary, run as the pod runs it
+  [readelf]=binutils
+  [bwrap]=bubblewrap
+  [setpriv]=util-linux
+  [qemu-aarch64-static]=qemu-user-static
 )
 
 have() { PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; }

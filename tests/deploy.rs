@@ -165,11 +165,44 @@ fn dockerfile_matches_the_manifests() {
         .collect();
     let last_from = lines.iter().rposition(|l| l.starts_with("FROM ")).unwrap();
     let final_stage = &lines[last_from..];
-    assert!(final_stage[0].contains("distroless"), "final image: {}", final_stage[0]);
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("cargo build") && l.contains("--locked")),
+        final_stage[0].contains("/distroless/static-") && final_stage[0].ends_with(":nonroot"),
+        "final image: {}",
+        final_stage[0]
+    );
+    // The build stage: cross-compiles on the builder's platform for each
+    // target with the script tests/image.rs runs, which builds --locked.
+    let build_from = lines.iter().find(|l| l.starts_with("FROM ")).unwrap();
+    assert!(
+        build_from.starts_with("FROM --platform=$BUILDPLATFORM "),
+        "{build_from}"
+    );
+    let rust_image = build_from.split_whitespace().nth(2).unwrap();
+    let rust_tag = rust_image.split(':').nth(1).expect("a tagged Rust image");
+    let rust_version = rust_tag.split('-').next().unwrap();
+    assert_eq!(
+        rust_version.split('.').count(),
+        3,
+        "the Rust image by its full version: {rust_image}"
+    );
+    let msrv = repo("Cargo.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let version = |v: &str| v.split('.').map(|n| n.parse::<u32>().unwrap()).collect::<Vec<_>>();
+    assert!(
+        version(rust_version) >= version(&msrv),
+        "{rust_image} is older than rust-version {msrv}"
+    );
+    assert!(lines.contains(&"ARG TARGETARCH"), "multi-arch build stage");
+    let built = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("scripts/build-static.sh \"$TARGETARCH\" "))
+        .expect("the build stage runs scripts/build-static.sh \"$TARGETARCH\" OUT");
+    assert!(
+        repo("scripts/build-static.sh").contains("--locked --release"),
         "reproducible build"
     );
     let user = final_stage.iter().find_map(|l| l.strip_prefix("USER ")).expect("USER");
@@ -183,10 +216,10 @@ fn dockerfile_matches_the_manifests() {
         .iter()
         .find(|l| l.starts_with("COPY --from="))
         .expect("COPY of the binary");
-    assert!(
-        copied.ends_with(&binary[0]),
-        "ENTRYPOINT {} is what COPY installs: {copied}",
-        binary[0]
+    assert_eq!(
+        copied.split_whitespace().collect::<Vec<_>>(),
+        ["COPY", "--from=build", built, &binary[0]],
+        "COPY installs what the build stage built at the ENTRYPOINT"
     );
     assert!(
         !final_stage.iter().any(|l| l.starts_with("RUN ")),
