@@ -8,7 +8,7 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use super::handler::{EDNS_PAYLOAD, udp_limit_for};
+use super::edns::{EDNS_PAYLOAD, udp_limit_for};
 use crate::index::{Lookup, Table};
 
 const TYPE_A: u16 = 1;

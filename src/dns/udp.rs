@@ -10,7 +10,8 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use tracing::{debug, warn};
 
-use super::handler::{EDNS_PAYLOAD, Handler};
+use super::edns::EDNS_PAYLOAD;
+use super::handler::Handler;
 use super::metrics::{Drop, Proto};
 use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
 

@@ -26,9 +26,10 @@ use tracing::{info, warn};
 
 pub use self::convert::{Conversion, ConvertOptions, HostAddrs, SkipReason, Skipped};
 use self::metrics::IndexMetrics;
+pub use self::nodes::Node;
 use self::nodes::Nodes;
 use self::store::Store;
-pub use self::table::{Lookup, MAX_LABELS, Node, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Stats, Table, Zone, ZoneConfig};
+pub use self::table::{Lookup, MAX_LABELS, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Stats, Table, Zone, ZoneConfig};
 
 /// Most addresses one name can carry after merging entries; long names
 /// get fewer (see [`address_limit`]).
