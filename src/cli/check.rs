@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::ValueEnum;
 
-use crate::index::{self, Index, convert, name};
+use crate::index::{self, Index, name};
 use crate::source::file;
 use crate::source::manifest;
 
@@ -51,8 +51,8 @@ pub fn run(files: &[PathBuf], output: Output, index: Index) -> anyhow::Result<Ex
             };
             for se in &manifests.entries {
                 let who = se.display_name();
-                let conversion = convert::convert(se, index.convert_options());
-                for host in &conversion.hosts {
+                let (entry, left_out) = index.convert(&file::source_id(&f), se);
+                for host in &entry.hosts {
                     defined_by
                         .entry(format!("{}.", host.name))
                         .or_default()
@@ -62,7 +62,7 @@ pub fn run(files: &[PathBuf], output: Output, index: Index) -> anyhow::Result<Ex
                         records.push((format!("{}.", host.name), rtype, *addr, who.clone()));
                     }
                 }
-                for s in &conversion.skipped {
+                for s in &left_out {
                     skipped.push(format!("{who}  {}: {}", s.item, s.reason));
                 }
             }

@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use compact_str::CompactString;
 use smallvec::SmallVec;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use self::convert::{Conversion, ConvertOptions, HostAddrs, SkipReason, Skipped};
 use self::metrics::IndexMetrics;
@@ -30,6 +30,7 @@ pub use self::nodes::Node;
 use self::nodes::Nodes;
 use self::store::Store;
 pub use self::table::{Lookup, MAX_LABELS, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Stats, Table, Zone, ZoneConfig};
+use crate::serviceentry::ServiceEntry;
 
 /// Most addresses one name can carry after merging entries; long names
 /// get fewer (see [`address_limit`]).
@@ -185,9 +186,28 @@ impl Index {
         self.metrics.register(registry)
     }
 
-    /// Counts what a source left out of one entry (`meshdns_skipped_total`).
-    pub fn count_skipped(&self, skipped: &[Skipped]) {
-        skipped.iter().for_each(|s| self.metrics.skipped(&s.reason));
+    /// One ServiceEntry as a source hands it over: converted (see
+    /// [`convert::convert`]), what it leaves out counted
+    /// (`meshdns_skipped_total`) and logged, made an [`Entry`] of `source`.
+    /// Every source converts through here; the skipped items are returned
+    /// too, for `meshdns check` to list.
+    pub fn convert(&self, source: &SourceId, se: &ServiceEntry) -> (Entry, Vec<Skipped>) {
+        let mut conversion = convert::convert(se, &self.zone_options);
+        let skipped = std::mem::take(&mut conversion.skipped);
+        if !skipped.is_empty() {
+            let entry = se.display_name();
+            for Skipped { item, reason } in &skipped {
+                self.metrics.skipped(reason);
+                match reason {
+                    // Normal in a mixed mesh: not ours to serve.
+                    SkipReason::ResolutionNone | SkipReason::OutOfZone => {
+                        debug!(%source, %entry, %item, %reason, "not served")
+                    }
+                    _ => warn!(%source, %entry, %item, %reason, "skipped"),
+                }
+            }
+        }
+        (Entry::new(source.clone(), se, conversion), skipped)
     }
 
     /// Counts an object a source could not read at all.
@@ -217,11 +237,6 @@ impl Index {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
-    }
-
-    /// What sources pass to [`convert::convert`].
-    pub fn convert_options(&self) -> &ConvertOptions {
-        &self.zone_options
     }
 
     /// The current table; cheap, lock-free, never blocks on writers.
@@ -485,8 +500,9 @@ impl Writer {
 }
 
 impl Entry {
-    /// The entry a source hands the index for one converted ServiceEntry.
-    pub fn new(source: SourceId, se: &crate::serviceentry::ServiceEntry, conversion: Conversion) -> Self {
+    /// The entry for one converted ServiceEntry; sources get it from
+    /// [`Index::convert`].
+    fn new(source: SourceId, se: &ServiceEntry, conversion: Conversion) -> Self {
         Self {
             id: EntryId {
                 source,

@@ -21,7 +21,7 @@ use kube::{Client, Config};
 use prometheus::{Gauge, IntCounter, IntCounterVec, Opts, Registry};
 use tracing::{debug, info, warn};
 
-use crate::index::{Entry, EntryId, Index, Namespaces, SourceId, convert};
+use crate::index::{Entry, EntryId, Index, Namespaces, SourceId};
 use crate::serviceentry::{self, ServiceEntry};
 
 /// Served versions, most preferred first.
@@ -321,17 +321,7 @@ fn to_entry(source: &SourceId, obj: DynamicObject, index: &Index, metrics: &Kube
             return None;
         }
     };
-    let conversion = convert::convert(&se, index.convert_options());
-    index.count_skipped(&conversion.skipped);
-    for skipped in &conversion.skipped {
-        match skipped.reason {
-            convert::SkipReason::ResolutionNone | convert::SkipReason::OutOfZone => {
-                debug!(entry = %who, item = %skipped.item, reason = %skipped.reason, "not served")
-            }
-            _ => warn!(entry = %who, item = %skipped.item, reason = %skipped.reason, "skipped"),
-        }
-    }
-    Some(Entry::new(source.clone(), &se, conversion))
+    Some(index.convert(source, &se).0)
 }
 
 /// Reads our fields out of a dynamic object; managed fields, annotations
