@@ -1020,6 +1020,24 @@ fn check_exit_codes() {
     );
 }
 
+/// `check` reports what `serve` serves: an object written twice in one file
+/// is loaded once, so it is one record and no conflict.
+#[test]
+fn check_counts_an_object_written_twice_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let twice = dir.path().join("twice.yaml");
+    let one = service_entry("a", &["httpbin.twice.global"], &["240.9.0.1"]);
+    fs::write(&twice, format!("{one}---\n{one}")).unwrap();
+    let (code, out, err) = meshdns_check(&[twice.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(out.matches("httpbin.twice.global.").count(), 1, "check output:\n{out}");
+    assert!(!out.contains("defined by"), "check output:\n{out}");
+    assert!(
+        out.contains("1 records, 0 skipped, 0 conflicts"),
+        "check output:\n{out}"
+    );
+}
+
 /// A writer that truncates first (`kubectl get … > file`) leaves an empty
 /// file for a moment: the file's entries stay until real content arrives.
 #[test]

@@ -1,7 +1,9 @@
-//! `meshdns check`: loads manifests as `serve` would and prints the records
-//! they produce, as a table or as zone files.
+//! `meshdns check`: loads manifests through the same path as `serve` (file
+//! source → [`Index::convert`] → [`Index::reset`]) and prints what the index
+//! then serves, as a table or as zone files. Nothing is worked out twice:
+//! merging, conflicts and address limits are the index's.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -10,9 +12,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::ValueEnum;
 
-use crate::index::{self, Index, name};
+use crate::index::{self, EntryId, Index, NameRecords, name};
+use crate::serviceentry::printable;
 use crate::source::file;
-use crate::source::manifest;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Output {
@@ -20,14 +22,15 @@ pub enum Output {
     Zone,
 }
 
-/// Checks `files` into `index` (fresh, with the zones to check against)
-/// and prints the result; fails when a file is missing or invalid.
+/// Loads `files` into `index` (fresh, with the zones to check against)
+/// as `serve` loads them, and prints what the index then serves; fails
+/// when a file is missing or invalid.
 pub fn run(files: &[PathBuf], output: Output, index: Index) -> anyhow::Result<ExitCode> {
     let mut report = String::new();
     let mut invalid = 0;
-    let mut records: Vec<(String, &'static str, IpAddr, String)> = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
-    let mut defined_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Named twice (`check d d/a.yaml`): loaded once, as `serve` does.
+    let mut loaded = HashSet::new();
 
     for path in files {
         let found = file::expand(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -40,93 +43,27 @@ pub fn run(files: &[PathBuf], output: Output, index: Index) -> anyhow::Result<Ex
             invalid += 1;
         }
         for f in found {
+            if !loaded.insert(f.clone()) {
+                continue;
+            }
             let text = std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
-            let manifests = match manifest::parse(&text) {
-                Ok(m) => m,
+            let entries = file::load_each(&f, &text, &index, |entry, left_out| {
+                let who = who(&entry.id);
+                skipped.extend(left_out.iter().map(|s| format!("{who}  {}: {}", s.item, s.reason)));
+            });
+            match entries {
+                Ok(entries) => index.reset(&file::source_id(&f), entries),
                 Err(e) => {
                     writeln!(report, "error: {}: {e}", f.display())?;
                     invalid += 1;
-                    continue;
-                }
-            };
-            for se in &manifests.entries {
-                let who = se.display_name();
-                let (entry, left_out) = index.convert(&file::source_id(&f), se);
-                for host in &entry.hosts {
-                    defined_by
-                        .entry(format!("{}.", host.name))
-                        .or_default()
-                        .push(who.clone());
-                    for addr in &host.addrs {
-                        let rtype = if addr.is_ipv4() { "A" } else { "AAAA" };
-                        records.push((format!("{}.", host.name), rtype, *addr, who.clone()));
-                    }
-                }
-                for s in &left_out {
-                    skipped.push(format!("{who}  {}: {}", s.item, s.reason));
                 }
             }
-            index.reset(&file::source_id(&f), file::load(&f, &text, &index).unwrap_or_default());
         }
     }
 
     match output {
         Output::Zone => print!("{}", zone_file(&index.table())),
-        Output::Text => {
-            records.sort();
-            let width = records.iter().map(|r| r.0.len()).max().unwrap_or(4).max(4);
-            println!("{:width$}  {:4}  {:39}  SOURCE", "NAME", "TYPE", "ADDRESS");
-            for (name, rtype, addr, who) in &records {
-                println!("{name:width$}  {rtype:4}  {:39}  {who}", addr.to_string());
-            }
-            if !skipped.is_empty() {
-                println!("\nskipped:");
-                skipped.iter().for_each(|s| println!("  {s}"));
-            }
-            let conflicts: Vec<_> = defined_by.iter().filter(|(_, who)| who.len() > 1).collect();
-            if !conflicts.is_empty() {
-                println!("\nconflicts (served as the union, oldest entry first):");
-                for (name, who) in &conflicts {
-                    println!("  {name}  defined by {}", who.join(", "));
-                }
-            }
-            // What the table serves, against what the entries list.
-            let table = index.table();
-            let served: HashMap<&str, usize> = table
-                .records()
-                .into_iter()
-                .map(|(name, node)| (name, node.v4().len() + node.v6().len()))
-                .collect();
-            let mut listed: BTreeMap<&str, HashSet<IpAddr>> = BTreeMap::new();
-            for (name, _, addr, _) in &records {
-                listed.entry(name.as_str()).or_default().insert(*addr);
-            }
-            let capped: Vec<_> = listed
-                .iter()
-                .map(|(name, addrs)| {
-                    (
-                        name,
-                        addrs.len(),
-                        served.get(name.trim_end_matches('.')).copied().unwrap_or(0),
-                    )
-                })
-                .filter(|(_, listed, served)| served < listed)
-                .collect();
-            if !capped.is_empty() {
-                println!("\nover the addresses one name may have (the first ones are served):");
-                for (name, listed, served) in &capped {
-                    println!("  {name}  {listed} addresses, {served} served");
-                }
-            }
-            println!(
-                "\n{} records, {} skipped, {} conflicts, {} names over the address limit, {} invalid files",
-                records.len(),
-                skipped.len(),
-                conflicts.len(),
-                capped.len(),
-                invalid
-            );
-        }
+        Output::Text => print!("{}", text_report(&index.names(), &skipped, invalid)),
     }
     eprint!("{report}");
     Ok(if invalid > 0 {
@@ -134,6 +71,77 @@ pub fn run(files: &[PathBuf], output: Output, index: Index) -> anyhow::Result<Ex
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `namespace/name`, control characters escaped as in the logs.
+fn who(id: &EntryId) -> String {
+    format!("{}/{}", printable(&id.namespace), printable(&id.name))
+}
+
+/// The served records, each with the first entry (in conflict order) that
+/// lists it, then what was skipped, the conflicts and the names over the
+/// address limit.
+fn text_report(names: &[NameRecords], skipped: &[String], invalid: usize) -> String {
+    let mut out = String::new();
+    let mut records: Vec<(String, &'static str, IpAddr, String)> = Vec::new();
+    for n in names {
+        let served =
+            n.a.iter()
+                .map(|&a| IpAddr::V4(a))
+                .chain(n.aaaa.iter().map(|&a| IpAddr::V6(a)));
+        for addr in served {
+            let rtype = if addr.is_ipv4() { "A" } else { "AAAA" };
+            let first = n.entries.iter().find(|(_, addrs)| addrs.contains(&addr));
+            let source = first.map(|(id, _)| who(id)).unwrap_or_default();
+            records.push((format!("{}.", n.name), rtype, addr, source));
+        }
+    }
+    records.sort();
+    let width = records.iter().map(|r| r.0.len()).max().unwrap_or(4).max(4);
+    let _ = writeln!(out, "{:width$}  {:4}  {:39}  SOURCE", "NAME", "TYPE", "ADDRESS");
+    for (name, rtype, addr, who) in &records {
+        let _ = writeln!(out, "{name:width$}  {rtype:4}  {:39}  {who}", addr.to_string());
+    }
+    if !skipped.is_empty() {
+        let _ = writeln!(out, "\nskipped:");
+        skipped.iter().for_each(|s| _ = writeln!(out, "  {s}"));
+    }
+    let conflicts: Vec<&NameRecords> = names.iter().filter(|n| n.entries.len() > 1).collect();
+    if !conflicts.is_empty() {
+        let _ = writeln!(out, "\nconflicts (served as the union, oldest entry first):");
+        for n in &conflicts {
+            let by: Vec<String> = n.entries.iter().map(|(id, _)| who(id)).collect();
+            let _ = writeln!(out, "  {}.  defined by {}", n.name, by.join(", "));
+        }
+    }
+    // What the table serves, against what the entries list.
+    let capped: Vec<(&NameRecords, usize, usize)> = names
+        .iter()
+        .map(|n| {
+            let listed: HashSet<IpAddr> = n.entries.iter().flat_map(|(_, addrs)| addrs.iter().copied()).collect();
+            (n, listed.len(), n.a.len() + n.aaaa.len())
+        })
+        .filter(|(_, listed, served)| served < listed)
+        .collect();
+    if !capped.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nover the addresses one name may have (the first ones are served):"
+        );
+        for (n, listed, served) in &capped {
+            let _ = writeln!(out, "  {}.  {listed} addresses, {served} served", n.name);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{} records, {} skipped, {} conflicts, {} names over the address limit, {} invalid files",
+        records.len(),
+        skipped.len(),
+        conflicts.len(),
+        capped.len(),
+        invalid
+    );
+    out
 }
 
 /// The table as RFC 1035 master files, one per zone, SOA serial 1.
@@ -176,4 +184,56 @@ fn zone_file(table: &index::Table) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::index::ZoneConfig;
+
+    /// `check`'s text for one file holding `text`.
+    fn check_text(text: &str) -> String {
+        let index = Index::new(vec!["global".into()], ZoneConfig::default(), None).unwrap();
+        let file = Path::new("/etc/meshdns/se.yaml");
+        let mut skipped = Vec::new();
+        let entries = file::load_each(file, text, &index, |entry, left_out| {
+            skipped.extend(left_out.iter().map(|s| format!("{}  {}", who(&entry.id), s.item)));
+        })
+        .unwrap();
+        index.reset(&file::source_id(file), entries);
+        text_report(&index.names(), &skipped, 0)
+    }
+
+    fn mk_manifest(name: &str, host: &str, addr: &str) -> String {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}, namespace: foo}}\n\
+             spec: {{hosts: [{host}], addresses: [{addr}], resolution: STATIC}}\n"
+        )
+    }
+
+    #[test]
+    fn an_object_twice_is_one_record_and_no_conflict() {
+        let one = mk_manifest("a", "httpbin.bar.global", "240.0.0.1");
+        let out = check_text(&format!("{one}---\n{one}"));
+        assert_eq!(out.matches("240.0.0.1").count(), 1, "{out}");
+        assert!(!out.contains("defined by"), "{out}");
+        assert!(out.contains("1 records, 0 skipped, 0 conflicts"), "{out}");
+    }
+
+    #[test]
+    fn two_entries_on_one_name_are_one_conflict_served_as_the_union() {
+        let a = mk_manifest("a", "httpbin.bar.global", "240.0.0.1");
+        let b = mk_manifest("b", "httpbin.bar.global", "240.0.0.2");
+        let out = check_text(&format!("{a}---\n{b}"));
+        assert!(out.contains("httpbin.bar.global.  defined by foo/a, foo/b"), "{out}");
+        assert!(out.contains("2 records, 0 skipped, 1 conflicts"), "{out}");
+        let sources: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains("240.0.0."))
+            .map(|l| l.split_whitespace().last().unwrap())
+            .collect();
+        assert_eq!(sources, ["foo/a", "foo/b"], "{out}");
+    }
 }

@@ -102,6 +102,18 @@ impl Namespaces {
     }
 }
 
+/// One name of the table: what it serves and which entries define it.
+#[derive(Debug)]
+pub struct NameRecords {
+    pub name: Arc<str>,
+    /// Served: merged, deduplicated, within [`address_limit`].
+    pub a: Vec<std::net::Ipv4Addr>,
+    pub aaaa: Vec<std::net::Ipv6Addr>,
+    /// Each defining entry in conflict order (oldest first), with the
+    /// addresses it lists for this name.
+    pub entries: Vec<(EntryId, Vec<IpAddr>)>,
+}
+
 /// One name of the table as `/debug/records` shows it.
 #[derive(Debug, serde::Serialize)]
 pub struct NameDump {
@@ -215,28 +227,54 @@ impl Index {
         self.metrics.skipped_other("malformed");
     }
 
-    /// Every name with its addresses and the entries defining it, sorted,
-    /// for `/debug/records`. Takes the writer lock briefly.
-    pub fn dump(&self) -> Vec<NameDump> {
+    /// Every name with its served addresses and the entries defining it,
+    /// sorted by name, for `/debug/records` and `meshdns check`. Takes the
+    /// writer lock briefly.
+    pub fn names(&self) -> Vec<NameRecords> {
         let w = self.lock();
-        let mut out: Vec<NameDump> = w
+        let mut out: Vec<NameRecords> = w
             .entries
             .names()
             .into_iter()
             .map(|(name, mut entries)| {
                 entries.sort_by(|a, b| a.order().cmp(&b.order()));
                 let node = w.nodes.get(name).cloned().unwrap_or_default();
-                NameDump {
-                    name: name.to_string(),
+                let listed = |e: &store::Stored| -> Vec<IpAddr> {
+                    e.hosts
+                        .iter()
+                        .filter(|h| h.name == *name)
+                        .flat_map(|h| h.addrs.iter().copied())
+                        .collect()
+                };
+                NameRecords {
+                    name: name.clone(),
                     a: node.v4().to_vec(),
                     aaaa: node.v6().to_vec(),
-                    sources: entries.iter().map(|e| format!("{e} ({})", e.source())).collect(),
-                    conflict: entries.len() > 1,
+                    entries: entries.iter().map(|e| (e.id(), listed(e))).collect(),
                 }
             })
             .collect();
+        drop(w);
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+
+    /// [`Index::names`] as `/debug/records` shows them.
+    pub fn dump(&self) -> Vec<NameDump> {
+        self.names()
+            .into_iter()
+            .map(|n| NameDump {
+                name: n.name.to_string(),
+                conflict: n.entries.len() > 1,
+                sources: n
+                    .entries
+                    .iter()
+                    .map(|(id, _)| format!("{id} ({})", id.source))
+                    .collect(),
+                a: n.a,
+                aaaa: n.aaaa,
+            })
+            .collect()
     }
 
     /// The current table; cheap, lock-free, never blocks on writers.

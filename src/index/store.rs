@@ -42,10 +42,6 @@ impl Stored {
         }
     }
 
-    pub fn source(&self) -> &SourceId {
-        &self.source
-    }
-
     /// Whether storing `entry` would change nothing.
     fn same(&self, entry: &Entry) -> bool {
         self.created == entry.created
