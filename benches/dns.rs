@@ -18,7 +18,7 @@ use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
 
 fn handler(metrics: DnsMetrics) -> Handler {
     let config = ZoneConfig::default();
-    let index = Index::new(vec!["global".into()], config, None).unwrap();
+    let index = Index::new(vec!["global".into()], config, None, &prometheus::Registry::new()).unwrap();
     let entries = (0..10_000u32)
         .map(|i| Entry {
             id: EntryId {
@@ -34,7 +34,7 @@ fn handler(metrics: DnsMetrics) -> Handler {
         })
         .collect();
     index.reset(&SourceId::Kube(None), entries);
-    let ready = Readiness::default();
+    let ready = Readiness::register(&prometheus::Registry::new()).unwrap();
     ready.set_synced();
     Handler::new(Arc::new(index), ready, metrics)
 }
@@ -47,7 +47,7 @@ fn packet(name: &str, rtype: RecordType) -> Vec<u8> {
 }
 
 fn respond(c: &mut Criterion) {
-    let h = handler(DnsMetrics::unregistered());
+    let h = handler(DnsMetrics::register(&prometheus::Registry::new()).unwrap());
     let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
     let mut out = Vec::with_capacity(1232);
     for (label, name, rtype) in [
@@ -75,7 +75,7 @@ fn respond(c: &mut Criterion) {
         c.bench_function(label, |b| b.iter(|| h.respond_fast(black_box(&bytes), &mut out)));
     }
 
-    let metrics = DnsMetrics::unregistered();
+    let metrics = DnsMetrics::register(&prometheus::Registry::new()).unwrap();
     c.bench_function("metrics/record_one_query", |b| {
         b.iter(|| {
             metrics.request(Proto::Udp, black_box(Some(RecordType::A)), 47);

@@ -34,7 +34,7 @@ fn entry(i: u32, last_octet: u32) -> Entry {
 
 fn index() -> Index {
     let config = ZoneConfig::default();
-    let index = Index::new(vec!["global".into()], config, None).unwrap();
+    let index = Index::new(vec!["global".into()], config, None, &prometheus::Registry::new()).unwrap();
     index.reset(&SourceId::Kube(None), (0..N).map(|i| entry(i, 1)).collect());
     index
 }

@@ -40,7 +40,15 @@ fn index(nameserver: &str) -> Arc<Index> {
         nameserver: Name::from_str(nameserver).unwrap(),
         ..ZoneConfig::default()
     };
-    let index = Arc::new(Index::new(vec!["global".into(), "mesh.local".into()], config, None).unwrap());
+    let index = Arc::new(
+        Index::new(
+            vec!["global".into(), "mesh.local".into()],
+            config,
+            None,
+            &prometheus::Registry::new(),
+        )
+        .unwrap(),
+    );
     let path = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/deploy/examples/serviceentries.yaml"
@@ -197,9 +205,13 @@ fn general(handler: &Handler, packet: &[u8]) -> Option<Vec<u8>> {
 
 fn compare(nameserver: &str, seed: u64, count: usize) -> usize {
     let index = index(nameserver);
-    let ready = Readiness::default();
+    let ready = Readiness::register(&prometheus::Registry::new()).unwrap();
     ready.set_synced();
-    let handler = Handler::new(index.clone(), ready, DnsMetrics::unregistered());
+    let handler = Handler::new(
+        index.clone(),
+        ready,
+        DnsMetrics::register(&prometheus::Registry::new()).unwrap(),
+    );
     let mut rng = Rng(seed);
     let mut fast_taken = 0;
     let mut out = Vec::new();

@@ -30,7 +30,7 @@ fn mk_index(ttl: u32, negative_ttl: u32) -> Arc<Index> {
         negative_ttl,
         ..ZoneConfig::default()
     };
-    Arc::new(Index::new(vec!["global".into()], config, None).unwrap())
+    Arc::new(Index::new(vec!["global".into()], config, None, &prometheus::Registry::new()).unwrap())
 }
 
 /// Serves the bundled example file on 127.0.0.1:0 from a background thread.
@@ -39,7 +39,7 @@ fn start() -> Server {
 }
 
 fn synced() -> Readiness {
-    let ready = Readiness::default();
+    let ready = Readiness::register(&prometheus::Registry::new()).unwrap();
     ready.set_synced();
     ready
 }
@@ -59,7 +59,11 @@ fn start_with(index: Arc<Index>, ready: Readiness) -> Server {
         rt.block_on(async move {
             let server = DnsServer::bind(
                 "127.0.0.1:0".parse().unwrap(),
-                Handler::new(handler_index, handler_ready, DnsMetrics::unregistered()),
+                Handler::new(
+                    handler_index,
+                    handler_ready,
+                    DnsMetrics::register(&prometheus::Registry::new()).unwrap(),
+                ),
                 2,
             )
             .await
@@ -570,7 +574,7 @@ fn tcp_answers_like_udp() {
 
 #[test]
 fn not_synced_is_servfail_never_nxdomain() {
-    let ready = Readiness::default();
+    let ready = Readiness::register(&prometheus::Registry::new()).unwrap();
     let s = start_with(mk_index(30, 5), ready.clone());
     for name in ["httpbin.bar.global.", "nope.global."] {
         let r = s.ask(name, RecordType::A);
@@ -581,6 +585,6 @@ fn not_synced_is_servfail_never_nxdomain() {
     assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
     // Draining: not ready, still answering.
     s.ready.set_draining();
-    assert!(!s.ready.get());
+    assert!(!s.ready.is_ready());
     assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
 }

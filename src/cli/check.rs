@@ -195,7 +195,13 @@ mod tests {
 
     /// `check`'s text for one file holding `text`.
     fn check_text(text: &str) -> String {
-        let index = Index::new(vec!["global".into()], ZoneConfig::default(), None).unwrap();
+        let index = Index::new(
+            vec!["global".into()],
+            ZoneConfig::default(),
+            None,
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
         let file = Path::new("/etc/meshdns/se.yaml");
         let mut skipped = Vec::new();
         let entries = file::load_each(file, text, &index, |entry, left_out| {

@@ -207,12 +207,14 @@ pub fn main() -> ExitCode {
 impl CheckArgs {
     fn run(self) -> anyhow::Result<ExitCode> {
         let Self { files, output, zone } = self;
-        check::run(&files, output, zone.index()?)
+        // Its metrics go nowhere: check only prints.
+        check::run(&files, output, zone.index(&prometheus::Registry::new())?)
     }
 }
 
 impl ZoneArgs {
-    fn index(&self) -> anyhow::Result<Index> {
+    /// The index for these flags, its metrics in `registry`.
+    fn index(&self, registry: &prometheus::Registry) -> anyhow::Result<Index> {
         let Self {
             zones,
             ttl,
@@ -240,7 +242,7 @@ impl ZoneArgs {
             nameserver: fqdn("--nameserver", nameserver)?,
             hostmaster: fqdn("--hostmaster", hostmaster)?,
         };
-        Index::new(zones, config, *default_address)
+        Index::new(zones, config, *default_address, registry)
     }
 }
 
@@ -275,12 +277,10 @@ impl ServeArgs {
             selector,
         });
 
-        let index = Arc::new(zone.index()?);
-        let ready = Readiness::default();
         let registry = prometheus::Registry::new();
+        let index = Arc::new(zone.index(&registry)?);
+        let ready = Readiness::register(&registry)?;
         admin::register_process_metrics(&registry)?;
-        ready.register(&registry)?;
-        index.register_metrics(&registry)?;
         let dns_metrics = DnsMetrics::register(&registry)?;
         let file_errors = prometheus::IntCounter::new(
             "meshdns_file_reload_errors_total",

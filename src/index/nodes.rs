@@ -219,7 +219,8 @@ impl Shard {
 
 #[derive(Clone)]
 pub struct Nodes {
-    /// Keyed per table: names come from ServiceEntries, which must not be
+    /// Keyed per index (every table it publishes is a copy of its
+    /// writer's map): names come from ServiceEntries, which must not be
     /// able to steer every name into one small table.
     hasher: RandomState,
     top: Arc<[Arc<Mid>; FAN]>,

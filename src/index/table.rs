@@ -109,7 +109,7 @@ pub enum Lookup<'t> {
     Records(&'t Zone, &'t Node),
     /// The name exists without records (empty non-terminal) and no
     /// wildcard covers it: NODATA.
-    Empty(&'t Zone),
+    NoData(&'t Zone),
     NxDomain(&'t Zone),
 }
 
@@ -182,7 +182,7 @@ impl Table {
             }
         }
         match exact {
-            Some(_) => Lookup::Empty(zone),
+            Some(_) => Lookup::NoData(zone),
             None => Lookup::NxDomain(zone),
         }
     }

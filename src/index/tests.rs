@@ -12,7 +12,7 @@ pub fn mk_config() -> ZoneConfig {
 }
 
 pub fn mk_index() -> Index {
-    Index::new(vec!["global".into()], mk_config(), None).unwrap()
+    Index::new(vec!["global".into()], mk_config(), None, &prometheus::Registry::new()).unwrap()
 }
 
 pub fn mk_entry(name: &str, created: Option<&str>, hosts: &[(&str, &[&str])]) -> Entry {
@@ -44,7 +44,7 @@ fn resolve(index: &Index, qname: &str) -> String {
     match table.lookup(&Name::from_ascii(qname).unwrap()) {
         Lookup::OutOfZone => "REFUSED".into(),
         Lookup::Apex(_) => "APEX".into(),
-        Lookup::Empty(_) => "NODATA".into(),
+        Lookup::NoData(_) => "NODATA".into(),
         Lookup::NxDomain(_) => "NXDOMAIN".into(),
         Lookup::Records(_, node) => {
             let all: Vec<String> = node
@@ -307,7 +307,13 @@ fn long_names_carry_fewer_addresses() {
 
 #[test]
 fn most_specific_zone_wins() {
-    let index = Index::new(vec!["global".into(), "mesh.global".into()], mk_config(), None).unwrap();
+    let index = Index::new(
+        vec!["global".into(), "mesh.global".into()],
+        mk_config(),
+        None,
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
     assert!(
         matches!(index.table().lookup(&Name::from_str("mesh.global.").unwrap()), Lookup::Apex(z) if &*z.key == "mesh.global")
     );

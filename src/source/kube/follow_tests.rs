@@ -12,7 +12,13 @@ use crate::index::ZoneConfig;
 type Event = Result<watcher::Event<DynamicObject>, watcher::Error>;
 
 fn mk_index() -> Index {
-    Index::new(vec!["global".into()], ZoneConfig::default(), None).unwrap()
+    Index::new(
+        vec!["global".into()],
+        ZoneConfig::default(),
+        None,
+        &prometheus::Registry::new(),
+    )
+    .unwrap()
 }
 
 fn mk_object(spec: serde_json::Value, name: &str) -> DynamicObject {
