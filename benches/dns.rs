@@ -14,23 +14,22 @@ use hickory_server::server::Request;
 use meshdns::admin::Readiness;
 use meshdns::dns::Handler;
 use meshdns::dns::metrics::{DnsMetrics, Proto};
-use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
+use meshdns::index::testing::{mk_host_entry, mk_index_with};
+use meshdns::index::{SourceId, ZoneConfig};
 
 fn handler(metrics: DnsMetrics) -> Handler {
     let config = ZoneConfig::default();
-    let index = Index::new(vec!["global".into()], config, None, &prometheus::Registry::new()).unwrap();
+    let index = mk_index_with(&["global"], config);
     let entries = (0..10_000u32)
-        .map(|i| Entry {
-            id: EntryId {
-                source: SourceId::Kube(None),
-                namespace: format!("ns{}", i % 100).into(),
-                name: format!("svc{i}").into(),
-            },
-            created: None,
-            hosts: smallvec::smallvec![HostAddrs {
-                name: format!("svc{i}.ns{}.global", i % 100).into(),
-                addrs: smallvec::smallvec![std::net::Ipv4Addr::from(0xf000_0000 | i).into()],
-            }],
+        .map(|i| {
+            let (namespace, name) = (format!("ns{}", i % 100), format!("svc{i}"));
+            let host = format!("{name}.{namespace}.global");
+            mk_host_entry(
+                &namespace,
+                &name,
+                &host,
+                [std::net::Ipv4Addr::from(0xf000_0000 | i).into()],
+            )
         })
         .collect();
     index.reset(&SourceId::Kube(None), entries);

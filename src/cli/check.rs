@@ -191,17 +191,11 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::index::ZoneConfig;
+    use crate::index::testing::mk_index;
 
     /// `check`'s text for one file holding `text`.
     fn check_text(text: &str) -> String {
-        let index = Index::new(
-            vec!["global".into()],
-            ZoneConfig::default(),
-            None,
-            &prometheus::Registry::new(),
-        )
-        .unwrap();
+        let index = mk_index();
         let file = Path::new("/etc/meshdns/se.yaml");
         let mut skipped = Vec::new();
         let entries = file::load_each(file, text, &index, |entry, left_out| {

@@ -15,6 +15,8 @@ pub mod name;
 mod nodes;
 mod store;
 mod table;
+#[doc(hidden)]
+pub mod testing;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;

@@ -7,19 +7,9 @@ use kube::core::Status;
 use prometheus::Registry;
 
 use super::*;
-use crate::index::ZoneConfig;
+use crate::index::testing::mk_index;
 
 type Event = Result<watcher::Event<DynamicObject>, watcher::Error>;
-
-fn mk_index() -> Index {
-    Index::new(
-        vec!["global".into()],
-        ZoneConfig::default(),
-        None,
-        &prometheus::Registry::new(),
-    )
-    .unwrap()
-}
 
 fn mk_object(spec: serde_json::Value, name: &str) -> DynamicObject {
     serde_json::from_value(serde_json::json!({
