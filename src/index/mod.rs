@@ -4,7 +4,7 @@
 //! change. Mutations cannot fail: problems are logged and skipped.
 //!
 //! Writers take a mutex; readers load the current table through an
-//! `ArcSwap` and never block. The table's map is persistent ([`nodes`]), so
+//! `ArcSwap` and never block. The table's map is persistent (`nodes`), so
 //! publishing after a change copies, for each name the change touched, one
 //! shard of about N/4096 names (and two arrays of 64 pointers), not the
 //! whole table.
