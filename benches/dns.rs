@@ -14,27 +14,26 @@ use hickory_server::server::Request;
 use meshdns::admin::Readiness;
 use meshdns::dns::Handler;
 use meshdns::dns::metrics::{DnsMetrics, Proto};
-use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
+use meshdns::index::testing::{mk_host_entry, mk_index_with};
+use meshdns::index::{SourceId, ZoneConfig};
 
 fn handler(metrics: DnsMetrics) -> Handler {
     let config = ZoneConfig::default();
-    let index = Index::new(vec!["global".into()], config, None).unwrap();
+    let index = mk_index_with(&["global"], config);
     let entries = (0..10_000u32)
-        .map(|i| Entry {
-            id: EntryId {
-                source: SourceId::Kube(None),
-                namespace: format!("ns{}", i % 100).into(),
-                name: format!("svc{i}").into(),
-            },
-            created: None,
-            hosts: smallvec::smallvec![HostAddrs {
-                name: format!("svc{i}.ns{}.global", i % 100).into(),
-                addrs: smallvec::smallvec![std::net::Ipv4Addr::from(0xf000_0000 | i).into()],
-            }],
+        .map(|i| {
+            let (namespace, name) = (format!("ns{}", i % 100), format!("svc{i}"));
+            let host = format!("{name}.{namespace}.global");
+            mk_host_entry(
+                &namespace,
+                &name,
+                &host,
+                [std::net::Ipv4Addr::from(0xf000_0000 | i).into()],
+            )
         })
         .collect();
     index.reset(&SourceId::Kube(None), entries);
-    let ready = Readiness::default();
+    let ready = Readiness::register(&prometheus::Registry::new()).unwrap();
     ready.set_synced();
     Handler::new(Arc::new(index), ready, metrics)
 }
@@ -47,7 +46,7 @@ fn packet(name: &str, rtype: RecordType) -> Vec<u8> {
 }
 
 fn respond(c: &mut Criterion) {
-    let h = handler(DnsMetrics::unregistered());
+    let h = handler(DnsMetrics::register(&prometheus::Registry::new()).unwrap());
     let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
     let mut out = Vec::with_capacity(1232);
     for (label, name, rtype) in [
@@ -75,7 +74,7 @@ fn respond(c: &mut Criterion) {
         c.bench_function(label, |b| b.iter(|| h.respond_fast(black_box(&bytes), &mut out)));
     }
 
-    let metrics = DnsMetrics::unregistered();
+    let metrics = DnsMetrics::register(&prometheus::Registry::new()).unwrap();
     c.bench_function("metrics/record_one_query", |b| {
         b.iter(|| {
             metrics.request(Proto::Udp, black_box(Some(RecordType::A)), 47);

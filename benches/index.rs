@@ -13,28 +13,21 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hickory_proto::rr::Name;
-use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
+use meshdns::index::testing::{mk_host_entry, mk_index_with};
+use meshdns::index::{Entry, Index, SourceId, ZoneConfig};
 
 const N: u32 = 100_000;
 
 fn entry(i: u32, last_octet: u32) -> Entry {
-    Entry {
-        id: EntryId {
-            source: SourceId::Kube(None),
-            namespace: format!("ns{}", i % 100).into(),
-            name: format!("svc{i}").into(),
-        },
-        created: None,
-        hosts: smallvec::smallvec![HostAddrs {
-            name: format!("svc{i}.ns{}.global", i % 100).into(),
-            addrs: smallvec::smallvec![std::net::Ipv4Addr::from(0xf000_0000 | (i << 8) | last_octet).into()],
-        }],
-    }
+    let (namespace, name) = (format!("ns{}", i % 100), format!("svc{i}"));
+    let host = format!("{name}.{namespace}.global");
+    let addr = std::net::Ipv4Addr::from(0xf000_0000 | (i << 8) | last_octet);
+    mk_host_entry(&namespace, &name, &host, [addr.into()])
 }
 
 fn index() -> Index {
     let config = ZoneConfig::default();
-    let index = Index::new(vec!["global".into()], config, None).unwrap();
+    let index = mk_index_with(&["global"], config);
     index.reset(&SourceId::Kube(None), (0..N).map(|i| entry(i, 1)).collect());
     index
 }

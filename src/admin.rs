@@ -25,18 +25,18 @@ pub struct Readiness {
     gauge: IntGauge,
 }
 
-impl Default for Readiness {
-    fn default() -> Self {
-        let gauge = IntGauge::new("meshdns_ready", "1 when ready to serve (synced, not shutting down)").unwrap();
-        Self {
+impl Readiness {
+    /// Not synced, not draining; `meshdns_ready` registered in `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let gauge = IntGauge::new("meshdns_ready", "1 when ready to serve (synced, not shutting down)")?;
+        registry.register(Box::new(gauge.clone()))?;
+        Ok(Self {
             synced: Arc::default(),
             draining: Arc::default(),
             gauge,
-        }
+        })
     }
-}
 
-impl Readiness {
     /// The table holds every source's first load; answers can be trusted.
     pub fn set_synced(&self) {
         self.synced.store(true, Ordering::Release);
@@ -53,16 +53,13 @@ impl Readiness {
         self.synced.load(Ordering::Acquire)
     }
 
-    pub fn get(&self) -> bool {
+    /// Synced and not draining: what `/readyz` and `meshdns_ready` report.
+    pub fn is_ready(&self) -> bool {
         self.synced() && !self.draining.load(Ordering::Acquire)
     }
 
     fn update(&self) {
-        self.gauge.set(self.get().into());
-    }
-
-    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.gauge.clone()))
+        self.gauge.set(self.is_ready().into());
     }
 }
 
@@ -110,7 +107,7 @@ async fn metrics(State(state): State<AdminState>) -> Result<([(HeaderName, &'sta
 }
 
 async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    if state.ready.get() {
+    if state.ready.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")

@@ -1,9 +1,14 @@
 //! meshdns: authoritative DNS for Istio multi-cluster `.global` names.
 //!
 //! The data path, one module each:
-//! `source` (Kubernetes, files) → [`index`] (ServiceEntry → records,
+//! [`source`] (Kubernetes, files) → [`index`] (ServiceEntry → records,
 //! the published table) → [`dns`] (answers from the table, on the wire).
-//! [`cli`] wires them together; [`admin`] serves health and metrics.
+//! [`cli`] wires them together and runs `check`; [`admin`] serves health
+//! and metrics.
+//!
+//! Imports only run down: `cli` → `source`, `dns`, `admin` → `index` →
+//! [`serviceentry`] and [`sys`]. Nothing below imports anything above it,
+//! and no two modules import each other.
 
 // The only exception is `sys`, which says why it is sound.
 #![deny(unsafe_code)]

@@ -1,10 +1,12 @@
 //! The slice of Istio's `networking.istio.io` ServiceEntry that meshdns reads.
 //! Unknown fields are ignored, so every served API version (v1, v1beta1,
-//! v1alpha3) deserializes into the same type.
+//! v1alpha3) deserializes into the same type. Also what holds for any text
+//! taken from an object: which names the API server accepts, and how to
+//! show them safely.
+
+use std::borrow::Cow;
 
 use serde::Deserialize;
-
-use crate::index::name::printable;
 
 pub const GROUP: &str = "networking.istio.io";
 pub const KIND: &str = "ServiceEntry";
@@ -63,7 +65,7 @@ pub struct StatusAddress {
 
 impl ServiceEntry {
     /// `namespace/name`, with Kubernetes' `default` namespace when unset,
-    /// control characters escaped (see [`crate::index::name::printable`]).
+    /// control characters escaped (see [`printable`]).
     pub fn display_name(&self) -> String {
         let (ns, name) = (self.namespace(), &self.metadata.name);
         format!("{}/{}", printable(ns), printable(name))
@@ -77,4 +79,51 @@ impl ServiceEntry {
 /// True for `apiVersion: networking.istio.io/<any version>`.
 pub fn is_istio_networking(api_version: &str) -> bool {
     api_version.split_once('/').is_some_and(|(group, _)| group == GROUP)
+}
+
+/// Text from an object, safe on one log line or terminal: control
+/// characters (a newline that would forge a log line, an ANSI escape) are
+/// escaped. Most text has none and is passed through.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        Cow::Owned(text.escape_debug().to_string())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// Whether `name` is a Kubernetes object name (DNS-1123 subdomain), or with
+/// `label` a namespace (DNS-1123 label), as the API server requires.
+pub fn is_object_name(name: &str, label: bool) -> bool {
+    let max = if label { 63 } else { 253 };
+    let ok = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let (first, last) = (name.bytes().next(), name.bytes().last());
+    !name.is_empty()
+        && name.len() <= max
+        && first.is_some_and(ok)
+        && last.is_some_and(ok)
+        && name.bytes().all(|c| ok(c) || c == b'-' || (c == b'.' && !label))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_only_control_characters() {
+        assert!(matches!(printable("svc.ns.global ünï"), Cow::Borrowed(_)));
+        assert_eq!(printable("a\nINFO x\u{1b}[31m"), r"a\nINFO x\u{1b}[31m");
+    }
+
+    #[test]
+    fn kubernetes_object_names() {
+        for ok in ["a", "a-b", "a.b", "0x", &"a".repeat(253)] {
+            assert!(is_object_name(ok, false), "{ok}");
+        }
+        for bad in ["", "A", "a_b", "-a", "a-", "a\n", &"a".repeat(254)] {
+            assert!(!is_object_name(bad, false), "{bad}");
+        }
+        assert!(is_object_name("kube-system", true));
+        assert!(!is_object_name("a.b", true) && !is_object_name(&"a".repeat(64), true));
+    }
 }

@@ -14,7 +14,8 @@ use hickory_server::server::Request;
 use meshdns::admin::Readiness;
 use meshdns::dns::metrics::DnsMetrics;
 use meshdns::dns::{Handler, fast};
-use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
+use meshdns::index::testing::{mk_host_entry, mk_index_with};
+use meshdns::index::{Index, SourceId, ZoneConfig};
 use meshdns::source::file;
 
 /// xorshift64*: deterministic, so a failure reproduces.
@@ -40,7 +41,7 @@ fn index(nameserver: &str) -> Arc<Index> {
         nameserver: Name::from_str(nameserver).unwrap(),
         ..ZoneConfig::default()
     };
-    let index = Arc::new(Index::new(vec!["global".into(), "mesh.local".into()], config, None).unwrap());
+    let index = Arc::new(mk_index_with(&["global", "mesh.local"], config));
     let path = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/deploy/examples/serviceentries.yaml"
@@ -58,19 +59,8 @@ fn index(nameserver: &str) -> Arc<Index> {
                 false => std::net::Ipv4Addr::from(0xf000_0100 + i).into(),
                 true => std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)).into(),
             })
-            .collect();
-        extra.push(Entry {
-            id: EntryId {
-                source: SourceId::Kube(None),
-                namespace: "t".into(),
-                name: name.into(),
-            },
-            created: None,
-            hosts: smallvec::smallvec![HostAddrs {
-                name: name.into(),
-                addrs,
-            }],
-        });
+            .collect::<Vec<std::net::IpAddr>>();
+        extra.push(mk_host_entry("t", name, name, addrs));
     }
     index.reset(&SourceId::Kube(None), extra);
     index
@@ -197,9 +187,13 @@ fn general(handler: &Handler, packet: &[u8]) -> Option<Vec<u8>> {
 
 fn compare(nameserver: &str, seed: u64, count: usize) -> usize {
     let index = index(nameserver);
-    let ready = Readiness::default();
+    let ready = Readiness::register(&prometheus::Registry::new()).unwrap();
     ready.set_synced();
-    let handler = Handler::new(index.clone(), ready, DnsMetrics::unregistered());
+    let handler = Handler::new(
+        index.clone(),
+        ready,
+        DnsMetrics::register(&prometheus::Registry::new()).unwrap(),
+    );
     let mut rng = Rng(seed);
     let mut fast_taken = 0;
     let mut out = Vec::new();

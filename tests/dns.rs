@@ -13,7 +13,8 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use meshdns::admin::Readiness;
 use meshdns::dns::metrics::DnsMetrics;
 use meshdns::dns::{DnsServer, Handler};
-use meshdns::index::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig, address_limit};
+use meshdns::index::testing::{mk_entry, mk_host_entry, mk_index_with};
+use meshdns::index::{Index, ZoneConfig, address_limit};
 use meshdns::source::file;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/serviceentries.yaml");
@@ -30,7 +31,7 @@ fn mk_index(ttl: u32, negative_ttl: u32) -> Arc<Index> {
         negative_ttl,
         ..ZoneConfig::default()
     };
-    Arc::new(Index::new(vec!["global".into()], config, None).unwrap())
+    Arc::new(mk_index_with(&["global"], config))
 }
 
 /// Serves the bundled example file on 127.0.0.1:0 from a background thread.
@@ -39,7 +40,7 @@ fn start() -> Server {
 }
 
 fn synced() -> Readiness {
-    let ready = Readiness::default();
+    let ready = Readiness::register(&prometheus::Registry::new()).unwrap();
     ready.set_synced();
     ready
 }
@@ -59,7 +60,11 @@ fn start_with(index: Arc<Index>, ready: Readiness) -> Server {
         rt.block_on(async move {
             let server = DnsServer::bind(
                 "127.0.0.1:0".parse().unwrap(),
-                Handler::new(handler_index, handler_ready, DnsMetrics::unregistered()),
+                Handler::new(
+                    handler_index,
+                    handler_ready,
+                    DnsMetrics::register(&prometheus::Registry::new()).unwrap(),
+                ),
                 2,
             )
             .await
@@ -239,18 +244,8 @@ fn apex_soa_and_ns() {
 
     // The serial moves when the table changes.
     let serial = soa.serial;
-    s.index.apply(Entry {
-        id: EntryId {
-            source: SourceId::Kube(None),
-            namespace: "ns".into(),
-            name: "new".into(),
-        },
-        created: None,
-        hosts: smallvec::smallvec![HostAddrs {
-            name: "new.global".into(),
-            addrs: smallvec::smallvec!["240.0.0.9".parse().unwrap()],
-        }],
-    });
+    s.index
+        .apply(mk_entry("ns/new", None, &[("new.global", &["240.0.0.9"])]));
     let r = s.ask("global.", RecordType::SOA);
     let RData::SOA(soa) = &r.answers[0].data else { panic!() };
     assert!(soa.serial > serial);
@@ -328,18 +323,7 @@ fn two_opt_records_are_formerr() {
 /// An entry with `n` IPv4 addresses under `big.global`.
 /// Serves `addrs` for `host` from an entry of its own, `ns/<entry>`.
 fn add_host(s: &Server, entry: &str, host: &str, addrs: smallvec::SmallVec<[std::net::IpAddr; 1]>) {
-    s.index.apply(Entry {
-        id: EntryId {
-            source: SourceId::Kube(None),
-            namespace: "ns".into(),
-            name: entry.into(),
-        },
-        created: None,
-        hosts: smallvec::smallvec![HostAddrs {
-            name: host.into(),
-            addrs,
-        }],
-    });
+    s.index.apply(mk_host_entry("ns", entry, host, addrs));
 }
 
 fn add_big(s: &Server, n: u32) {
@@ -570,7 +554,7 @@ fn tcp_answers_like_udp() {
 
 #[test]
 fn not_synced_is_servfail_never_nxdomain() {
-    let ready = Readiness::default();
+    let ready = Readiness::register(&prometheus::Registry::new()).unwrap();
     let s = start_with(mk_index(30, 5), ready.clone());
     for name in ["httpbin.bar.global.", "nope.global."] {
         let r = s.ask(name, RecordType::A);
@@ -581,6 +565,6 @@ fn not_synced_is_servfail_never_nxdomain() {
     assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
     // Draining: not ready, still answering.
     s.ready.set_draining();
-    assert!(!s.ready.get());
+    assert!(!s.ready.is_ready());
     assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
 }

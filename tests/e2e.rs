@@ -2,9 +2,10 @@
 //! (dig, kdig), real forwarders (dnsmasq as kube-dns stubDomains, unbound
 //! stub-zone), a reference authoritative server (Knot DNS), and file edits.
 //!
-//! Everything listens on 127.0.0.1 only. A missing tool skips its test with a
-//! "SKIPPED:" line unless MESHDNS_E2E_REQUIRED=1 (CI), where it fails.
-//! Run: `cargo test --release --test e2e -- --nocapture`.
+//! Everything listens on 127.0.0.1 only. A test that needs an outside tool
+//! is `#[ignore = "needs <tool>"]`: `cargo test` lists it as ignored, and
+//! `-- --include-ignored` runs it and fails if the tool is missing.
+//! Run: `cargo test --release --test e2e -- --include-ignored --nocapture`.
 
 #[path = "e2e/common.rs"]
 mod common;
@@ -188,10 +189,9 @@ fn run_client_cases(client: &str, query: impl Fn(&Case) -> Reply, owner_case_sen
 }
 
 #[test]
+#[ignore = "needs dig"]
 fn dig_queries_example() {
-    let Some(dig_bin) = require_tool("dig_queries_example", "dig") else {
-        return;
-    };
+    let dig_bin = require_tool("dig");
     let m = Meshdns::serve(&[&example_file()], &[]);
     let health = http_get(m.admin, "/healthz");
     assert!(health.as_ref().is_ok_and(|(c, _)| *c == 200), "/healthz: {health:?}");
@@ -209,10 +209,9 @@ fn dig_queries_example() {
 }
 
 #[test]
+#[ignore = "needs kdig"]
 fn kdig_queries_example() {
-    let Some(kdig_bin) = require_tool("kdig_queries_example", "kdig") else {
-        return;
-    };
+    let kdig_bin = require_tool("kdig");
     let m = Meshdns::serve(&[&example_file()], &[]);
     // kdig lower-cases the query name before sending, so owner case cannot
     // be checked with it (dig does that).
@@ -293,11 +292,9 @@ fn check_through_forwarder(dig_bin: &Path, fwd: SocketAddr, who: &str) {
 }
 
 #[test]
+#[ignore = "needs dnsmasq and dig"]
 fn dnsmasq_stub_domain() {
-    let test = "dnsmasq_stub_domain";
-    let (Some(dnsmasq), Some(dig_bin)) = (require_tool(test, "dnsmasq"), require_tool(test, "dig")) else {
-        return;
-    };
+    let (dnsmasq, dig_bin) = (require_tool("dnsmasq"), require_tool("dig"));
     let m = Meshdns::serve(&[&example_file()], &[]);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -328,11 +325,9 @@ fn dnsmasq_stub_domain() {
 }
 
 #[test]
+#[ignore = "needs unbound and dig"]
 fn unbound_stub_zone() {
-    let test = "unbound_stub_zone";
-    let (Some(unbound), Some(dig_bin)) = (require_tool(test, "unbound"), require_tool(test, "dig")) else {
-        return;
-    };
+    let (unbound, dig_bin) = (require_tool("unbound"), require_tool("dig"));
     let m = Meshdns::serve(&[&example_file()], &[]);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
@@ -506,10 +501,9 @@ fn reply_diff(knot: &Reply, mesh: &Reply) -> (Vec<String>, Vec<String>) {
 }
 
 #[test]
+#[ignore = "needs knotd"]
 fn knot_reference_comparison() {
-    let Some(knotd) = require_tool("knot_reference_comparison", "knotd") else {
-        return;
-    };
+    let knotd = require_tool("knotd");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
 
@@ -1016,6 +1010,24 @@ fn check_exit_codes() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         out.contains("big.hot.global.  1200 addresses, 1000 served") && out.contains("1 names over the address limit"),
+        "check output:\n{out}"
+    );
+}
+
+/// `check` reports what `serve` serves: an object written twice in one file
+/// is loaded once, so it is one record and no conflict.
+#[test]
+fn check_counts_an_object_written_twice_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let twice = dir.path().join("twice.yaml");
+    let one = service_entry("a", &["httpbin.twice.global"], &["240.9.0.1"]);
+    fs::write(&twice, format!("{one}---\n{one}")).unwrap();
+    let (code, out, err) = meshdns_check(&[twice.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(out.matches("httpbin.twice.global.").count(), 1, "check output:\n{out}");
+    assert!(!out.contains("defined by"), "check output:\n{out}");
+    assert!(
+        out.contains("1 records, 0 skipped, 0 conflicts"),
         "check output:\n{out}"
     );
 }

@@ -1,36 +1,33 @@
 //! Smoke test of the load benchmark: `benches/load.py --smoke` against this
 //! build's binary (200 names, 2 s dnsperf runs, Knot DNS as reference) must
 //! finish, exit 0 and print the meshdns/Knot table, with the latency floor
-//! (`benches/udp_floor.rs`) if `cargo build --release --example udp_floor`
-//! has built it (required with MESHDNS_E2E_REQUIRED=1).
+//! (`benches/udp_floor.rs`, built by
+//! `cargo build --release --example udp_floor`).
 //!
-//! Without knotd or dnsperf it prints a "SKIPPED:" line and passes, unless
-//! MESHDNS_E2E_REQUIRED=1, where it fails. Run:
-//! `cargo test --release --test load_smoke -- --nocapture`.
+//! It needs knotd, dnsperf and that example, so it is `#[ignore]`d: with
+//! `-- --include-ignored` it runs and fails if one is missing. Run:
+//! `cargo test --release --test load_smoke -- --include-ignored --nocapture`.
 
-use std::path::{Path, PathBuf};
+#[path = "e2e/common.rs"]
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// On PATH or in the sbin directories a non-root PATH often lacks (knotd).
-fn have(tool: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
-        .any(|dir| dir.join(tool).is_file())
-}
-
 #[test]
+#[ignore = "needs knotd, dnsperf and the udp_floor example"]
 fn load_smoke() {
-    if !have("knotd") || !have("dnsperf") {
-        if std::env::var("MESHDNS_E2E_REQUIRED").as_deref() == Ok("1") {
-            panic!("load smoke: knotd/dnsperf not installed and MESHDNS_E2E_REQUIRED=1 (apt-get install knot dnsperf)");
-        }
-        println!("SKIPPED: load smoke: knotd/dnsperf not installed");
-        return;
-    }
+    common::require_tool("knotd");
+    common::require_tool("dnsperf");
+    let floor = Path::new(env!("CARGO_BIN_EXE_meshdns")).with_file_name("examples/udp_floor");
+    assert!(
+        floor.is_file(),
+        "{} not built (cargo build --release --example udp_floor)",
+        floor.display()
+    );
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("load.log");
@@ -66,16 +63,6 @@ fn load_smoke() {
         output.lines().any(|l| l.starts_with("CPU µs/query")),
         "no CPU µs/query row"
     );
-    let floor = Path::new(env!("CARGO_BIN_EXE_meshdns")).with_file_name("examples/udp_floor");
-    if floor.is_file() {
-        assert!(output.contains("floor (median)"), "no latency floor column");
-    } else if std::env::var("MESHDNS_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!(
-            "{} not built (cargo build --release --example udp_floor)",
-            floor.display()
-        );
-    } else {
-        println!("note: {} not built, so no floor column", floor.display());
-    }
+    assert!(output.contains("floor (median)"), "no latency floor column");
     println!("load smoke took {:?}", start.elapsed());
 }

@@ -48,7 +48,7 @@ pub fn answer(table: &Table, query: &Query) -> Reply {
     match table.lookup(qname) {
         Lookup::OutOfZone => Reply::refused(),
         Lookup::NxDomain(zone) => negative(table, qname, zone, ResponseCode::NXDomain),
-        Lookup::Empty(zone) => negative(table, qname, zone, ResponseCode::NoError),
+        Lookup::NoData(zone) => negative(table, qname, zone, ResponseCode::NoError),
         Lookup::Apex(zone) => match qtype {
             // RFC 8482: ANY gets one RRset, never the whole name.
             RecordType::SOA | RecordType::ANY => positive(records(vec![RData::SOA(table.soa())])),

@@ -8,7 +8,7 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use super::handler::{EDNS_PAYLOAD, udp_limit_for};
+use super::edns::{EDNS_PAYLOAD, udp_limit_for};
 use crate::index::{Lookup, Table};
 
 const TYPE_A: u16 = 1;
@@ -45,7 +45,7 @@ pub fn respond(packet: &[u8], table: &Table, out: &mut Vec<u8>) -> Option<(Respo
     let q = parse(packet)?;
     let (zone, node, exists) = match table.lookup_labels(&q.labels[..q.num_labels]) {
         Lookup::Records(zone, node) => (zone, Some(node), true),
-        Lookup::Apex(zone) | Lookup::Empty(zone) => (zone, None, true),
+        Lookup::Apex(zone) | Lookup::NoData(zone) => (zone, None, true),
         Lookup::NxDomain(zone) => (zone, None, false),
         Lookup::OutOfZone => return None,
     };
@@ -111,7 +111,7 @@ fn header(q: &Query<'_>, out: &mut Vec<u8>, answers: u16, authority: u16, rcode:
 
 /// The first owner is written out in the query's case; the others point at
 /// it, as hickory's encoder does (it stops compressing after 120 names, which
-/// an answer within `EDNS_PAYLOAD` never reaches; see the assertion below).
+/// an answer within `EDNS_PAYLOAD` never reaches; see the assertion above).
 fn answers<const N: usize>(
     q: &Query<'_>,
     out: &mut Vec<u8>,

@@ -15,12 +15,10 @@ use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Quer
 use tracing::{debug, warn};
 
 use super::answer::{Reply, answer};
+use super::edns::{EDNS_PAYLOAD, udp_limit};
 use super::metrics::{DnsMetrics, Proto};
 use crate::admin::Readiness;
 use crate::index::Index;
-
-/// Our EDNS UDP payload size (DNS flag day 2020).
-pub const EDNS_PAYLOAD: u16 = 1232;
 
 pub struct Handler {
     index: Arc<Index>,
@@ -34,17 +32,6 @@ struct Prepared {
     metadata: Metadata,
     edns: Option<Edns>,
     reply: Reply,
-}
-
-/// The largest UDP response a client accepts: 512 without EDNS, else its
-/// advertised size capped at ours (RFC 6891 §6.2.5).
-pub fn udp_limit(request_edns: Option<&Edns>) -> usize {
-    udp_limit_for(request_edns.map(Edns::max_payload))
-}
-
-/// [`udp_limit`] from the OPT record's payload field, if there was one.
-pub fn udp_limit_for(payload: Option<u16>) -> usize {
-    payload.map_or(512, |p| p.clamp(512, EDNS_PAYLOAD)) as usize
 }
 
 type Records<'a> = std::slice::Iter<'a, Record>;

@@ -44,7 +44,7 @@ pub enum Proto {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub enum Drop {
+pub enum DropReason {
     /// Shorter than a DNS header.
     Short,
     /// QR=1: answering responses would make us a reflector.
@@ -131,11 +131,6 @@ impl DnsMetrics {
         })
     }
 
-    /// Metrics that record into a private registry, for tests and tools.
-    pub fn unregistered() -> Self {
-        Self::register(&Registry::new()).expect("fresh registry")
-    }
-
     pub fn request(&self, proto: Proto, qtype: Option<RecordType>, size: usize) {
         let i = qtype
             .and_then(|t| TYPES.iter().position(|x| *x == t))
@@ -154,7 +149,7 @@ impl DnsMetrics {
         }
     }
 
-    pub fn dropped(&self, reason: Drop) {
+    pub fn dropped(&self, reason: DropReason) {
         self.dropped[reason as usize].inc();
     }
 }

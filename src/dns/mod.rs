@@ -3,6 +3,7 @@
 //! answering through [`handler::Handler`] on one address.
 
 pub mod answer;
+pub mod edns;
 pub mod fast;
 pub mod handler;
 pub mod metrics;

@@ -1,6 +1,8 @@
 //! The UDP transport: one blocking receive loop per socket and thread,
 //! datagrams taken and answered in batches (no task per packet). Packets
-//! that must get no reply are counted and dropped here, before any parsing.
+//! that must get no reply are dropped here, before any parsing; short ones
+//! and responses are counted (`meshdns_dns_dropped_total`), those from port
+//! 0 or from a peer without an IP address are not.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -10,8 +12,9 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use tracing::{debug, warn};
 
-use super::handler::{EDNS_PAYLOAD, Handler};
-use super::metrics::{Drop, Proto};
+use super::edns::EDNS_PAYLOAD;
+use super::handler::Handler;
+use super::metrics::{DropReason, Proto};
 use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
 
 /// Serves one socket on the calling thread until it fails for good. The
@@ -54,11 +57,11 @@ pub fn serve(socket: UdpSocket, handler: Arc<Handler>) -> io::Result<()> {
 fn answer(received: &Received<'_>, src: SocketAddr, handler: &Handler, out: &mut Vec<u8>) -> bool {
     let packet = received.data;
     if packet.len() < 12 {
-        handler.metrics().dropped(Drop::Short);
+        handler.metrics().dropped(DropReason::Short);
         return false;
     }
     if packet[2] & 0x80 != 0 {
-        handler.metrics().dropped(Drop::Response);
+        handler.metrics().dropped(DropReason::Response);
         return false;
     }
     if src.port() == 0 {

@@ -221,7 +221,7 @@ pub fn parse_address(value: &str) -> Result<IpAddr, SkipReason> {
 impl Conversion {
     fn skip(&mut self, item: &str, reason: SkipReason) {
         self.skipped.push(Skipped {
-            item: super::name::printable(item).into_owned(),
+            item: crate::serviceentry::printable(item).into_owned(),
             reason,
         });
     }

@@ -18,36 +18,31 @@ pub struct IndexMetrics {
 }
 
 impl IndexMetrics {
-    pub(super) fn new() -> Self {
-        Self {
-            entries: IntGauge::new("meshdns_serviceentries", "ServiceEntries in the table").unwrap(),
-            records: IntGaugeVec::new(Opts::new("meshdns_records", "Records served, by type"), &["type"]).unwrap(),
-            conflicts: IntGauge::new("meshdns_conflicts", "Names defined by more than one ServiceEntry").unwrap(),
-            updates: IntCounter::new("meshdns_table_updates_total", "Tables published").unwrap(),
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = Self {
+            entries: IntGauge::new("meshdns_serviceentries", "ServiceEntries in the table")?,
+            records: IntGaugeVec::new(Opts::new("meshdns_records", "Records served, by type"), &["type"])?,
+            conflicts: IntGauge::new("meshdns_conflicts", "Names defined by more than one ServiceEntry")?,
+            updates: IntCounter::new("meshdns_table_updates_total", "Tables published")?,
             last_update: Gauge::new(
                 "meshdns_last_update_timestamp_seconds",
                 "Unix time of the last table update",
-            )
-            .unwrap(),
+            )?,
             skipped: IntCounterVec::new(
                 Opts::new(
                     "meshdns_skipped_total",
                     "Hosts, addresses or entries not served, by reason",
                 ),
                 &["reason"],
-            )
-            .unwrap(),
-        }
-    }
-
-    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.entries.clone()))?;
-        registry.register(Box::new(self.records.clone()))?;
-        registry.register(Box::new(self.conflicts.clone()))?;
-        registry.register(Box::new(self.updates.clone()))?;
-        registry.register(Box::new(self.last_update.clone()))?;
-        registry.register(Box::new(self.skipped.clone()))?;
-        Ok(())
+            )?,
+        };
+        registry.register(Box::new(metrics.entries.clone()))?;
+        registry.register(Box::new(metrics.records.clone()))?;
+        registry.register(Box::new(metrics.conflicts.clone()))?;
+        registry.register(Box::new(metrics.updates.clone()))?;
+        registry.register(Box::new(metrics.last_update.clone()))?;
+        registry.register(Box::new(metrics.skipped.clone()))?;
+        Ok(metrics)
     }
 
     pub(super) fn published(&self, stats: &Stats) {

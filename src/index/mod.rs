@@ -4,8 +4,10 @@
 //! change. Mutations cannot fail: problems are logged and skipped.
 //!
 //! Writers take a mutex; readers load the current table through an
-//! `ArcSwap` and never block. The table's map is persistent ([`nodes`]), so
-//! publishing after a one-entry change costs O(that entry), not O(table).
+//! `ArcSwap` and never block. The table's map is persistent (`nodes`), so
+//! publishing after a change copies, for each name the change touched, one
+//! shard of about N/4096 names (and two arrays of 64 pointers), not the
+//! whole table.
 
 pub mod convert;
 mod metrics;
@@ -13,6 +15,8 @@ pub mod name;
 mod nodes;
 mod store;
 mod table;
+#[doc(hidden)]
+pub mod testing;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -22,13 +26,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use compact_str::CompactString;
 use smallvec::SmallVec;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use self::convert::{Conversion, ConvertOptions, HostAddrs, SkipReason, Skipped};
 use self::metrics::IndexMetrics;
+pub use self::nodes::Node;
 use self::nodes::Nodes;
 use self::store::Store;
-pub use self::table::{Lookup, MAX_LABELS, Node, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Stats, Table, Zone, ZoneConfig};
+pub use self::table::{Lookup, MAX_LABELS, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Stats, Table, Zone, ZoneConfig};
+use crate::serviceentry::ServiceEntry;
 
 /// Most addresses one name can carry after merging entries; long names
 /// get fewer (see [`address_limit`]).
@@ -100,6 +106,18 @@ impl Namespaces {
     }
 }
 
+/// One name of the table: what it serves and which entries define it.
+#[derive(Debug)]
+pub struct NameRecords {
+    pub name: Arc<str>,
+    /// Served: merged, deduplicated, within [`address_limit`].
+    pub a: Vec<std::net::Ipv4Addr>,
+    pub aaaa: Vec<std::net::Ipv6Addr>,
+    /// Each defining entry in conflict order (oldest first), with the
+    /// addresses it lists for this name.
+    pub entries: Vec<(EntryId, Vec<IpAddr>)>,
+}
+
 /// One name of the table as `/debug/records` shows it.
 #[derive(Debug, serde::Serialize)]
 pub struct NameDump {
@@ -141,7 +159,14 @@ struct Writer {
 
 impl Index {
     /// `zones` must be normalized names (see [`name::normalize_host`]).
-    pub fn new(zones: Vec<Arc<str>>, config: ZoneConfig, default_address: Option<IpAddr>) -> anyhow::Result<Self> {
+    /// The table metrics (`meshdns_serviceentries`, `meshdns_records`, …)
+    /// are registered in `registry`.
+    pub fn new(
+        zones: Vec<Arc<str>>,
+        config: ZoneConfig,
+        default_address: Option<IpAddr>,
+        registry: &prometheus::Registry,
+    ) -> anyhow::Result<Self> {
         let mut parsed = zones
             .iter()
             .map(|z| Zone::new(z.clone()).map_err(|e| anyhow::anyhow!("invalid zone {z:?}: {e}")))
@@ -174,19 +199,32 @@ impl Index {
             zone_options: ConvertOptions { zones, default_address },
             writer: Mutex::new(writer),
             table: ArcSwap::from_pointee(table),
-            metrics: IndexMetrics::new(),
+            metrics: IndexMetrics::register(registry)?,
         })
     }
 
-    /// Adds the table metrics (`meshdns_serviceentries`, `meshdns_records`,
-    /// …) to `registry`.
-    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
-        self.metrics.register(registry)
-    }
-
-    /// Counts what a source left out of one entry (`meshdns_skipped_total`).
-    pub fn count_skipped(&self, skipped: &[Skipped]) {
-        skipped.iter().for_each(|s| self.metrics.skipped(&s.reason));
+    /// One ServiceEntry as a source hands it over: converted (see
+    /// [`convert::convert`]), what it leaves out counted
+    /// (`meshdns_skipped_total`) and logged, made an [`Entry`] of `source`.
+    /// Every source converts through here; the skipped items are returned
+    /// too, for `meshdns check` to list.
+    pub fn convert(&self, source: &SourceId, se: &ServiceEntry) -> (Entry, Vec<Skipped>) {
+        let mut conversion = convert::convert(se, &self.zone_options);
+        let skipped = std::mem::take(&mut conversion.skipped);
+        if !skipped.is_empty() {
+            let entry = se.display_name();
+            for Skipped { item, reason } in &skipped {
+                self.metrics.skipped(reason);
+                match reason {
+                    // Normal in a mixed mesh: not ours to serve.
+                    SkipReason::ResolutionNone | SkipReason::OutOfZone => {
+                        debug!(%source, %entry, %item, %reason, "not served")
+                    }
+                    _ => warn!(%source, %entry, %item, %reason, "skipped"),
+                }
+            }
+        }
+        (Entry::new(source.clone(), se, conversion), skipped)
     }
 
     /// Counts an object a source could not read at all.
@@ -194,33 +232,54 @@ impl Index {
         self.metrics.skipped_other("malformed");
     }
 
-    /// Every name with its addresses and the entries defining it, sorted,
-    /// for `/debug/records`. Takes the writer lock briefly.
-    pub fn dump(&self) -> Vec<NameDump> {
+    /// Every name with its served addresses and the entries defining it,
+    /// sorted by name, for `/debug/records` and `meshdns check`. Takes the
+    /// writer lock briefly.
+    pub fn names(&self) -> Vec<NameRecords> {
         let w = self.lock();
-        let mut out: Vec<NameDump> = w
+        let mut out: Vec<NameRecords> = w
             .entries
             .names()
             .into_iter()
             .map(|(name, mut entries)| {
                 entries.sort_by(|a, b| a.order().cmp(&b.order()));
                 let node = w.nodes.get(name).cloned().unwrap_or_default();
-                NameDump {
-                    name: name.to_string(),
+                let listed = |e: &store::Stored| -> Vec<IpAddr> {
+                    e.hosts
+                        .iter()
+                        .filter(|h| h.name == *name)
+                        .flat_map(|h| h.addrs.iter().copied())
+                        .collect()
+                };
+                NameRecords {
+                    name: name.clone(),
                     a: node.v4().to_vec(),
                     aaaa: node.v6().to_vec(),
-                    sources: entries.iter().map(|e| format!("{e} ({})", e.source())).collect(),
-                    conflict: entries.len() > 1,
+                    entries: entries.iter().map(|e| (e.id(), listed(e))).collect(),
                 }
             })
             .collect();
+        drop(w);
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
 
-    /// What sources pass to [`convert::convert`].
-    pub fn convert_options(&self) -> &ConvertOptions {
-        &self.zone_options
+    /// [`Index::names`] as `/debug/records` shows them.
+    pub fn dump(&self) -> Vec<NameDump> {
+        self.names()
+            .into_iter()
+            .map(|n| NameDump {
+                name: n.name.to_string(),
+                conflict: n.entries.len() > 1,
+                sources: n
+                    .entries
+                    .iter()
+                    .map(|(id, _)| format!("{id} ({})", id.source))
+                    .collect(),
+                a: n.a,
+                aaaa: n.aaaa,
+            })
+            .collect()
     }
 
     /// The current table; cheap, lock-free, never blocks on writers.
@@ -484,8 +543,9 @@ impl Writer {
 }
 
 impl Entry {
-    /// The entry a source hands the index for one converted ServiceEntry.
-    pub fn new(source: SourceId, se: &crate::serviceentry::ServiceEntry, conversion: Conversion) -> Self {
+    /// The entry for one converted ServiceEntry; sources get it from
+    /// [`Index::convert`].
+    fn new(source: SourceId, se: &ServiceEntry, conversion: Conversion) -> Self {
         Self {
             id: EntryId {
                 source,

@@ -1,7 +1,6 @@
 //! Host names as the index keys them: lower-case ASCII, no trailing dot,
 //! validated against DNS limits before anything is stored.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Longest name in presentation form without the trailing dot: 255 octets
@@ -68,51 +67,9 @@ pub fn ancestors(name: &str) -> impl Iterator<Item = &str> {
     name.match_indices('.').map(move |(i, _)| &name[i + 1..])
 }
 
-/// Text from an object, safe on one log line or terminal: control
-/// characters (a newline that would forge a log line, an ANSI escape) are
-/// escaped. Most text has none and is passed through.
-pub fn printable(text: &str) -> Cow<'_, str> {
-    if text.chars().any(char::is_control) {
-        Cow::Owned(text.escape_debug().to_string())
-    } else {
-        Cow::Borrowed(text)
-    }
-}
-
-/// Whether `name` is a Kubernetes object name (DNS-1123 subdomain), or with
-/// `label` a namespace (DNS-1123 label), as the API server requires.
-pub fn is_object_name(name: &str, label: bool) -> bool {
-    let max = if label { 63 } else { 253 };
-    let ok = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let (first, last) = (name.bytes().next(), name.bytes().last());
-    !name.is_empty()
-        && name.len() <= max
-        && first.is_some_and(ok)
-        && last.is_some_and(ok)
-        && name.bytes().all(|c| ok(c) || c == b'-' || (c == b'.' && !label))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn printable_escapes_only_control_characters() {
-        assert!(matches!(printable("svc.ns.global ünï"), Cow::Borrowed(_)));
-        assert_eq!(printable("a\nINFO x\u{1b}[31m"), r"a\nINFO x\u{1b}[31m");
-    }
-
-    #[test]
-    fn kubernetes_object_names() {
-        for ok in ["a", "a-b", "a.b", "0x", &"a".repeat(253)] {
-            assert!(is_object_name(ok, false), "{ok}");
-        }
-        for bad in ["", "A", "a_b", "-a", "a-", "a\n", &"a".repeat(254)] {
-            assert!(!is_object_name(bad, false), "{bad}");
-        }
-        assert!(is_object_name("kube-system", true));
-        assert!(!is_object_name("a.b", true) && !is_object_name(&"a".repeat(64), true));
-    }
 
     #[test]
     fn normalizes_case_and_trailing_dot() {

@@ -1,4 +1,4 @@
-//! The table's map, name → [`Node`]: persistent, so that publishing a new
+//! The table's map, name → [`Node`] (defined here too): persistent, so that publishing a new
 //! table after a change copies only what the change touched, and compact,
 //! because plain hash tables hold the names.
 //!
@@ -10,11 +10,80 @@
 //! leaf nodes at 100k names; this spends about 60.
 
 use std::hash::{BuildHasher, RandomState};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use compact_str::CompactString;
 
-use super::table::Node;
+/// The records of one owner name. A node without addresses is an empty
+/// non-terminal: it exists only because names below it do.
+///
+/// Kept small because the table holds one per name: a name with a single
+/// IPv4 address and nothing below it, by far the commonest, is stored
+/// inline; anything else in one shared allocation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Node(Repr);
+
+#[derive(Clone, Debug, Default, PartialEq)]
+enum Repr {
+    #[default]
+    Empty,
+    V4(Ipv4Addr),
+    Full(Arc<Full>),
+}
+
+#[derive(Debug, PartialEq)]
+struct Full {
+    v4: Box<[Ipv4Addr]>,
+    v6: Box<[Ipv6Addr]>,
+    /// Names with records strictly below this one.
+    below: u32,
+}
+
+impl Node {
+    pub fn new(v4: Vec<Ipv4Addr>, v6: Vec<Ipv6Addr>, below: u32) -> Self {
+        Self(match (v4.as_slice(), v6.is_empty(), below) {
+            ([], true, 0) => Repr::Empty,
+            ([a], true, 0) => Repr::V4(*a),
+            _ => Repr::Full(Arc::new(Full {
+                v4: v4.into(),
+                v6: v6.into(),
+                below,
+            })),
+        })
+    }
+
+    pub fn v4(&self) -> &[Ipv4Addr] {
+        match &self.0 {
+            Repr::Empty => &[],
+            Repr::V4(a) => std::slice::from_ref(a),
+            Repr::Full(f) => &f.v4,
+        }
+    }
+
+    pub fn v6(&self) -> &[Ipv6Addr] {
+        match &self.0 {
+            Repr::Full(f) => &f.v6,
+            _ => &[],
+        }
+    }
+
+    /// Names with records strictly below this one.
+    pub fn below(&self) -> u32 {
+        match &self.0 {
+            Repr::Full(f) => f.below,
+            _ => 0,
+        }
+    }
+
+    pub fn has_records(&self) -> bool {
+        !self.v4().is_empty() || !self.v6().is_empty()
+    }
+
+    pub(super) fn with_below(&self, below: u32) -> Self {
+        Self::new(self.v4().to_vec(), self.v6().to_vec(), below)
+    }
+}
 
 const FAN: usize = 64;
 type Mid = [Shard; FAN];
@@ -150,7 +219,8 @@ impl Shard {
 
 #[derive(Clone)]
 pub struct Nodes {
-    /// Keyed per table: names come from ServiceEntries, which must not be
+    /// Keyed per index (every table it publishes is a copy of its
+    /// writer's map): names come from ServiceEntries, which must not be
     /// able to steer every name into one small table.
     hasher: RandomState,
     top: Arc<[Arc<Mid>; FAN]>,

@@ -42,10 +42,6 @@ impl Stored {
         }
     }
 
-    pub fn source(&self) -> &SourceId {
-        &self.source
-    }
-
     /// Whether storing `entry` would change nothing.
     fn same(&self, entry: &Entry) -> bool {
         self.created == entry.created
@@ -93,7 +89,7 @@ struct Source {
 
 #[derive(Default)]
 pub(super) struct Store {
-    /// Keyed per process, like the table: names come from ServiceEntries.
+    /// Keyed per index, like the table: names come from ServiceEntries.
     hasher: RandomState,
     sources: HashMap<SourceId, Source>,
     /// One slot per (entry, host): `entry.hosts[host]`, hashed by the host

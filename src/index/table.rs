@@ -2,12 +2,11 @@
 //! negative answers need (empty non-terminals, wildcards, zones). A new table
 //! is published for each change; readers never wait for writers.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 
-use super::nodes::Nodes;
+use super::nodes::{Node, Nodes};
 
 /// Zone-wide settings, fixed at start-up.
 #[derive(Clone, Debug)]
@@ -62,76 +61,6 @@ impl Zone {
     }
 }
 
-/// The records of one owner name. A node without addresses is an empty
-/// non-terminal: it exists only because names below it do.
-///
-/// Kept small because the table holds one per name: a name with a single
-/// IPv4 address and nothing below it, by far the commonest, is stored
-/// inline; anything else in one shared allocation.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Node(Repr);
-
-#[derive(Clone, Debug, Default, PartialEq)]
-enum Repr {
-    #[default]
-    Empty,
-    V4(Ipv4Addr),
-    Full(Arc<Full>),
-}
-
-#[derive(Debug, PartialEq)]
-struct Full {
-    v4: Box<[Ipv4Addr]>,
-    v6: Box<[Ipv6Addr]>,
-    /// Names with records strictly below this one.
-    below: u32,
-}
-
-impl Node {
-    pub fn new(v4: Vec<Ipv4Addr>, v6: Vec<Ipv6Addr>, below: u32) -> Self {
-        Self(match (v4.as_slice(), v6.is_empty(), below) {
-            ([], true, 0) => Repr::Empty,
-            ([a], true, 0) => Repr::V4(*a),
-            _ => Repr::Full(Arc::new(Full {
-                v4: v4.into(),
-                v6: v6.into(),
-                below,
-            })),
-        })
-    }
-
-    pub fn v4(&self) -> &[Ipv4Addr] {
-        match &self.0 {
-            Repr::Empty => &[],
-            Repr::V4(a) => std::slice::from_ref(a),
-            Repr::Full(f) => &f.v4,
-        }
-    }
-
-    pub fn v6(&self) -> &[Ipv6Addr] {
-        match &self.0 {
-            Repr::Full(f) => &f.v6,
-            _ => &[],
-        }
-    }
-
-    /// Names with records strictly below this one.
-    pub fn below(&self) -> u32 {
-        match &self.0 {
-            Repr::Full(f) => f.below,
-            _ => 0,
-        }
-    }
-
-    pub fn has_records(&self) -> bool {
-        !self.v4().is_empty() || !self.v6().is_empty()
-    }
-
-    pub(super) fn with_below(&self, below: u32) -> Self {
-        Self::new(self.v4().to_vec(), self.v6().to_vec(), below)
-    }
-}
-
 /// SOA timers; secondaries are never used, so these are conventional values.
 pub const SOA_REFRESH: u32 = 3600;
 pub const SOA_RETRY: u32 = 600;
@@ -180,7 +109,7 @@ pub enum Lookup<'t> {
     Records(&'t Zone, &'t Node),
     /// The name exists without records (empty non-terminal) and no
     /// wildcard covers it: NODATA.
-    Empty(&'t Zone),
+    NoData(&'t Zone),
     NxDomain(&'t Zone),
 }
 
@@ -253,7 +182,7 @@ impl Table {
             }
         }
         match exact {
-            Some(_) => Lookup::Empty(zone),
+            Some(_) => Lookup::NoData(zone),
             None => Lookup::NxDomain(zone),
         }
     }

@@ -7,36 +7,7 @@ use hickory_proto::rr::Name;
 
 use super::*;
 
-pub fn mk_config() -> ZoneConfig {
-    ZoneConfig::default()
-}
-
-pub fn mk_index() -> Index {
-    Index::new(vec!["global".into()], mk_config(), None).unwrap()
-}
-
-pub fn mk_entry(name: &str, created: Option<&str>, hosts: &[(&str, &[&str])]) -> Entry {
-    mk_entry_in(SourceId::Kube(None), name, created, hosts)
-}
-
-fn mk_entry_in(source: SourceId, name: &str, created: Option<&str>, hosts: &[(&str, &[&str])]) -> Entry {
-    let (namespace, name) = name.split_once('/').unwrap();
-    Entry {
-        id: EntryId {
-            source,
-            namespace: namespace.into(),
-            name: name.into(),
-        },
-        created: created.map(Arc::from),
-        hosts: hosts
-            .iter()
-            .map(|(h, addrs)| HostAddrs {
-                name: (*h).into(),
-                addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
-            })
-            .collect(),
-    }
-}
+use super::testing::{mk_entry, mk_entry_in, mk_index, mk_index_with};
 
 /// The addresses a query name resolves to, or the negative outcome.
 fn resolve(index: &Index, qname: &str) -> String {
@@ -44,7 +15,7 @@ fn resolve(index: &Index, qname: &str) -> String {
     match table.lookup(&Name::from_ascii(qname).unwrap()) {
         Lookup::OutOfZone => "REFUSED".into(),
         Lookup::Apex(_) => "APEX".into(),
-        Lookup::Empty(_) => "NODATA".into(),
+        Lookup::NoData(_) => "NODATA".into(),
         Lookup::NxDomain(_) => "NXDOMAIN".into(),
         Lookup::Records(_, node) => {
             let all: Vec<String> = node
@@ -307,7 +278,7 @@ fn long_names_carry_fewer_addresses() {
 
 #[test]
 fn most_specific_zone_wins() {
-    let index = Index::new(vec!["global".into(), "mesh.global".into()], mk_config(), None).unwrap();
+    let index = mk_index_with(&["global", "mesh.global"], ZoneConfig::default());
     assert!(
         matches!(index.table().lookup(&Name::from_str("mesh.global.").unwrap()), Lookup::Apex(z) if &*z.key == "mesh.global")
     );

@@ -22,7 +22,7 @@ use prometheus::IntCounter;
 use tracing::{debug, error, info, warn};
 
 use super::manifest;
-use crate::index::{Entry, Index, Namespaces, SkipReason, SourceId, convert};
+use crate::index::{Entry, Index, Namespaces, Skipped, SourceId};
 
 /// Quiet time after a change before reloading, so an editor's
 /// write-rename-chmod burst is read once.
@@ -392,34 +392,36 @@ pub fn source_id(file: &Path) -> SourceId {
     SourceId::File(file.display().to_string().into())
 }
 
-/// Parses and converts one file's entries, logging what is skipped. Each
-/// ServiceEntry is converted as soon as it is parsed, so only the entries,
-/// not the parsed objects, are ever held all at once.
+/// Parses and converts one file's entries (through [`Index::convert`],
+/// which logs what is skipped). Each ServiceEntry is converted as soon as
+/// it is parsed, so only the entries, not the parsed objects, are ever
+/// held all at once.
 pub fn load(file: &Path, text: &str, index: &Index) -> Result<Vec<Entry>, manifest::ManifestError> {
+    load_each(file, text, index, |_, _| {})
+}
+
+/// [`load`], also handing `skipped` what each kept entry left out.
+pub fn load_each(
+    file: &Path,
+    text: &str,
+    index: &Index,
+    mut skipped: impl FnMut(&Entry, Vec<Skipped>),
+) -> Result<Vec<Entry>, manifest::ManifestError> {
     let source = source_id(file);
     let mut seen = HashSet::new();
     let mut namespaces = Namespaces::default();
     let mut entries = Vec::new();
     manifest::parse_each(text, |se| {
-        let conversion = convert::convert(&se, index.convert_options());
-        index.count_skipped(&conversion.skipped);
-        for skipped in &conversion.skipped {
-            let (file, entry, item, reason) = (file.display(), se.display_name(), &skipped.item, &skipped.reason);
-            match reason {
-                // Normal in a mixed mesh: not ours to serve.
-                SkipReason::ResolutionNone | SkipReason::OutOfZone => {
-                    debug!(%file, %entry, %item, %reason, "not served")
-                }
-                _ => warn!(%file, %entry, %item, %reason, "skipped"),
-            }
-        }
-        let mut entry = Entry::new(source.clone(), &se, conversion);
+        let (mut entry, left_out) = index.convert(&source, &se);
         // One copy per namespace: the index keeps its own, and many
         // short-lived ones would leave holes between the entries it keeps.
         entry.id.namespace = namespaces.intern(&entry.id.namespace);
         if !seen.insert(entry.id.clone()) {
             warn!(file = %file.display(), entry = %entry.id, "ServiceEntry defined twice in one file; the first one is used");
             return;
+        }
+        if !left_out.is_empty() {
+            skipped(&entry, left_out);
         }
         entries.push(entry);
     })?;

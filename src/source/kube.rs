@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -21,7 +21,7 @@ use kube::{Client, Config};
 use prometheus::{Gauge, IntCounter, IntCounterVec, Opts, Registry};
 use tracing::{debug, info, warn};
 
-use crate::index::{Entry, EntryId, Index, Namespaces, SourceId, convert};
+use crate::index::{Entry, EntryId, Index, Namespaces, SourceId};
 use crate::serviceentry::{self, ServiceEntry};
 
 /// Served versions, most preferred first.
@@ -236,7 +236,28 @@ async fn watch(
     metrics: KubeMetrics,
     synced: tokio::sync::mpsc::Sender<()>,
 ) -> anyhow::Result<()> {
-    let mut stream = watcher(api, config).default_backoff().boxed();
+    let events = watcher(api, config).default_backoff();
+    follow(events, source, &index, &metrics, synced).await
+}
+
+/// Applies watcher events to the index until the stream ends, which is an
+/// error (see [`run`]). Any stream will do: the tests feed it a list.
+///
+/// `Apply`/`Delete` change one entry at once. `Init` … `InitDone` (the
+/// first list, or a relist after 410 Gone) is buffered and swapped in at
+/// `InitDone` by one [`Index::reset_keeping`]: what the list lacks goes,
+/// and a listed object that no longer reads as a ServiceEntry keeps its
+/// last good state. An error is counted and logged; the watcher retries
+/// it with backoff while the last table is served. `synced` is told once,
+/// at the first `InitDone`.
+async fn follow(
+    events: impl Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>>,
+    source: SourceId,
+    index: &Index,
+    metrics: &KubeMetrics,
+    synced: tokio::sync::mpsc::Sender<()>,
+) -> anyhow::Result<()> {
+    let mut stream = std::pin::pin!(events);
     // Some(_) between Init and InitDone: the listed entries, and the ids of
     // malformed objects, whose last good state the reset must keep.
     let mut relist: Option<(Vec<Entry>, HashSet<EntryId>)> = None;
@@ -260,7 +281,7 @@ async fn watch(
             watcher::Event::InitApply(obj) => {
                 metrics.events.with_label_values(&["init_apply"]).inc();
                 let id = entry_id(&source, &obj);
-                match (relist.as_mut(), to_entry(&source, obj, &index, &metrics)) {
+                match (relist.as_mut(), to_entry(&source, obj, index, metrics)) {
                     (Some((entries, _)), Some(mut entry)) => {
                         entry.id.namespace = namespaces.intern(&entry.id.namespace);
                         entries.push(entry);
@@ -281,7 +302,7 @@ async fn watch(
             }
             watcher::Event::Apply(obj) => {
                 metrics.events.with_label_values(&["apply"]).inc();
-                if let Some(entry) = to_entry(&source, obj, &index, &metrics) {
+                if let Some(entry) = to_entry(&source, obj, index, metrics) {
                     index.apply(entry);
                 }
             }
@@ -321,17 +342,7 @@ fn to_entry(source: &SourceId, obj: DynamicObject, index: &Index, metrics: &Kube
             return None;
         }
     };
-    let conversion = convert::convert(&se, index.convert_options());
-    index.count_skipped(&conversion.skipped);
-    for skipped in &conversion.skipped {
-        match skipped.reason {
-            convert::SkipReason::ResolutionNone | convert::SkipReason::OutOfZone => {
-                debug!(entry = %who, item = %skipped.item, reason = %skipped.reason, "not served")
-            }
-            _ => warn!(entry = %who, item = %skipped.item, reason = %skipped.reason, "skipped"),
-        }
-    }
-    Some(Entry::new(source.clone(), &se, conversion))
+    Some(index.convert(source, &se).0)
 }
 
 /// Reads our fields out of a dynamic object; managed fields, annotations
@@ -343,6 +354,9 @@ fn serviceentry_from(obj: DynamicObject) -> Result<ServiceEntry, serde_json::Err
     se.metadata.creation_timestamp = obj.metadata.creation_timestamp.map(|t| t.0.to_string());
     Ok(se)
 }
+
+#[cfg(test)]
+mod follow_tests;
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::index::name::is_object_name;
-use crate::serviceentry::{self, ServiceEntry};
+use crate::serviceentry::{self, ServiceEntry, is_object_name};
 
 #[derive(Debug, Default)]
 pub struct Manifests {

@@ -1,7 +1,8 @@
-//! Where ServiceEntries come from: files ([`file`]) and the Kubernetes API
-//! ([`kube`]). Each source converts what it reads
-//! (see [`crate::index::convert`]) and hands entries to the index under its
-//! own [`crate::index::SourceId`].
+//! Where ServiceEntries come from: files ([`file`](mod@file)) and the Kubernetes API
+//! ([`kube`]). Each source reads ServiceEntries, converts each one through
+//! [`crate::index::Index::convert`] (the one place that converts, counts and
+//! logs skips) and hands the entries to the index under its own
+//! [`crate::index::SourceId`].
 
 pub mod file;
 pub mod kube;

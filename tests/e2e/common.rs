@@ -1,5 +1,7 @@
-//! Helpers for the end-to-end tests: child processes that die with the test,
-//! free loopback ports, raw DNS queries, and parsers for `dig`/`kdig` output.
+//! Support shared by the tests that run the release binary (`e2e`, `ops`,
+//! `kube`, `load_smoke`): outside tools, child processes that die with the
+//! test, the one `meshdns serve` launcher ([`Meshdns`]), free loopback
+//! ports, raw DNS queries, and parsers for `dig`/`kdig` output.
 
 #![allow(dead_code)]
 
@@ -45,18 +47,13 @@ fn is_executable(p: &Path) -> bool {
     fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Returns the tool's path, or `None` after printing a SKIPPED line. With
-/// `MESHDNS_E2E_REQUIRED=1` a missing tool fails the test instead.
-pub fn require_tool(test: &str, name: &str) -> Option<PathBuf> {
-    if let Some(p) = find_tool(name) {
-        return Some(p);
-    }
-    let hint = "run scripts/install-test-deps.sh";
-    if std::env::var("MESHDNS_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("{test}: {name} not installed and MESHDNS_E2E_REQUIRED=1 ({hint})");
-    }
-    println!("SKIPPED: {test}: {name} not installed ({hint})");
-    None
+/// The tool's path; a missing tool fails the test. Tests that need one are
+/// `#[ignore = "needs <tool>"]`, so a plain `cargo test` lists them as
+/// ignored, and `-- --include-ignored` runs them and must find the tool.
+pub fn require_tool(name: &str) -> PathBuf {
+    find_tool(name).unwrap_or_else(|| {
+        panic!("{name} not installed (run scripts/install-test-deps.sh); this test needs it under --include-ignored")
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -231,10 +228,52 @@ pub struct Meshdns {
     pub proc: Proc,
     pub dns: SocketAddr,
     pub admin: SocketAddr,
+    /// Holds the log; dropped after `proc`, which kills the process.
     _dir: tempfile::TempDir,
 }
 
 impl Meshdns {
+    /// Starts `meshdns serve ARGS` on free loopback ports (in working
+    /// directory `cwd`, for relative paths), without waiting for it.
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(cwd: Option<&Path>, args: &[S]) -> Meshdns {
+        let dir = tempfile::tempdir().unwrap();
+        let (dns, admin) = (loopback(free_port()), loopback(free_port()));
+        let mut cmd = Command::new(MESHDNS);
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
+        cmd.arg("serve");
+        cmd.arg("--dns-addr").arg(dns.to_string());
+        cmd.arg("--admin-addr").arg(admin.to_string());
+        cmd.args(args);
+        let log = dir.path().join("meshdns.log");
+        Meshdns {
+            proc: Proc::spawn("meshdns", cmd, &log),
+            dns,
+            admin,
+            _dir: dir,
+        }
+    }
+
+    /// Whether /readyz says 200.
+    pub fn ready(&self) -> bool {
+        http_get(self.admin, "/readyz").is_ok_and(|(code, _)| code == 200)
+    }
+
+    /// Waits until /readyz says 200; returns how long that took. Fails the
+    /// test, with the log, if the process exits or `limit` passes first.
+    pub fn wait_ready(&mut self, limit: Duration) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            self.proc.assert_alive();
+            if self.ready() {
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("meshdns not ready after {limit:?}; log:\n{}", self.proc.log());
+    }
+
     /// Starts `meshdns serve` on free loopback ports and waits for /readyz.
     pub fn serve(files: &[&Path], extra: &[&str]) -> Meshdns {
         Self::serve_in(None, files, extra)
@@ -242,45 +281,30 @@ impl Meshdns {
 
     /// [`Meshdns::serve`] in working directory `cwd`, for relative paths.
     pub fn serve_in(cwd: Option<&Path>, files: &[&Path], extra: &[&str]) -> Meshdns {
-        let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<&std::ffi::OsStr> = Vec::new();
+        for f in files {
+            args.extend([std::ffi::OsStr::new("--file"), f.as_os_str()]);
+        }
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
         // A port can be taken between free_port() and the child's bind when
         // tests run in parallel: retry only on "address in use".
         for attempt in 1..=3 {
-            let dns = loopback(free_port());
-            let admin = loopback(free_port());
-            let mut cmd = Command::new(MESHDNS);
-            if let Some(cwd) = cwd {
-                cmd.current_dir(cwd);
-            }
-            cmd.arg("serve");
-            for f in files {
-                cmd.arg("--file").arg(f);
-            }
-            cmd.arg("--dns-addr").arg(dns.to_string());
-            cmd.arg("--admin-addr").arg(admin.to_string());
-            cmd.args(extra);
-            let log = dir.path().join(format!("meshdns-{attempt}.log"));
-            let mut proc = Proc::spawn("meshdns", cmd, &log);
+            let mut m = Self::spawn(cwd, &args);
             let start = Instant::now();
-            while start.elapsed() < STARTUP_TIMEOUT && proc.alive() {
-                if http_get(admin, "/readyz").is_ok_and(|(code, _)| code == 200) {
-                    println!("meshdns ready on {dns} in {:?}", start.elapsed());
-                    return Meshdns {
-                        proc,
-                        dns,
-                        admin,
-                        _dir: dir,
-                    };
+            while start.elapsed() < STARTUP_TIMEOUT && m.proc.alive() {
+                if m.ready() {
+                    println!("meshdns ready on {} in {:?}", m.dns, start.elapsed());
+                    return m;
                 }
                 std::thread::sleep(Duration::from_millis(25));
             }
-            let text = proc.log();
-            if !proc.alive() && text.to_lowercase().contains("in use") && attempt < 3 {
+            let text = m.proc.log();
+            if !m.proc.alive() && text.to_lowercase().contains("in use") && attempt < 3 {
                 continue;
             }
             panic!(
                 "meshdns not ready within {STARTUP_TIMEOUT:?} (alive: {}); log:\n{text}",
-                proc.alive()
+                m.proc.alive()
             );
         }
         unreachable!()

@@ -1,0 +1,239 @@
+//! `meshdns check`: loads manifests through the same path as `serve` (file
+//! source → [`Index::convert`] → [`Index::reset`]) and prints what the index
+//! then serves, as a table or as zone files. Nothing is worked out twice:
+//! merging, conflicts and address limits are the index's.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::ValueEnum;
+
+use crate::index::{self, EntryId, Index, NameRecords, name};
+use crate::serviceentry::printable;
+use crate::source::file;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Output {
+    Text,
+    Zone,
+}
+
+/// Loads `files` into `index` (fresh, with the zones to check against)
+/// as `serve` loads them, and prints what the index then serves; fails
+/// when a file is missing or invalid.
+pub fn run(files: &[PathBuf], output: Output, index: Index) -> anyhow::Result<ExitCode> {
+    let mut report = String::new();
+    let mut invalid = 0;
+    let mut skipped: Vec<String> = Vec::new();
+    // Named twice (`check d d/a.yaml`): loaded once, as `serve` does.
+    let mut loaded = HashSet::new();
+
+    for path in files {
+        let found = file::expand(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if found.is_empty() {
+            writeln!(
+                report,
+                "error: {}: no such file, or no *.yaml/*.yml in it",
+                path.display()
+            )?;
+            invalid += 1;
+        }
+        for f in found {
+            if !loaded.insert(f.clone()) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+            let entries = file::load_each(&f, &text, &index, |entry, left_out| {
+                let who = who(&entry.id);
+                skipped.extend(left_out.iter().map(|s| format!("{who}  {}: {}", s.item, s.reason)));
+            });
+            match entries {
+                Ok(entries) => index.reset(&file::source_id(&f), entries),
+                Err(e) => {
+                    writeln!(report, "error: {}: {e}", f.display())?;
+                    invalid += 1;
+                }
+            }
+        }
+    }
+
+    match output {
+        Output::Zone => print!("{}", zone_file(&index.table())),
+        Output::Text => print!("{}", text_report(&index.names(), &skipped, invalid)),
+    }
+    eprint!("{report}");
+    Ok(if invalid > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `namespace/name`, control characters escaped as in the logs.
+fn who(id: &EntryId) -> String {
+    format!("{}/{}", printable(&id.namespace), printable(&id.name))
+}
+
+/// The served records, each with the first entry (in conflict order) that
+/// lists it, then what was skipped, the conflicts and the names over the
+/// address limit.
+fn text_report(names: &[NameRecords], skipped: &[String], invalid: usize) -> String {
+    let mut out = String::new();
+    let mut records: Vec<(String, &'static str, IpAddr, String)> = Vec::new();
+    for n in names {
+        let served =
+            n.a.iter()
+                .map(|&a| IpAddr::V4(a))
+                .chain(n.aaaa.iter().map(|&a| IpAddr::V6(a)));
+        for addr in served {
+            let rtype = if addr.is_ipv4() { "A" } else { "AAAA" };
+            let first = n.entries.iter().find(|(_, addrs)| addrs.contains(&addr));
+            let source = first.map(|(id, _)| who(id)).unwrap_or_default();
+            records.push((format!("{}.", n.name), rtype, addr, source));
+        }
+    }
+    records.sort();
+    let width = records.iter().map(|r| r.0.len()).max().unwrap_or(4).max(4);
+    let _ = writeln!(out, "{:width$}  {:4}  {:39}  SOURCE", "NAME", "TYPE", "ADDRESS");
+    for (name, rtype, addr, who) in &records {
+        let _ = writeln!(out, "{name:width$}  {rtype:4}  {:39}  {who}", addr.to_string());
+    }
+    if !skipped.is_empty() {
+        let _ = writeln!(out, "\nskipped:");
+        skipped.iter().for_each(|s| _ = writeln!(out, "  {s}"));
+    }
+    let conflicts: Vec<&NameRecords> = names.iter().filter(|n| n.entries.len() > 1).collect();
+    if !conflicts.is_empty() {
+        let _ = writeln!(out, "\nconflicts (served as the union, oldest entry first):");
+        for n in &conflicts {
+            let by: Vec<String> = n.entries.iter().map(|(id, _)| who(id)).collect();
+            let _ = writeln!(out, "  {}.  defined by {}", n.name, by.join(", "));
+        }
+    }
+    // What the table serves, against what the entries list.
+    let capped: Vec<(&NameRecords, usize, usize)> = names
+        .iter()
+        .map(|n| {
+            let listed: HashSet<IpAddr> = n.entries.iter().flat_map(|(_, addrs)| addrs.iter().copied()).collect();
+            (n, listed.len(), n.a.len() + n.aaaa.len())
+        })
+        .filter(|(_, listed, served)| served < listed)
+        .collect();
+    if !capped.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nover the addresses one name may have (the first ones are served):"
+        );
+        for (n, listed, served) in &capped {
+            let _ = writeln!(out, "  {}.  {listed} addresses, {served} served", n.name);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{} records, {} skipped, {} conflicts, {} names over the address limit, {} invalid files",
+        records.len(),
+        skipped.len(),
+        conflicts.len(),
+        capped.len(),
+        invalid
+    );
+    out
+}
+
+/// The table as RFC 1035 master files, one per zone, SOA serial 1.
+fn zone_file(table: &index::Table) -> String {
+    let c = &table.config;
+    let mut out = String::new();
+    for zone in table.zones.iter() {
+        let _ = writeln!(out, "$ORIGIN {}\n$TTL {}", zone.name, c.ttl);
+        let _ = writeln!(
+            out,
+            "@ {} IN SOA {} {} 1 {} {} {} {}\n@ {} IN NS {}",
+            c.ttl,
+            c.nameserver,
+            c.hostmaster,
+            index::SOA_REFRESH,
+            index::SOA_RETRY,
+            index::SOA_EXPIRE,
+            c.negative_ttl,
+            c.ttl,
+            c.nameserver
+        );
+        let own: Vec<_> = table
+            .records()
+            .into_iter()
+            .filter(|(n, _)| {
+                name::in_zone(n, &zone.key)
+                    && !table
+                        .zones
+                        .iter()
+                        .any(|z| z.key.len() > zone.key.len() && name::in_zone(n, &z.key))
+            })
+            .collect();
+        for (n, node) in own {
+            node.v4()
+                .iter()
+                .for_each(|a| _ = writeln!(out, "{n}. {} IN A {a}", c.ttl));
+            node.v6()
+                .iter()
+                .for_each(|a| _ = writeln!(out, "{n}. {} IN AAAA {a}", c.ttl));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::index::testing::mk_index;
+
+    /// `check`'s text for one file holding `text`.
+    fn check_text(text: &str) -> String {
+        let index = mk_index();
+        let file = Path::new("/etc/meshdns/se.yaml");
+        let mut skipped = Vec::new();
+        let entries = file::load_each(file, text, &index, |entry, left_out| {
+            skipped.extend(left_out.iter().map(|s| format!("{}  {}", who(&entry.id), s.item)));
+        })
+        .unwrap();
+        index.reset(&file::source_id(file), entries);
+        text_report(&index.names(), &skipped, 0)
+    }
+
+    fn mk_manifest(name: &str, host: &str, addr: &str) -> String {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}, namespace: foo}}\n\
+             spec: {{hosts: [{host}], addresses: [{addr}], resolution: STATIC}}\n"
+        )
+    }
+
+    #[test]
+    fn an_object_twice_is_one_record_and_no_conflict() {
+        let one = mk_manifest("a", "httpbin.bar.global", "240.0.0.1");
+        let out = check_text(&format!("{one}---\n{one}"));
+        assert_eq!(out.matches("240.0.0.1").count(), 1, "{out}");
+        assert!(!out.contains("defined by"), "{out}");
+        assert!(out.contains("1 records, 0 skipped, 0 conflicts"), "{out}");
+    }
+
+    #[test]
+    fn two_entries_on_one_name_are_one_conflict_served_as_the_union() {
+        let a = mk_manifest("a", "httpbin.bar.global", "240.0.0.1");
+        let b = mk_manifest("b", "httpbin.bar.global", "240.0.0.2");
+        let out = check_text(&format!("{a}---\n{b}"));
+        assert!(out.contains("httpbin.bar.global.  defined by foo/a, foo/b"), "{out}");
+        assert!(out.contains("2 records, 0 skipped, 1 conflicts"), "{out}");
+        let sources: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains("240.0.0."))
+            .map(|l| l.split_whitespace().last().unwrap())
+            .collect();
+        assert_eq!(sources, ["foo/a", "foo/b"], "{out}");
+    }
+}

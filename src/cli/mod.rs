@@ -1,0 +1,363 @@
+//! Command line and wiring: the flags of `meshdns serve` and `meshdns
+//! check`, and `serve`'s start-up, which puts the sources, the index, DNS
+//! and the admin endpoint together. `check` runs the `check` command;
+//! `runtime` holds what the process needs around them (logs, signals,
+//! the drain).
+
+mod check;
+mod runtime;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use hickory_proto::rr::Name;
+use tracing::info;
+
+use self::check::Output;
+use self::runtime::{LogFormat, Signals, parse_duration};
+use crate::admin::{self, AdminState, Readiness};
+use crate::dns::metrics::DnsMetrics;
+use crate::dns::{DnsServer, Handler};
+use crate::index::{self, Index, ZoneConfig, name};
+use crate::source::file::FileSource;
+use crate::source::kube::{self, KubeMetrics, KubeOptions};
+
+/// Authoritative DNS for Istio multi-cluster `.global` names.
+///
+/// Answers `<name>.<namespace>.global` from the addresses of Istio
+/// ServiceEntries, so that pods can connect and the sidecar routes the
+/// connection to the remote cluster. Point cluster DNS (CoreDNS `forward`,
+/// kube-dns `stubDomains`) at it for the `global` zone.
+#[derive(Debug, Parser)]
+#[command(name = "meshdns", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve DNS from ServiceEntry manifests, reloading them as they change.
+    Serve(Box<ServeArgs>),
+    /// Validate manifests and print the records they would produce.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// UDP and TCP address for DNS.
+    #[arg(long, env = "MESHDNS_DNS_ADDR", default_value = "0.0.0.0:1053")]
+    dns_addr: SocketAddr,
+
+    /// HTTP address for /healthz (liveness), /readyz (readiness) and /metrics.
+    #[arg(long, env = "MESHDNS_ADMIN_ADDR", default_value = "0.0.0.0:9253")]
+    admin_addr: SocketAddr,
+
+    /// A YAML file, or a directory of *.yaml/*.yml files, holding ServiceEntry
+    /// manifests (multi-document and `kind: List` are fine; other kinds are
+    /// ignored). Repeatable. Watched: changes apply within a second; a file
+    /// that stops parsing keeps its last good content.
+    #[arg(long = "file", value_name = "PATH", env = "MESHDNS_FILE", value_delimiter = ',')]
+    files: Vec<PathBuf>,
+
+    /// Also watch ServiceEntries in Kubernetes. On by default when no --file
+    /// is given; with --file, both sources feed one table.
+    #[arg(long, env = "MESHDNS_KUBERNETES")]
+    kubernetes: bool,
+
+    #[command(flatten)]
+    kube: KubeArgs,
+
+    #[command(flatten)]
+    zone: ZoneArgs,
+
+    /// Serve /debug/records on the admin address: the whole table as JSON
+    /// (names, addresses, defining entries, conflicts).
+    #[arg(long, env = "MESHDNS_DEBUG_ENDPOINTS")]
+    debug_endpoints: bool,
+
+    /// UDP worker threads, each with its own socket on --dns-addr
+    /// (SO_REUSEPORT). Default: one per CPU core. One worker answers over
+    /// 100k queries/s on one core; more add throughput on more cores, but
+    /// while one would keep up they cost 10-20 % more CPU per query.
+    #[arg(long, env = "MESHDNS_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
+
+    /// On SIGTERM/SIGINT, report not ready at once but keep answering this
+    /// long (e.g. `5s`, `500ms`), so traffic moves away before the exit. A
+    /// second signal exits at once.
+    #[arg(long, env = "MESHDNS_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct KubeArgs {
+    /// Kubeconfig file. Default: in-cluster config, then $KUBECONFIG, then
+    /// ~/.kube/config.
+    #[arg(long, env = "MESHDNS_KUBECONFIG", value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use instead of the current one.
+    #[arg(long, env = "MESHDNS_CONTEXT", value_name = "NAME")]
+    context: Option<String>,
+
+    /// Watch only this namespace (repeatable). Default: all namespaces.
+    #[arg(
+        long = "namespace",
+        env = "MESHDNS_NAMESPACE",
+        value_name = "NS",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
+
+    /// Watch only ServiceEntries matching this label selector, e.g.
+    /// `mesh.example.com/dns=enabled`.
+    #[arg(long, env = "MESHDNS_SELECTOR")]
+    selector: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// Manifest files or directories.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+
+    /// `text`: records, skipped items and conflicts; `zone`: an RFC 1035
+    /// master file per zone (SOA serial 1), e.g. to load into another server.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+
+    #[command(flatten)]
+    zone: ZoneArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct ZoneArgs {
+    /// Zone served authoritatively; hosts outside every zone are ignored.
+    /// Repeatable.
+    #[arg(
+        long = "zone",
+        value_name = "ZONE",
+        env = "MESHDNS_ZONE",
+        value_delimiter = ',',
+        default_value = "global"
+    )]
+    zones: Vec<String>,
+
+    /// TTL of answers, in seconds.
+    #[arg(long, env = "MESHDNS_TTL", default_value_t = 30)]
+    ttl: u32,
+
+    /// How long resolvers may cache "no such name" and "no such type", in
+    /// seconds (the SOA MINIMUM; negative answers use min(TTL, this)).
+    #[arg(long, env = "MESHDNS_NEGATIVE_TTL", default_value_t = 5)]
+    negative_ttl: u32,
+
+    /// Address for entries that have neither spec.addresses nor Istio-allocated
+    /// status.addresses (istio-coredns-plugin's option). Unset: such entries
+    /// are not served.
+    #[arg(long, env = "MESHDNS_DEFAULT_ADDRESS", value_name = "IP")]
+    default_address: Option<IpAddr>,
+
+    /// Name server in the zones' SOA MNAME and apex NS record.
+    #[arg(long, env = "MESHDNS_NAMESERVER", default_value = "localhost.")]
+    nameserver: String,
+
+    /// Mailbox in the zones' SOA RNAME.
+    #[arg(long, env = "MESHDNS_HOSTMASTER", default_value = "nobody.invalid.")]
+    hostmaster: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct LogArgs {
+    /// Log line format: `text` for people, `json` for log collectors.
+    #[arg(long, value_enum, env = "MESHDNS_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Log filter, e.g. `info` or `meshdns=debug`. Defaults to RUST_LOG, then `info`.
+    #[arg(long, env = "MESHDNS_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+pub fn main() -> ExitCode {
+    let Cli { command } = Cli::parse();
+    let result = match command {
+        Command::Serve(args) => {
+            runtime::init_logging(args.log.log_format, args.log.log_level.as_deref()).and_then(|()| args.run())
+        }
+        Command::Check(args) => args.run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl CheckArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        let Self { files, output, zone } = self;
+        // Its metrics go nowhere: check only prints.
+        check::run(&files, output, zone.index(&prometheus::Registry::new())?)
+    }
+}
+
+impl ZoneArgs {
+    /// The index for these flags, its metrics in `registry`.
+    fn index(&self, registry: &prometheus::Registry) -> anyhow::Result<Index> {
+        let Self {
+            zones,
+            ttl,
+            negative_ttl,
+            default_address,
+            nameserver,
+            hostmaster,
+        } = self;
+        let zones = zones
+            .iter()
+            .map(|z| match name::normalize_host(z) {
+                Ok(n) if !n.starts_with('*') => Ok(n),
+                Ok(_) => bail!("--zone {z:?}: a zone cannot be a wildcard"),
+                Err(e) => bail!("--zone {z:?}: {e}"),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let fqdn = |flag: &str, s: &str| -> anyhow::Result<Name> {
+            let mut n = Name::from_ascii(s).with_context(|| format!("{flag} {s:?} is not a domain name"))?;
+            n.set_fqdn(true);
+            Ok(n)
+        };
+        let config = ZoneConfig {
+            ttl: *ttl,
+            negative_ttl: *negative_ttl,
+            nameserver: fqdn("--nameserver", nameserver)?,
+            hostmaster: fqdn("--hostmaster", hostmaster)?,
+        };
+        Index::new(zones, config, *default_address, registry)
+    }
+}
+
+impl ServeArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        let Self {
+            dns_addr,
+            admin_addr,
+            files,
+            kubernetes,
+            kube,
+            zone,
+            debug_endpoints,
+            workers,
+            shutdown_grace,
+            log: _,
+        } = self;
+        let workers = workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        );
+        let KubeArgs {
+            kubeconfig,
+            context,
+            namespaces,
+            selector,
+        } = kube;
+        let kube_options = (kubernetes || files.is_empty()).then_some(KubeOptions {
+            kubeconfig,
+            context,
+            namespaces,
+            selector,
+        });
+
+        let registry = prometheus::Registry::new();
+        let index = Arc::new(zone.index(&registry)?);
+        let ready = Readiness::register(&registry)?;
+        admin::register_process_metrics(&registry)?;
+        let dns_metrics = DnsMetrics::register(&registry)?;
+        let file_errors = prometheus::IntCounter::new(
+            "meshdns_file_reload_errors_total",
+            "--file reloads that failed (the file's last good state is kept)",
+        )?;
+        registry.register(Box::new(file_errors.clone()))?;
+
+        // UDP workers are plain threads (see `dns::udp`); TCP, the admin
+        // endpoint and the watch share one current-thread runtime.
+        let tokio_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        // Listening before the files load: a SIGTERM during a long load
+        // then shuts down cleanly after it, instead of killing the process.
+        let mut signals = {
+            let _entered = tokio_runtime.enter();
+            Signals::new()?
+        };
+        let _files = match files.is_empty() {
+            true => None,
+            false => Some(FileSource::start(files, index.clone(), file_errors)?),
+        };
+
+        tokio_runtime.block_on(async move {
+            let kube = match kube_options {
+                Some(opts) => Some((kube::client(&opts).await?, opts)),
+                None => None,
+            };
+            let dns = DnsServer::bind(
+                dns_addr,
+                Handler::new(index.clone(), ready.clone(), dns_metrics),
+                workers,
+            )
+            .await?;
+            let admin_listener = admin::bind(admin_addr).await?;
+            info!(dns = %dns.local_addr(), admin = %admin_listener.local_addr()?, workers, "serving");
+            let admin_state = AdminState {
+                ready: ready.clone(),
+                registry: registry.clone(),
+                index: debug_endpoints.then(|| index.clone()),
+            };
+
+            let dns = dns.run();
+            let admin = admin::serve(admin_listener, admin_state);
+            let watch = async {
+                let Some((client, opts)) = kube else {
+                    index::log_stats(&index.table().stats);
+                    ready.set_synced();
+                    return std::future::pending().await;
+                };
+                let kube_metrics = KubeMetrics::register(&registry)?;
+                kube::run(client, opts, index.clone(), kube_metrics, || {
+                    index::log_stats(&index.table().stats);
+                    info!("Kubernetes ServiceEntries synced; ready");
+                    ready.set_synced();
+                })
+                .await
+            };
+            let serving = async {
+                tokio::select! {
+                    r = dns => r,
+                    r = admin => r,
+                }
+            };
+            // Drain: load balancers see /readyz fail and stop sending; what
+            // still arrives is answered until the grace period ends.
+            runtime::run_until_signal(&mut signals, shutdown_grace, serving, watch, || ready.set_draining()).await
+        })?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,62 @@
+//! Builders for tests and benches, one set for all of them (`mk_*`): an
+//! index with its metrics in a registry of its own, and entries as a
+//! source would hand them over. Not part of the API.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
+
+/// An index for `zones` with `config`, its metrics registered nowhere else.
+pub fn mk_index_with(zones: &[&str], config: ZoneConfig) -> Index {
+    let zones = zones.iter().map(|z| Arc::from(*z)).collect();
+    Index::new(zones, config, None, &prometheus::Registry::new()).expect("valid zones")
+}
+
+/// An index serving `global` with the `meshdns serve` defaults.
+pub fn mk_index() -> Index {
+    mk_index_with(&["global"], ZoneConfig::default())
+}
+
+/// Entry `namespace/name` of the Kubernetes source (all namespaces), with
+/// each host's addresses written out, e.g. `("a.ns.global", &["240.0.0.1"])`.
+pub fn mk_entry(name: &str, created: Option<&str>, hosts: &[(&str, &[&str])]) -> Entry {
+    mk_entry_in(SourceId::Kube(None), name, created, hosts)
+}
+
+/// [`mk_entry`] from `source`.
+pub fn mk_entry_in(source: SourceId, name: &str, created: Option<&str>, hosts: &[(&str, &[&str])]) -> Entry {
+    let (namespace, name) = name.split_once('/').expect("namespace/name");
+    Entry {
+        id: EntryId {
+            source,
+            namespace: namespace.into(),
+            name: name.into(),
+        },
+        created: created.map(Arc::from),
+        hosts: hosts
+            .iter()
+            .map(|(h, addrs)| HostAddrs {
+                name: (*h).into(),
+                addrs: addrs.iter().map(|a| a.parse().expect("an IP address")).collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Entry `namespace/name` of the Kubernetes source serving one `host` at
+/// `addrs`: for entries made by the thousand, with nothing to parse.
+pub fn mk_host_entry(namespace: &str, name: &str, host: &str, addrs: impl IntoIterator<Item = IpAddr>) -> Entry {
+    Entry {
+        id: EntryId {
+            source: SourceId::Kube(None),
+            namespace: namespace.into(),
+            name: name.into(),
+        },
+        created: None,
+        hosts: smallvec::smallvec![HostAddrs {
+            name: host.into(),
+            addrs: addrs.into_iter().collect(),
+        }],
+    }
+}
