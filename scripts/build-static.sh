@@ -41,6 +41,10 @@ need cargo "install Rust with rustup"
 need rustup "the musl targets come from rustup (rustup target add $target)"
 need python3 "zig comes from PyPI's ziglang package and needs python3 with venv"
 
+# One installer at a time: tests/image.rs builds both architectures at once.
+exec 9>"$tools/.lock"
+flock 9
+
 if ! rustup target list --installed | grep -qx "$target"; then
   echo "build-static: rustup target add $target"
   rustup target add "$target"
@@ -61,6 +65,8 @@ if ! "$zigbuild/bin/cargo-zigbuild" --version 2>/dev/null | grep -q " $ZIGBUILD_
   echo "build-static: installing cargo-zigbuild $ZIGBUILD_VERSION into $zigbuild"
   cargo install --quiet --locked --root "$zigbuild" cargo-zigbuild --version "$ZIGBUILD_VERSION"
 fi
+
+flock -u 9
 
 # cargo-zigbuild finds zig as `python3 -m ziglang` with the venv first on PATH.
 export PATH="$venv/bin:$zigbuild/bin:$PATH"
