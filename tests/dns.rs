@@ -12,7 +12,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use meshdns::admin::Readiness;
 use meshdns::dns::metrics::DnsMetrics;
-use meshdns::dns::{DnsServer, Handler};
+use meshdns::dns::{Config, DnsServer, Handler, TcpLimits};
 use meshdns::index::testing::{mk_entry, mk_host_entry, mk_index_with};
 use meshdns::index::{Index, ZoneConfig, address_limit};
 use meshdns::source::file;
@@ -23,6 +23,8 @@ struct Server {
     addr: SocketAddr,
     index: Arc<Index>,
     ready: Readiness,
+    /// The server's metrics.
+    registry: prometheus::Registry,
 }
 
 fn mk_index(ttl: u32, negative_ttl: u32) -> Arc<Index> {
@@ -46,12 +48,25 @@ fn synced() -> Readiness {
 }
 
 fn start_with(index: Arc<Index>, ready: Readiness) -> Server {
+    start_configured(
+        index,
+        ready,
+        Config {
+            workers: 2,
+            tcp: TcpLimits::default(),
+        },
+    )
+}
+
+fn start_configured(index: Arc<Index>, ready: Readiness, config: Config) -> Server {
     let path = Path::new(EXAMPLE);
     let text = std::fs::read_to_string(path).unwrap();
     index.reset(&file::source_id(path), file::load(path, &text, &index).unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     let handler_index = index.clone();
     let handler_ready = ready.clone();
+    let registry = prometheus::Registry::new();
+    let metrics = DnsMetrics::register(&registry).unwrap();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -60,12 +75,8 @@ fn start_with(index: Arc<Index>, ready: Readiness) -> Server {
         rt.block_on(async move {
             let server = DnsServer::bind(
                 "127.0.0.1:0".parse().unwrap(),
-                Handler::new(
-                    handler_index,
-                    handler_ready,
-                    DnsMetrics::register(&prometheus::Registry::new()).unwrap(),
-                ),
-                2,
+                Handler::new(handler_index, handler_ready, metrics),
+                config,
             )
             .await
             .unwrap();
@@ -77,6 +88,7 @@ fn start_with(index: Arc<Index>, ready: Readiness) -> Server {
         addr: rx.recv_timeout(Duration::from_secs(5)).unwrap(),
         index,
         ready,
+        registry,
     }
 }
 
@@ -567,4 +579,217 @@ fn not_synced_is_servfail_never_nxdomain() {
     s.ready.set_draining();
     assert!(!s.ready.is_ready());
     assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// TCP limits
+
+fn start_tcp(tcp: TcpLimits) -> Server {
+    start_configured(mk_index(30, 5), synced(), Config { workers: 1, tcp })
+}
+
+/// A metric's value from the server's registry (0 when absent).
+fn metric(s: &Server, name: &str, label: Option<(&str, &str)>) -> f64 {
+    s.registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric())
+        .filter(|m| label.is_none_or(|(k, v)| m.get_label().iter().any(|l| l.name() == k && l.value() == v)))
+        // A family is either counters or gauges; the other reads 0.
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .sum()
+}
+
+fn closed(s: &Server, reason: &str) -> f64 {
+    metric(s, "meshdns_dns_tcp_connections_closed_total", Some(("reason", reason)))
+}
+
+fn framed(m: &Message) -> Vec<u8> {
+    let bytes = m.to_vec().unwrap();
+    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(&bytes);
+    out
+}
+
+fn read_reply(s: &mut TcpStream) -> Message {
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut buf = vec![0; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).unwrap();
+    Message::from_vec(&buf).unwrap()
+}
+
+/// How long until the server closes `s` (reads return 0), at most `limit`.
+fn time_to_close(s: &mut TcpStream, limit: Duration) -> Duration {
+    let start = std::time::Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return start.elapsed(),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return start.elapsed(),
+            Err(e) => panic!("not closed within {limit:?}: {e}"),
+        }
+    }
+}
+
+/// Polls `cond` every 10 ms for at most `limit`.
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+#[test]
+fn tcp_stalled_prefix_and_partial_message_close_within_the_stall_timeout() {
+    let s = start_tcp(TcpLimits::default());
+    let q = framed(&query("httpbin.bar.global.", RecordType::A));
+    // One byte of the length prefix; then a whole prefix and half a message.
+    for part in [&q[..1], &q[..q.len() / 2]] {
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.write_all(part).unwrap();
+        let took = time_to_close(&mut c, Duration::from_secs(5));
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_millis(1500),
+            "closed after {took:?}"
+        );
+    }
+    assert!(eventually(Duration::from_secs(1), || closed(&s, "stalled") == 2.0));
+    // A message trickled in must still be whole within 1 s of its first byte.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    for b in &q[..q.len() - 1] {
+        c.write_all(&[*b]).unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        if c.peek(&mut [0]).is_ok_and(|n| n == 0) {
+            break;
+        }
+    }
+    let took = time_to_close(&mut c, Duration::from_secs(5));
+    assert!(took < Duration::from_millis(1500));
+    assert!(eventually(Duration::from_secs(1), || closed(&s, "stalled") == 3.0));
+    // And the server still answers.
+    assert_eq!(s.tcp(&query("httpbin.bar.global.", RecordType::A)).answers.len(), 1);
+}
+
+#[test]
+fn tcp_idle_connections_close_after_the_idle_timeout() {
+    let s = start_tcp(TcpLimits {
+        idle_timeout: Duration::from_millis(400),
+        ..TcpLimits::default()
+    });
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    let took = time_to_close(&mut c, Duration::from_secs(5));
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(1),
+        "{took:?}"
+    );
+    // Between queries too.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(&framed(&query("httpbin.bar.global.", RecordType::A)))
+        .unwrap();
+    assert_eq!(read_reply(&mut c).answers.len(), 1);
+    let took = time_to_close(&mut c, Duration::from_secs(5));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(eventually(Duration::from_secs(1), || closed(&s, "idle") == 2.0));
+}
+
+#[test]
+fn tcp_at_the_cap_the_quietest_connection_makes_room() {
+    const CAP: usize = 50;
+    let s = start_tcp(TcpLimits {
+        max_connections: CAP,
+        ..TcpLimits::default()
+    });
+    // Four times the cap, all idle; the oldest are reclaimed as new ones come.
+    let mut idle: Vec<TcpStream> = (0..CAP * 4).map(|_| TcpStream::connect(s.addr).unwrap()).collect();
+    assert!(eventually(Duration::from_secs(5), || closed(&s, "reclaimed") == (CAP * 3) as f64));
+    assert_eq!(metric(&s, "meshdns_dns_tcp_connections", None), CAP as f64);
+    // A new client is served at once.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    c.write_all(&framed(&query("httpbin.bar.global.", RecordType::A)))
+        .unwrap();
+    assert_eq!(read_reply(&mut c).answers.len(), 1);
+    // It was admitted by closing the quietest: the oldest remaining idle one.
+    let oldest = &mut idle[CAP * 3];
+    assert!(time_to_close(oldest, Duration::from_secs(2)) < Duration::from_secs(2));
+    // The newest idle connection is still open and served.
+    let newest = idle.last_mut().unwrap();
+    newest.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    newest
+        .write_all(&framed(&query("httpbin.bar.global.", RecordType::A)))
+        .unwrap();
+    assert_eq!(read_reply(newest).answers.len(), 1);
+    assert!(metric(&s, "meshdns_dns_tcp_connections", None) <= CAP as f64);
+}
+
+#[test]
+fn tcp_query_cap_closes_after_that_many_answers() {
+    let s = start_tcp(TcpLimits {
+        max_queries: std::num::NonZeroU32::new(3),
+        ..TcpLimits::default()
+    });
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let q = framed(&query("httpbin.bar.global.", RecordType::A));
+    // Pipelined: all five sent before any reply is read.
+    c.write_all(&q.repeat(5)).unwrap();
+    for _ in 0..3 {
+        assert_eq!(read_reply(&mut c).answers.len(), 1);
+    }
+    assert!(time_to_close(&mut c, Duration::from_secs(2)) < Duration::from_secs(1));
+    assert!(eventually(Duration::from_secs(1), || closed(&s, "query_limit") == 1.0));
+}
+
+#[test]
+fn tcp_pipelined_queries_are_answered_in_order() {
+    let s = start();
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut batch = Vec::new();
+    for i in 0..200u16 {
+        let mut m = query("httpbin.bar.global.", RecordType::A);
+        m.metadata.id = i;
+        batch.extend(framed(&m));
+    }
+    c.write_all(&batch).unwrap();
+    for i in 0..200u16 {
+        let r = read_reply(&mut c);
+        assert_eq!(r.metadata.id, i);
+        assert_eq!(r.answers.len(), 1);
+    }
+}
+
+#[test]
+fn tcp_client_that_never_reads_is_closed_and_costs_nothing_else() {
+    let s = start_tcp(TcpLimits::default());
+    let mut hog = TcpStream::connect(s.addr).unwrap();
+    hog.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+    let q = framed(&query("httpbin.bar.global.", RecordType::A));
+    // Queries, never reading a reply, until the writes block: the server
+    // has stopped reading because its replies do not leave. (Loopback
+    // buffers grow to megabytes, so this takes tens of thousands.)
+    let batch = q.repeat(1000);
+    let mut sent = 0;
+    for _ in 0..200 {
+        if hog.write_all(&batch).is_err() {
+            break;
+        }
+        sent += 1000;
+    }
+    assert!((20_000..200_000).contains(&sent), "sent {sent} without blocking");
+    // Others are served meanwhile, over both transports.
+    assert_eq!(s.tcp(&query("httpbin.bar.global.", RecordType::A)).answers.len(), 1);
+    assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
+    assert!(
+        eventually(Duration::from_secs(5), || closed(&s, "write_stalled") == 1.0),
+        "the hog was not closed"
+    );
 }

@@ -8,6 +8,7 @@ mod check;
 mod runtime;
 
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use self::check::Output;
 use self::runtime::{LogFormat, Signals, parse_duration};
 use crate::admin::{self, AdminState, Readiness};
 use crate::dns::metrics::DnsMetrics;
-use crate::dns::{DnsServer, Handler};
+use crate::dns::{self, DnsServer, Handler, TcpLimits};
 use crate::index::{self, Index, ZoneConfig, name};
 use crate::source::file::FileSource;
 use crate::source::kube::{self, KubeMetrics, KubeOptions};
@@ -95,7 +96,58 @@ struct ServeArgs {
     shutdown_grace: Duration,
 
     #[command(flatten)]
+    tcp: TcpArgs,
+
+    #[command(flatten)]
     log: LogArgs,
+}
+
+/// Limits on DNS over TCP. Each connection costs a task and a small buffer
+/// (a few KiB while idle).
+#[derive(Debug, clap::Args)]
+struct TcpArgs {
+    /// Open TCP connections at most. At the cap, the connection that has
+    /// been quiet longest is closed to admit a new one, so a flood of idle
+    /// connections cannot lock clients out (counted as `reclaimed` in
+    /// meshdns_dns_tcp_connections_closed_total). Keep it well under the
+    /// process's file descriptor limit.
+    #[arg(long, env = "MESHDNS_TCP_MAX_CONNECTIONS", value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    tcp_max_connections: u32,
+
+    /// Close a TCP connection when no query begins within this long.
+    #[arg(long, env = "MESHDNS_TCP_IDLE_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    tcp_idle_timeout: Duration,
+
+    /// Close a TCP connection when a query (its 2-byte length prefix
+    /// included) does not arrive whole within this long of its first byte,
+    /// or when the client does not take our reply within this long.
+    #[arg(long, env = "MESHDNS_TCP_STALL_TIMEOUT", value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    tcp_stall_timeout: Duration,
+
+    /// Close a TCP connection after answering this many queries on it;
+    /// 0 for no cap.
+    #[arg(long, env = "MESHDNS_TCP_MAX_QUERIES", value_name = "N", default_value_t = 0)]
+    tcp_max_queries: u32,
+}
+
+impl TcpArgs {
+    fn limits(&self) -> anyhow::Result<TcpLimits> {
+        for (flag, d) in [
+            ("--tcp-idle-timeout", self.tcp_idle_timeout),
+            ("--tcp-stall-timeout", self.tcp_stall_timeout),
+        ] {
+            if d.is_zero() {
+                bail!("{flag} must be more than 0");
+            }
+        }
+        Ok(TcpLimits {
+            max_connections: self.tcp_max_connections as usize,
+            idle_timeout: self.tcp_idle_timeout,
+            stall_timeout: self.tcp_stall_timeout,
+            max_queries: NonZeroU32::new(self.tcp_max_queries),
+        })
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -258,8 +310,10 @@ impl ServeArgs {
             debug_endpoints,
             workers,
             shutdown_grace,
+            tcp,
             log: _,
         } = self;
+        let tcp = tcp.limits()?;
         let workers = workers.map_or_else(
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
             usize::from,
@@ -310,7 +364,7 @@ impl ServeArgs {
             let dns = DnsServer::bind(
                 dns_addr,
                 Handler::new(index.clone(), ready.clone(), dns_metrics),
-                workers,
+                dns::Config { workers, tcp },
             )
             .await?;
             let admin_listener = admin::bind(admin_addr).await?;

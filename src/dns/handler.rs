@@ -1,22 +1,22 @@
 //! The answer to one parsed request, whatever the transport: protocol
 //! checks (opcode, EDNS, question count, readiness), the answer from the
-//! table, UDP size limits, metrics. `udp` and hickory-server's TCP listener
-//! (through [`TcpHandler`]) only move bytes.
+//! table, UDP size limits, metrics. `udp` and `tcp` only move bytes.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::Request;
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use tracing::{debug, warn};
 
 use super::answer::{Reply, answer};
 use super::edns::{EDNS_PAYLOAD, udp_limit};
-use super::metrics::{DnsMetrics, Proto};
+use super::metrics::{DnsMetrics, DropReason, Proto};
 use crate::admin::Readiness;
 use crate::index::Index;
 
@@ -148,45 +148,61 @@ fn encode<'a>(
         .map_err(drop)
 }
 
-/// hickory-server's interface, for TCP: the same answer, sent through its
-/// connection handling.
-pub struct TcpHandler(pub Arc<Handler>);
-
-#[async_trait::async_trait]
-impl RequestHandler for TcpHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
-        let handler = &self.0;
+impl Handler {
+    /// Answers one TCP message into `out` (cleared first; left empty when
+    /// it gets no reply, as a response does not). Returns false when the
+    /// message is too short to carry an ID, so the caller should close the
+    /// stream.
+    pub fn respond_tcp(&self, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if packet.len() < 12 {
+            self.metrics.dropped(DropReason::Short);
+            return false;
+        }
+        if packet[2] & 0x80 != 0 {
+            self.metrics.dropped(DropReason::Response);
+            return true;
+        }
+        let request = match Request::from_bytes(packet.to_vec(), src, Protocol::Tcp) {
+            Ok(request) => request,
+            Err(error) => {
+                debug!(%error, %src, "malformed TCP request");
+                self.respond_malformed(Proto::Tcp, packet, out);
+                return true;
+            }
+        };
         let start = Instant::now();
         let qtype = request.queries.queries().first().map(|q| q.query_type());
-        handler.metrics.request(Proto::Tcp, qtype, request.as_slice().len());
-        let mut p = handler.prepare(request);
-        // Encoded once for the size histogram (TCP is the rare path) and to
-        // catch an answer that does not fit one message: hickory would send
-        // part of it with TC set, which RFC 2181 §9 forbids. The index's
-        // per-name address limit keeps that from happening.
-        let mut scratch = Vec::new();
-        let mut encoded = encode(message(&p, &request.queries), &mut scratch);
-        if encoded.is_err() || scratch.get(2).is_some_and(|flags| flags & 0x02 != 0) {
-            warn!(src = %request.src(), "TCP answer does not fit one message; answering SERVFAIL");
+        self.metrics.request(Proto::Tcp, qtype, packet.len());
+        let mut p = self.prepare(&request);
+        // An answer must fit one message: hickory would set TC on a longer
+        // one, which RFC 2181 §9 forbids over TCP. The index's per-name
+        // address limit keeps that from happening.
+        let encoded = encode(message(&p, &request.queries), out);
+        if encoded.is_err() || out.len() > usize::from(u16::MAX) || out.get(2).is_some_and(|flags| flags & 0x02 != 0) {
+            warn!(%src, "TCP answer does not fit one message; answering SERVFAIL");
             p.metadata.response_code = ResponseCode::ServFail;
             p.metadata.authoritative = false;
             p.reply.answers.clear();
             p.reply.authority.clear();
-            encoded = encode(message(&p, &request.queries), &mut scratch);
-        }
-        let size = encoded.map_or(0, |()| scratch.len());
-        handler
-            .metrics
-            .response(p.metadata.response_code, size, false, start.elapsed());
-        match response.send_response(message(&p, &request.queries)).await {
-            Ok(info) => info,
-            Err(error) => {
-                debug!(%error, src = %request.src(), "failed to send TCP response");
-                ResponseInfo::from(Header {
-                    metadata: p.metadata,
-                    counts: HeaderCounts::default(),
-                })
+            if encode(message(&p, &request.queries), out).is_err() {
+                out.clear();
             }
         }
+        self.metrics
+            .response(p.metadata.response_code, out.len(), false, start.elapsed());
+        true
+    }
+
+    /// A FORMERR reply to a request that does not parse, counted.
+    pub fn respond_malformed(&self, proto: Proto, packet: &[u8], out: &mut Vec<u8>) {
+        self.metrics.request(proto, None, packet.len());
+        out.clear();
+        out.extend_from_slice(&packet[..2]);
+        out.push(0x80 | (packet[2] & 0x79)); // QR, opcode, RD
+        out.push(1); // FORMERR
+        out.extend_from_slice(&[0; 8]);
+        self.metrics
+            .response(ResponseCode::FormErr, out.len(), false, Default::default());
     }
 }

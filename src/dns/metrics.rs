@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Query types with their own label; everything else is `other`.
 const TYPES: [RecordType; 16] = [
@@ -51,6 +51,57 @@ pub enum DropReason {
     Response,
 }
 
+/// Why a TCP connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpClose {
+    /// The client closed it between messages.
+    Eof,
+    /// The client closed it inside a message.
+    Truncated,
+    /// No message began within the idle timeout.
+    Idle,
+    /// A message did not arrive whole within the stall timeout.
+    Stalled,
+    /// The client did not take our replies within the stall timeout.
+    WriteStalled,
+    /// Closed at the connection cap to admit a new client.
+    Reclaimed,
+    /// It reached the per-connection query cap.
+    QueryLimit,
+    /// A message too short to answer, so the framing is suspect.
+    Malformed,
+    /// A read or write failed (a reset, for instance).
+    Error,
+}
+
+impl TcpClose {
+    const ALL: [TcpClose; 9] = [
+        TcpClose::Eof,
+        TcpClose::Truncated,
+        TcpClose::Idle,
+        TcpClose::Stalled,
+        TcpClose::WriteStalled,
+        TcpClose::Reclaimed,
+        TcpClose::QueryLimit,
+        TcpClose::Malformed,
+        TcpClose::Error,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TcpClose::Eof => "eof",
+            TcpClose::Truncated => "truncated",
+            TcpClose::Idle => "idle",
+            TcpClose::Stalled => "stalled",
+            TcpClose::WriteStalled => "write_stalled",
+            TcpClose::Reclaimed => "reclaimed",
+            TcpClose::QueryLimit => "query_limit",
+            TcpClose::Malformed => "malformed",
+            TcpClose::Error => "error",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct DnsMetrics {
     /// [proto][type index, `other` last]
@@ -62,6 +113,10 @@ pub struct DnsMetrics {
     response_size: Histogram,
     truncated: IntCounter,
     dropped: [IntCounter; 2],
+    tcp_connections: IntGauge,
+    /// Indexed by `TcpClose as usize`.
+    tcp_closed: [IntCounter; TcpClose::ALL.len()],
+    tcp_accept_errors: IntCounter,
 }
 
 impl DnsMetrics {
@@ -103,6 +158,21 @@ impl DnsMetrics {
             ),
             &["reason"],
         )?;
+        let tcp_connections = IntGauge::new("meshdns_dns_tcp_connections", "Open TCP connections")?;
+        let tcp_closed = IntCounterVec::new(
+            Opts::new(
+                "meshdns_dns_tcp_connections_closed_total",
+                "TCP connections closed, by reason (reclaimed: closed at --tcp-max-connections to admit a new client)",
+            ),
+            &["reason"],
+        )?;
+        let tcp_accept_errors = IntCounter::new(
+            "meshdns_dns_tcp_accept_errors_total",
+            "TCP accepts that failed (out of descriptors, for instance)",
+        )?;
+        registry.register(Box::new(tcp_connections.clone()))?;
+        registry.register(Box::new(tcp_closed.clone()))?;
+        registry.register(Box::new(tcp_accept_errors.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(responses.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -128,6 +198,9 @@ impl DnsMetrics {
                 dropped.with_label_values(&["short"]),
                 dropped.with_label_values(&["response"]),
             ],
+            tcp_connections,
+            tcp_closed: TcpClose::ALL.map(|c| tcp_closed.with_label_values(&[c.label()])),
+            tcp_accept_errors,
         })
     }
 
@@ -151,5 +224,17 @@ impl DnsMetrics {
 
     pub fn dropped(&self, reason: DropReason) {
         self.dropped[reason as usize].inc();
+    }
+
+    pub fn tcp_open(&self, open: usize) {
+        self.tcp_connections.set(open as i64);
+    }
+
+    pub fn tcp_closed(&self, close: TcpClose) {
+        self.tcp_closed[close as usize].inc();
+    }
+
+    pub fn tcp_accept_error(&self) {
+        self.tcp_accept_errors.inc();
     }
 }

@@ -1,5 +1,5 @@
 //! DNS on the wire: our UDP loops ([`udp`]), one per worker thread, each on
-//! its own `SO_REUSEPORT` socket, and hickory-server's TCP listener, all
+//! its own `SO_REUSEPORT` socket, and our TCP accept loop ([`tcp`]), all
 //! answering through [`handler::Handler`] on one address.
 
 pub mod answer;
@@ -7,6 +7,7 @@ pub mod edns;
 pub mod fast;
 pub mod handler;
 pub mod metrics;
+pub mod tcp;
 pub mod udp;
 
 use std::net::SocketAddr;
@@ -14,18 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tracing::debug;
 
 pub use handler::Handler;
-use handler::TcpHandler;
-
-/// Idle TCP connections are closed after this long.
-const TCP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Responses queued per TCP connection.
-const TCP_RESPONSE_BUFFER: usize = 32;
+pub use tcp::TcpLimits;
 /// Absorbs bursts while a worker is busy (the kernel may cap it lower).
 const UDP_RECV_BUFFER: usize = 4 << 20;
 /// The scheduler slice UDP threads ask for (the kernel's minimum): they
@@ -33,8 +28,17 @@ const UDP_RECV_BUFFER: usize = 4 << 20;
 /// slice to do it. See [`crate::sys::sched`].
 const UDP_SLICE: Duration = Duration::from_micros(100);
 
+/// How to serve: threads and limits.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// UDP threads, one socket each.
+    pub workers: usize,
+    pub tcp: TcpLimits,
+}
+
 pub struct DnsServer {
-    tcp: Server<TcpHandler>,
+    tcp: TcpListener,
+    tcp_limits: TcpLimits,
     /// One per worker thread.
     udp: Vec<std::net::UdpSocket>,
     handler: Arc<Handler>,
@@ -45,7 +49,11 @@ impl DnsServer {
     /// Binds `workers` UDP sockets sharing the address (`SO_REUSEPORT`: the
     /// kernel spreads clients over them), then TCP on the same port (the
     /// port UDP got, for port 0).
-    pub async fn bind(addr: SocketAddr, handler: Handler, workers: usize) -> anyhow::Result<Self> {
+    pub async fn bind(addr: SocketAddr, handler: Handler, config: Config) -> anyhow::Result<Self> {
+        let Config {
+            workers,
+            tcp: tcp_limits,
+        } = config;
         let first = udp_socket(addr).with_context(|| format!("cannot bind UDP {addr}"))?;
         let local_addr = first.local_addr()?;
         let mut udp = vec![first];
@@ -58,10 +66,9 @@ impl DnsServer {
             .await
             .with_context(|| format!("cannot bind TCP {local_addr}"))?;
         let handler = Arc::new(handler);
-        let mut server = Server::new(TcpHandler(handler.clone()));
-        server.register_listener(tcp, TCP_TIMEOUT, TCP_RESPONSE_BUFFER);
         Ok(Self {
-            tcp: server,
+            tcp,
+            tcp_limits,
             udp,
             handler,
             local_addr,
@@ -76,7 +83,8 @@ impl DnsServer {
     /// own, TCP on the caller's runtime.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
-            mut tcp,
+            tcp,
+            tcp_limits,
             udp,
             handler,
             local_addr,
@@ -97,7 +105,7 @@ impl DnsServer {
                 })?;
         }
         tokio::select! {
-            r = tcp.block_until_done() => r.with_context(|| format!("TCP {local_addr} failed")),
+            r = tcp::serve(tcp, handler, tcp_limits) => r.with_context(|| format!("TCP {local_addr} failed")),
             Some(e) = failed_rx.recv() => Err(anyhow!(e).context(format!("a UDP worker on {local_addr} failed"))),
         }
     }
