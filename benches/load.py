@@ -70,8 +70,19 @@ Note that dnsperf and the server share the machine's cores: on a small
 machine the server does not get all cores, so saturation QPS is a lower bound
 and CPU us/query is the more portable figure.
 
+Flood mode (--flood) asks how a legitimate client fares while the server is
+flooded. Per round and server, two dnsperf processes run at once for
+--flood-seconds: the flood (-c FLOOD_CLIENTS -q FLOOD_OUTSTANDING, no rate
+limit: as fast as dnsperf can send, with thousands of queries outstanding)
+and a legitimate client (-c 1 -Q LEGIT_QPS -v, started once the flood runs,
+stopped before it ends). It reports the legitimate client's p50/p99/max and
+loss, the flood's answered QPS, server CPU, RSS at the end, and the kernel's
+receive-buffer drops, with meshdns/Knot ratios. --meshdns-args adds meshdns
+variants with extra flags, to measure a setting's trade-off in the same run.
+
 Examples:
   python3 benches/load.py                       # full run, several minutes
+  python3 benches/load.py --flood --sizes 10000 # the flood benchmark
   python3 benches/load.py --smoke               # under a minute
   python3 benches/load.py --sizes 10000 --rounds 5 --json out.json
   python3 benches/load.py --meshdns-workers 1,2 # meshdns at 1 and 2 workers
@@ -392,9 +403,10 @@ zone:
 class Meshdns:
     answers_dns = True
 
-    def __init__(self, binary, workers, label, grace_flag, cpus):
+    def __init__(self, binary, workers, label, grace_flag, cpus, extra=()):
         self.label = label
         self.binary, self.workers, self.grace_flag, self.cpus = binary, workers, grace_flag, cpus
+        self.extra = list(extra)
 
     def start(self, d, port):
         cmd = [self.binary, "serve", "--file", se_yaml(d),
@@ -404,6 +416,7 @@ class Meshdns:
             cmd += ["--shutdown-grace", "0s"]
         if self.workers is not None:
             cmd += ["--workers", str(self.workers)]
+        cmd += self.extra
         self.log = os.path.join(d, f"{self.label}.log")
         return spawn(cmd, self.log, self.cpus)
 
@@ -562,6 +575,115 @@ def one_round(args, server, d, n, rnd):
         if os.path.exists(out):
             os.remove(out)
     return r
+
+
+# ---------------------------------------------------------------------------
+# Flood: a flood and a legitimate client at once
+
+
+def percentile(latencies, q):
+    s = sorted(latencies)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else None
+
+
+def flood_round(args, server, d, n, rnd):
+    port = free_port()
+    proc = server.start(d, port)
+    if not first_answer(port, name(n - 1), address(n - 1), proc, args.startup_limit):
+        server.stop(proc)
+        die(f"{server.label} did not answer within {args.startup_limit} s")
+    qfile = os.path.join(d, "queries.txt")
+    flood_out, legit_out = os.path.join(d, "flood.out"), os.path.join(d, "legit.out")
+    base = [args.dnsperf, "-s", "127.0.0.1", "-p", str(port), "-d", qfile, "-T", "1"]
+    secs = args.flood_seconds
+    flood_cmd = base + ["-c", str(args.flood_clients), "-q", str(args.flood_outstanding), "-l", str(secs)]
+    # Starts once the flood has filled the queues; ends before it stops.
+    legit_cmd = base + ["-c", "1", "-q", "20", "-Q", str(args.legit_qps), "-l", str(secs - 2), "-v"]
+    r = {"server": server.label, "size": n, "round": rnd}
+    procs = []
+    try:
+        drops0, c0 = udp_rcvbuf_errors(), cpu_ticks(proc.pid)
+        with open(flood_out, "wb") as fo, open(legit_out, "wb") as lo:
+            fp = subprocess.Popen(flood_cmd, stdin=subprocess.DEVNULL, stdout=fo, stderr=subprocess.STDOUT,
+                                  preexec_fn=_child_setup(args.client_cpus))
+            procs.append(fp)
+            _children.append(fp)
+            time.sleep(1)
+            lp = subprocess.Popen(legit_cmd, stdin=subprocess.DEVNULL, stdout=lo, stderr=subprocess.STDOUT,
+                                  preexec_fn=_child_setup(args.client_cpus))
+            procs.append(lp)
+            _children.append(lp)
+            for p in procs:
+                try:
+                    p.wait(secs + 60)
+                except subprocess.TimeoutExpired:
+                    die(f"dnsperf did not finish within {secs + 60} s")
+        c1, drops1 = cpu_ticks(proc.pid), udp_rcvbuf_errors()
+        if proc.poll() is not None:
+            die(f"{server.label} exited during the flood (exit {proc.returncode})")
+        flood, ftext = parse_dnsperf(flood_out, False)
+        legit, ltext = parse_dnsperf(legit_out, False)
+        if fp.returncode != 0 or lp.returncode != 0 or not legit["sent"]:
+            die(f"dnsperf failed: {ftext[-1500:]}\n{ltext[-1500:]}")
+        lat = []
+        with open(legit_out, "rb") as f:
+            for raw in f:
+                parts = raw.split()
+                if raw.startswith(b"> ") and len(parts) == 5 and parts[1] != b"T":
+                    lat.append(float(parts[4]))
+        r["legit_p50"], r["legit_p99"] = percentile(lat, 0.5), percentile(lat, 0.99)
+        r["legit_max"] = max(lat) if lat else None
+        r["legit_sent"], r["legit_lost"] = legit["sent"], legit["lost"]
+        r["legit_lost_pct"] = 100.0 * legit["lost"] / legit["sent"]
+        r["flood_qps"], r["flood_lost"] = flood["qps"], flood["lost"]
+        r["cpu_s"] = (c1 - c0) / CLK_TCK
+        r["drops"] = drops1 - drops0 if drops0 is not None and drops1 is not None else None
+        r["rss_kib"], _ = mem_kib(proc.pid)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            if p in _children:
+                _children.remove(p)
+        server.stop(proc)
+    return r
+
+
+FLOOD_METRICS = [
+    ("legit p50 ms", lambda r: ms(r["legit_p50"]), "{:.3f}"),
+    ("legit p99 ms", lambda r: ms(r["legit_p99"]), "{:.3f}"),
+    ("legit max ms", lambda r: ms(r["legit_max"]), "{:.1f}"),
+    ("legit lost", lambda r: r["legit_lost"], "{:.0f}"),
+    ("legit lost %", lambda r: r["legit_lost_pct"], "{:.2f}"),
+    ("flood answered QPS", lambda r: r["flood_qps"], "{:.0f}"),
+    ("server CPU s", lambda r: r["cpu_s"], "{:.1f}"),
+    ("kernel rcvbuf drops", lambda r: r["drops"], "{:.0f}"),
+    ("RSS MiB at end", lambda r: r["rss_kib"] / 1024 if r["rss_kib"] else None, "{:.1f}"),
+]
+
+
+def flood_report(results, labels, sizes, args):
+    summary = {}
+    for n in sizes:
+        per = {lab: [r for r in results if r["size"] == n and r["server"] == lab] for lab in labels}
+        mesh = labels[1:]
+        rows = [["metric"] + [f"{lab} (median)" for lab in labels] + [f"{m}/Knot" for m in mesh]]
+        summary[n] = {}
+        for label, get, f in FLOOD_METRICS:
+            meds = {lab: median(get(r) for r in per[lab]) for lab in labels}
+            summary[n][label] = meds
+            ratios = [meds[m] / meds["Knot"] if meds[m] is not None and meds["Knot"] else None for m in mesh]
+            rows.append([label] + [fmt(f, meds[lab]) for lab in labels] + [fmt("{:.2f}", x) for x in ratios])
+        print(f"\n=== flood, {n} names: {len(per['Knot'])} round(s) per server, {args.flood_seconds} s, "
+              f"flood -c {args.flood_clients} -q {args.flood_outstanding}, legitimate -c 1 -Q {args.legit_qps} ===")
+        print(table(rows))
+        print(f"\nraw per round ({n} names), in run order:")
+        raw = [["metric"] + [f"{r['server']} r{r['round']}" for r in results if r["size"] == n]]
+        for label, get, f in FLOOD_METRICS:
+            raw.append([label] + [fmt(f, get(r)) for r in results if r["size"] == n])
+        print(table(raw))
+    return summary
 
 
 # ---------------------------------------------------------------------------
@@ -740,12 +862,24 @@ def parse_args():
     ap.add_argument("--workdir", default=None, help="keep generated files here (default: a temp dir, removed)")
     ap.add_argument("--startup-limit", type=float, default=120, help="seconds to wait for a first answer (default: 120)")
     ap.add_argument("--json", default=None, help="also write the results as JSON to this file")
+    ap.add_argument("--flood", action="store_true",
+                    help="flood mode: a flood and a legitimate client at once (see above), instead of the "
+                         "saturation and fixed-rate runs")
+    ap.add_argument("--flood-seconds", type=int, default=10, help="length of each flood (default: 10)")
+    ap.add_argument("--flood-clients", type=int, default=100, help="flood dnsperf -c (default: 100)")
+    ap.add_argument("--flood-outstanding", type=int, default=5000, help="flood dnsperf -q (default: 5000)")
+    ap.add_argument("--legit-qps", type=int, default=125, help="legitimate client's -Q (default: 125)")
+    ap.add_argument("--meshdns-args", action="append", default=[], metavar="ARGS",
+                    help="add a meshdns variant run with these extra flags (space-separated), e.g. "
+                         "'--udp-queue-delay 0'; repeatable. The default-flags variant always runs")
     ap.add_argument("--smoke", action="store_true",
                     help="quick check: 200 names, 1 round, 2 s runs, fixed 2000 qps, no warm-up")
     args = ap.parse_args()
     if args.smoke:
         args.sizes, args.rounds, args.seconds, args.fixed_qps = "200", 1, 2, 2000
         args.queries, args.warmup = 5000, 0
+    if args.flood and args.flood_seconds < 4:
+        ap.error("--flood-seconds must be at least 4")
     if args.saturation_latency_seconds is None:
         args.saturation_latency_seconds = max(2, args.seconds // 3)
     if args.saturation_latency_seconds < 0:
@@ -794,6 +928,12 @@ def main():
         servers.append(Meshdns(meshdns, args.workers, "meshdns", grace, cpus))
     else:
         servers.append(Meshdns(meshdns, None, "meshdns", grace, cpus))
+    for i, extra in enumerate(args.meshdns_args, 1):
+        servers.append(Meshdns(meshdns, args.workers if has_workers else None, f"meshdns-v{i}", grace, cpus,
+                               extra.split()))
+        print(f"load.py: variant meshdns-v{i}: {extra}")
+    if args.flood:
+        args.no_floor = True
     if not args.no_floor:
         floor = os.path.abspath(args.floor or os.path.join(os.path.dirname(meshdns), "examples", "udp_floor"))
         if os.access(floor, os.X_OK):
@@ -837,6 +977,14 @@ def main():
             print(f"\n[{n} names] generated in {time.monotonic() - t:.1f} s in {d}", flush=True)
             for rnd in range(1, args.rounds + 1):
                 for server in servers:
+                    if args.flood:
+                        r = flood_round(args, server, d, n, rnd)
+                        results.append(r)
+                        print(f"  round {rnd} {server.label:<11} legit p50 {fmt('{:.3f}', ms(r['legit_p50']))} "
+                              f"p99 {fmt('{:.3f}', ms(r['legit_p99']))} ms lost {r['legit_lost']:.0f}/"
+                              f"{r['legit_sent']:.0f}  flood {r['flood_qps']:.0f} qps  cpu {r['cpu_s']:.1f} s  "
+                              f"drops {r['drops']}", flush=True)
+                        continue
                     r = one_round(args, server, d, n, rnd)
                     results.append(r)
                     print(f"  round {rnd} {server.label:<11} start {r['startup_s'] * 1000:7.1f} ms  "
@@ -844,7 +992,7 @@ def main():
                           f"lost {r['sat']['lost']:.0f}  fixed {r['fixed']['qps']:7.0f} qps "
                           f"{r['fixed']['cpu_us_per_query']:6.2f} µs/q "
                           f"p99 {fmt('{:.3f}', ms(r['fixed']['lat_p99']))} ms", flush=True)
-        summary = report(results, labels, sizes, args)
+        summary = (flood_report if args.flood else report)(results, labels, sizes, args)
         elapsed = time.monotonic() - started
         print(f"\nload.py: done in {elapsed:.0f} s")
         if args.json:

@@ -48,14 +48,7 @@ fn synced() -> Readiness {
 }
 
 fn start_with(index: Arc<Index>, ready: Readiness) -> Server {
-    start_configured(
-        index,
-        ready,
-        Config {
-            workers: 2,
-            tcp: TcpLimits::default(),
-        },
-    )
+    start_configured(index, ready, Config::new(2))
 }
 
 fn start_configured(index: Arc<Index>, ready: Readiness, config: Config) -> Server {
@@ -585,7 +578,7 @@ fn not_synced_is_servfail_never_nxdomain() {
 // TCP limits
 
 fn start_tcp(tcp: TcpLimits) -> Server {
-    start_configured(mk_index(30, 5), synced(), Config { workers: 1, tcp })
+    start_configured(mk_index(30, 5), synced(), Config { tcp, ..Config::new(1) })
 }
 
 /// A metric's value from the server's registry (0 when absent).
@@ -792,4 +785,37 @@ fn tcp_client_that_never_reads_is_closed_and_costs_nothing_else() {
         eventually(Duration::from_secs(5), || closed(&s, "write_stalled") == 1.0),
         "the hog was not closed"
     );
+}
+
+// ---------------------------------------------------------------------------
+// UDP overload
+
+#[test]
+fn udp_overflow_is_dropped_by_the_kernel_counted_and_harmless() {
+    // A tiny queue, so that a burst from one socket overflows it for sure.
+    let s = start_configured(
+        mk_index(30, 5),
+        synced(),
+        Config {
+            udp_recv_buffer: 4096,
+            ..Config::new(1)
+        },
+    );
+    let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let q = query("httpbin.bar.global.", RecordType::A).to_vec().unwrap();
+    for _ in 0..20_000 {
+        flood.send_to(&q, s.addr).unwrap();
+    }
+    let dropped = || metric(&s, "meshdns_dns_dropped_total", Some(("reason", "queue_full")));
+    // Sampled from the kernel once a second.
+    assert!(eventually(Duration::from_secs(3), || dropped() > 0.0), "no drops counted");
+    let answered = || metric(&s, "meshdns_dns_requests_total", None);
+    assert!(
+        eventually(Duration::from_secs(3), || answered() + dropped() == 20_000.0),
+        "every datagram is either answered or counted as dropped: {} + {}",
+        answered(),
+        dropped()
+    );
+    assert!(answered() > 0.0);
+    assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
 }

@@ -20,7 +20,7 @@ use hickory_proto::rr::Name;
 use tracing::info;
 
 use self::check::Output;
-use self::runtime::{LogFormat, Signals, parse_duration};
+use self::runtime::{LogFormat, Signals, parse_duration, parse_size};
 use crate::admin::{self, AdminState, Readiness};
 use crate::dns::metrics::DnsMetrics;
 use crate::dns::{self, DnsServer, Handler, TcpLimits};
@@ -94,6 +94,18 @@ struct ServeArgs {
     /// second signal exits at once.
     #[arg(long, env = "MESHDNS_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+
+    /// Each UDP socket's receive queue (one per worker), as the kernel
+    /// counts it: a small query takes about 800 bytes of it on loopback,
+    /// often 2 KiB or more from a NIC. This bounds how long a query can wait
+    /// when queries come faster than they are answered: the default holds
+    /// about 1.5 ms of work at full speed, so under a flood legitimate
+    /// queries stay fast; what does not fit is dropped by the kernel and
+    /// counted in meshdns_dns_dropped_total{reason="queue_full"}. Larger
+    /// absorbs longer bursts but lets queries wait longer. Above
+    /// net.core.rmem_max (doubled) the kernel caps it, and meshdns warns.
+    #[arg(long, env = "MESHDNS_UDP_RECV_BUFFER", value_name = "SIZE", default_value = "208k", value_parser = parse_size)]
+    udp_recv_buffer: usize,
 
     #[command(flatten)]
     tcp: TcpArgs,
@@ -310,9 +322,13 @@ impl ServeArgs {
             debug_endpoints,
             workers,
             shutdown_grace,
+            udp_recv_buffer,
             tcp,
             log: _,
         } = self;
+        if udp_recv_buffer < 4096 {
+            bail!("--udp-recv-buffer must be at least 4k");
+        }
         let tcp = tcp.limits()?;
         let workers = workers.map_or_else(
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -364,7 +380,11 @@ impl ServeArgs {
             let dns = DnsServer::bind(
                 dns_addr,
                 Handler::new(index.clone(), ready.clone(), dns_metrics),
-                dns::Config { workers, tcp },
+                dns::Config {
+                    workers,
+                    udp_recv_buffer,
+                    tcp,
+                },
             )
             .await?;
             let admin_listener = admin::bind(admin_addr).await?;

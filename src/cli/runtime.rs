@@ -124,9 +124,35 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
+/// A size in bytes: `262144`, `256k`/`256KiB`, `4M`/`4MiB` (binary units).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 262144, 256k or 4M"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        _ => return Err(format!("{s:?}: unit must be k or M")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("{s:?} is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("262144"), Ok(262144));
+        assert_eq!(parse_size("256k"), Ok(256 << 10));
+        assert_eq!(parse_size("208KiB"), Ok(208 << 10));
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert!(parse_size("4G").is_err());
+        assert!(parse_size("k").is_err());
+        assert!(parse_size("-1").is_err());
+    }
 
     #[test]
     fn durations() {

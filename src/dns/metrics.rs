@@ -49,6 +49,9 @@ pub enum DropReason {
     Short,
     /// QR=1: answering responses would make us a reflector.
     Response,
+    /// The kernel dropped it: the socket's receive queue was full
+    /// (`--udp-recv-buffer`), because queries came faster than we answer.
+    QueueFull,
 }
 
 /// Why a TCP connection ended.
@@ -112,7 +115,7 @@ pub struct DnsMetrics {
     request_size: Histogram,
     response_size: Histogram,
     truncated: IntCounter,
-    dropped: [IntCounter; 2],
+    dropped: [IntCounter; 3],
     tcp_connections: IntGauge,
     /// Indexed by `TcpClose as usize`.
     tcp_closed: [IntCounter; TcpClose::ALL.len()],
@@ -197,6 +200,7 @@ impl DnsMetrics {
             dropped: [
                 dropped.with_label_values(&["short"]),
                 dropped.with_label_values(&["response"]),
+                dropped.with_label_values(&["queue_full"]),
             ],
             tcp_connections,
             tcp_closed: TcpClose::ALL.map(|c| tcp_closed.with_label_values(&[c.label()])),
@@ -224,6 +228,10 @@ impl DnsMetrics {
 
     pub fn dropped(&self, reason: DropReason) {
         self.dropped[reason as usize].inc();
+    }
+
+    pub fn dropped_n(&self, reason: DropReason, n: u64) {
+        self.dropped[reason as usize].inc_by(n);
     }
 
     pub fn tcp_open(&self, open: usize) {

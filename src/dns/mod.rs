@@ -17,12 +17,14 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
-use tracing::debug;
+use tracing::{debug, warn};
+
+use self::metrics::DropReason;
 
 pub use handler::Handler;
 pub use tcp::TcpLimits;
-/// Absorbs bursts while a worker is busy (the kernel may cap it lower).
-const UDP_RECV_BUFFER: usize = 4 << 20;
+/// How often the kernel's per-socket drop counts are read into metrics.
+const DROPS_SAMPLE: Duration = Duration::from_secs(1);
 /// The scheduler slice UDP threads ask for (the kernel's minimum): they
 /// run for microseconds per wake-up, and should not wait out a neighbour's
 /// slice to do it. See [`crate::sys::sched`].
@@ -33,14 +35,32 @@ const UDP_SLICE: Duration = Duration::from_micros(100);
 pub struct Config {
     /// UDP threads, one socket each.
     pub workers: usize,
+    /// Each UDP socket's receive queue, in the kernel's accounting (a small
+    /// query takes about 800 bytes of it on loopback, more from most NICs).
+    /// It bounds how long a query can wait under overload.
+    pub udp_recv_buffer: usize,
     pub tcp: TcpLimits,
 }
+
+impl Config {
+    /// The defaults of `meshdns serve`, with `workers` UDP threads.
+    pub fn new(workers: usize) -> Self {
+        Self {
+            workers,
+            udp_recv_buffer: DEFAULT_UDP_RECV_BUFFER,
+            tcp: TcpLimits::default(),
+        }
+    }
+}
+
+/// See `--udp-recv-buffer` in `meshdns serve --help`.
+pub const DEFAULT_UDP_RECV_BUFFER: usize = 208 << 10;
 
 pub struct DnsServer {
     tcp: TcpListener,
     tcp_limits: TcpLimits,
     /// One per worker thread.
-    udp: Vec<std::net::UdpSocket>,
+    udp: Vec<Arc<std::net::UdpSocket>>,
     handler: Arc<Handler>,
     local_addr: SocketAddr,
 }
@@ -52,15 +72,16 @@ impl DnsServer {
     pub async fn bind(addr: SocketAddr, handler: Handler, config: Config) -> anyhow::Result<Self> {
         let Config {
             workers,
+            udp_recv_buffer,
             tcp: tcp_limits,
         } = config;
-        let first = udp_socket(addr).with_context(|| format!("cannot bind UDP {addr}"))?;
+        let first = udp_socket(addr, udp_recv_buffer).with_context(|| format!("cannot bind UDP {addr}"))?;
         let local_addr = first.local_addr()?;
-        let mut udp = vec![first];
+        let mut udp = vec![Arc::new(first)];
         for _ in 1..workers.max(1) {
-            udp.push(
-                udp_socket(local_addr).with_context(|| format!("cannot bind another UDP socket to {local_addr}"))?,
-            );
+            udp.push(Arc::new(udp_socket(local_addr, udp_recv_buffer).with_context(|| {
+                format!("cannot bind another UDP socket to {local_addr}")
+            })?));
         }
         let tcp = TcpListener::bind(local_addr)
             .await
@@ -90,6 +111,7 @@ impl DnsServer {
             local_addr,
         } = self;
         let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let sampler = count_queue_drops(udp.clone(), handler.clone());
         for (i, socket) in udp.into_iter().enumerate() {
             let (handler, failed) = (handler.clone(), failed_tx.clone());
             std::thread::Builder::new()
@@ -98,7 +120,7 @@ impl DnsServer {
                     if let Err(error) = crate::sys::sched::request_slice(UDP_SLICE) {
                         debug!(%error, "could not request a short scheduler slice");
                     }
-                    let error = udp::serve(socket, handler)
+                    let error = udp::serve(&socket, handler)
                         .err()
                         .unwrap_or_else(|| std::io::Error::other("stopped"));
                     let _ = failed.send(error);
@@ -107,14 +129,50 @@ impl DnsServer {
         tokio::select! {
             r = tcp::serve(tcp, handler, tcp_limits) => r.with_context(|| format!("TCP {local_addr} failed")),
             Some(e) = failed_rx.recv() => Err(anyhow!(e).context(format!("a UDP worker on {local_addr} failed"))),
+            () = sampler => unreachable!("the drop counter runs forever"),
         }
     }
 }
 
-fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+/// Adds the kernel's full-queue drops on each UDP socket to
+/// `meshdns_dns_dropped_total{reason="queue_full"}` every second.
+async fn count_queue_drops(sockets: Vec<Arc<std::net::UdpSocket>>, handler: Arc<Handler>) {
+    let mut seen = vec![0u32; sockets.len()];
+    let mut tick = tokio::time::interval(DROPS_SAMPLE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for (socket, seen) in sockets.iter().zip(&mut seen) {
+            match crate::sys::sockstat::drops(socket) {
+                Ok(now) => {
+                    // The kernel's counter is a u32 that wraps.
+                    handler
+                        .metrics()
+                        .dropped_n(DropReason::QueueFull, u64::from(now.wrapping_sub(*seen)));
+                    *seen = now;
+                }
+                Err(error) => {
+                    debug!(%error, "cannot read UDP socket drops; not counting them");
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+}
+
+fn udp_socket(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_port(true)?;
-    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    // Linux doubles the value it is given (half for its own overhead) and
+    // reports the doubled size back.
+    socket.set_recv_buffer_size(recv_buffer / 2)?;
+    let got = socket.recv_buffer_size()?;
+    if got < recv_buffer {
+        warn!(
+            requested = recv_buffer,
+            got, "UDP receive buffer capped by the kernel; raise net.core.rmem_max to allow more"
+        );
+    }
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }

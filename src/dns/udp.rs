@@ -22,12 +22,12 @@ use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
 /// kernel, with no event loop in between. Everything else already queued
 /// comes with it, up to [`crate::sys::mmsg::BATCH`], and the replies leave
 /// together.
-pub fn serve(socket: UdpSocket, handler: Arc<Handler>) -> io::Result<()> {
+pub fn serve(socket: &UdpSocket, handler: Arc<Handler>) -> io::Result<()> {
     socket.set_nonblocking(false)?;
     let mut rx = RecvBatch::default();
     let mut tx = SendBatch::new(EDNS_PAYLOAD as usize);
     loop {
-        let n = match rx.recv(&socket) {
+        let n = match rx.recv(socket) {
             Ok(n) => n,
             // ICMP errors and the like concern one peer, not the socket.
             Err(e) if is_transient(&e) => {
@@ -46,7 +46,7 @@ pub fn serve(socket: UdpSocket, handler: Arc<Handler>) -> io::Result<()> {
             }
         }
         if !tx.is_empty() {
-            tx.flush(&socket, |peer, error| {
+            tx.flush(socket, |peer, error| {
                 debug!(%error, peer = ?peer.socket_addr(), "UDP send failed");
             });
         }

@@ -3,4 +3,5 @@
 
 pub mod mmsg;
 pub mod sched;
+pub mod sockstat;
 pub mod trim;
