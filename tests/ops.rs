@@ -1,5 +1,6 @@
-//! Operations, with the release binary: graceful shutdown, and the metrics
-//! exposition checked by `promtool` and scraped by a real Prometheus.
+//! Operations, with the release binary: graceful shutdown, the metrics
+//! exposition checked by `promtool` and scraped by a real Prometheus, and
+//! overload (a TCP connection flood, a UDP flood from dnsperf).
 
 #[path = "e2e/common.rs"]
 mod common;
@@ -8,7 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Meshdns, Proc, example_file, free_port, http_get, loopback, poll_until, query_udp, require_tool, run_bounded,
+    Meshdns, Proc, example_file, free_port, http_get, loopback, poll_until, query_tcp, query_udp, query_udp_once,
+    require_tool, run_bounded,
 };
 use hickory_proto::rr::RecordType;
 
@@ -185,4 +187,118 @@ fn prometheus_counts_every_query() {
         "Prometheus scraped sum(meshdns_dns_requests_total) = {sent} after {:?}",
         seen.unwrap()
     );
+}
+
+/// A metric's value from /metrics text (the sum over matching lines), 0
+/// when absent. `series` is the name with its labels as printed.
+fn scrape(m: &Meshdns, series: &str) -> f64 {
+    let (_, body) = http_get(m.admin, "/metrics").unwrap();
+    body.lines()
+        .filter(|l| l.starts_with(series) && l[series.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn tcp_connection_flood_leaves_udp_and_new_tcp_clients_served() {
+    // Default flags: 1024 connections at most.
+    let example = example_file();
+    let m = Meshdns::serve(&[&example], &[]);
+    let rss_before = rss_kib(m.proc.pid());
+    let mut held = Vec::new();
+    for _ in 0..3000 {
+        held.push(std::net::TcpStream::connect(m.dns).unwrap());
+    }
+    let capped = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        scrape(&m, "meshdns_dns_tcp_connections_closed_total{reason=\"reclaimed\"}") >= 1976.0
+    });
+    assert!(capped.is_some(), "the oldest connections were not reclaimed");
+    assert!(scrape(&m, "meshdns_dns_tcp_connections") <= 1024.0);
+    // New clients still get answers, over TCP and UDP.
+    for _ in 0..20 {
+        assert_eq!(query_tcp(m.dns, "httpbin.bar.global.", RecordType::A).unwrap().answers.len(), 1);
+        assert_eq!(query_udp_once(m.dns, "httpbin.bar.global.", RecordType::A).unwrap().answers.len(), 1);
+    }
+    let rss_after = rss_kib(m.proc.pid());
+    println!(
+        "3000 idle TCP connections: {} open, {} reclaimed, RSS {rss_before} → {rss_after} KiB",
+        scrape(&m, "meshdns_dns_tcp_connections"),
+        scrape(&m, "meshdns_dns_tcp_connections_closed_total{reason=\"reclaimed\"}")
+    );
+    assert!(rss_after < rss_before + 32 * 1024, "RSS {rss_before} → {rss_after} KiB");
+}
+
+#[test]
+#[ignore = "needs dnsperf"]
+fn udp_flood_is_bounded_counted_and_legitimate_queries_answered() {
+    let dnsperf = require_tool("dnsperf");
+    let example = example_file();
+    // Default flags.
+    let m = Meshdns::serve(&[&example], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let queries = dir.path().join("queries.txt");
+    std::fs::write(&queries, "httpbin.bar.global A\nnope.bar.global A\n".repeat(500)).unwrap();
+    let rss_before = rss_kib(m.proc.pid());
+
+    const FLOOD_S: u64 = 6;
+    let mut cmd = Command::new(&dnsperf);
+    cmd.args(["-s", "127.0.0.1", "-p", &m.dns.port().to_string(), "-d"])
+        .arg(&queries)
+        .args(["-c", "50", "-q", "5000", "-l", &FLOOD_S.to_string(), "-t", "1"]);
+    let flood = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(FLOOD_S + 30)));
+
+    // A legitimate client at about 100 qps while the flood runs, retrying
+    // as a resolver would.
+    std::thread::sleep(Duration::from_millis(500));
+    let (mut latencies, mut retried, mut rss_max) = (Vec::new(), 0, rss_before);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(FLOOD_S - 2) {
+        let sent = Instant::now();
+        let mut answer = query_udp_once(m.dns, "httpbin.bar.global.", RecordType::A);
+        if answer.is_err() {
+            retried += 1;
+            answer = query_udp(m.dns, "httpbin.bar.global.", RecordType::A);
+        }
+        assert_eq!(answer.expect("answered within retries").answers.len(), 1);
+        latencies.push(sent.elapsed());
+        rss_max = rss_max.max(rss_kib(m.proc.pid()));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = flood.join().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "dnsperf:\n{report}{}", String::from_utf8_lossy(&out.stderr));
+    let sent: f64 = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Queries sent:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("dnsperf's Queries sent");
+
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    // Every datagram that reached the socket was answered or counted.
+    let legit = latencies.len() as f64 + f64::from(retried);
+    let counted = || {
+        scrape(&m, "meshdns_dns_requests_total") + scrape(&m, "meshdns_dns_dropped_total{reason=\"queue_full\"}")
+    };
+    let balanced = poll_until(Duration::from_secs(3), Duration::from_millis(100), || {
+        counted() >= sent + legit
+    });
+    let drops = scrape(&m, "meshdns_dns_dropped_total{reason=\"queue_full\"}");
+    println!(
+        "flood: {sent} sent by dnsperf, {drops} dropped at the full queue; legitimate: {} answered, {retried} \
+         retried, p99 {p99:?}; RSS {rss_before} KiB before, max {rss_max} KiB",
+        latencies.len()
+    );
+    assert!(balanced.is_some(), "answered + dropped = {} < sent {}", counted(), sent + legit);
+    assert!(rss_max < rss_before + 16 * 1024, "RSS grew from {rss_before} to {rss_max} KiB");
+    assert!(m.ready());
 }
