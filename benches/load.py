@@ -80,6 +80,14 @@ loss, the flood's answered QPS, server CPU, RSS at the end, and the kernel's
 receive-buffer drops, with meshdns/Knot ratios. --meshdns-args adds meshdns
 variants with extra flags, to measure a setting's trade-off in the same run.
 
+TCP mode (--tcp-probes) plays hostile TCP clients against each server in
+turn: one that sends a byte of the length prefix and stalls, one that sends
+half a query, one that sends nothing (how long until each is closed), then
+--tcp-idle-conns idle connections at once (how many the server holds, and
+whether 20 new clients are still answered), then --tcp-pipelined queries on
+one connection whose answers are never read (RSS, another client's latency,
+and whether the server closes it).
+
 Examples:
   python3 benches/load.py                       # full run, several minutes
   python3 benches/load.py --flood --sizes 10000 # the flood benchmark
@@ -687,6 +695,154 @@ def flood_report(results, labels, sizes, args):
 
 
 # ---------------------------------------------------------------------------
+# TCP probes: hostile TCP clients, one server at a time
+
+
+def tcp_query(port, qname, timeout=2.0):
+    """One query over a new TCP connection; the latency, or None without a
+    correct answer within `timeout`."""
+    q = encode_query(0x5443, qname)
+    t = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
+            c.sendall(struct.pack(">H", len(q)) + q)
+            buf = b""
+            while len(buf) < 2 or len(buf) < 2 + struct.unpack(">H", buf[:2])[0]:
+                chunk = c.recv(4096)
+                if not chunk:
+                    return None
+                buf += chunk
+            return time.monotonic() - t if answers_with(buf[2:], 0x5443, None) else None
+    except OSError:
+        return None
+
+
+def time_to_close(c, limit):
+    """Seconds until the server closes `c` (EOF or reset), or None after `limit`."""
+    t = time.monotonic()
+    c.settimeout(0.05)
+    while time.monotonic() - t < limit:
+        try:
+            if c.recv(4096) == b"":
+                return time.monotonic() - t
+        except socket.timeout:
+            continue
+        except OSError:
+            return time.monotonic() - t
+    return None
+
+
+def is_open(c):
+    c.setblocking(False)
+    try:
+        return c.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def tcp_round(args, server, d, n, rnd):
+    port = free_port()
+    proc = server.start(d, port)
+    if not first_answer(port, name(n - 1), address(n - 1), proc, args.startup_limit):
+        server.stop(proc)
+        die(f"{server.label} did not answer within {args.startup_limit} s")
+    r = {"server": server.label, "size": n, "round": rnd}
+    q = encode_query(1, name(0))
+    framed = struct.pack(">H", len(q)) + q
+    conns = []
+    try:
+        # A client that sends one byte of the length prefix, then one that
+        # sends half a query, then one that sends nothing.
+        for key, data in (("stall_prefix_s", framed[:1]), ("stall_message_s", framed[:len(framed) // 2]),
+                          ("idle_s", b"")):
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as c:
+                if data:
+                    c.sendall(data)
+                r[key] = time_to_close(c, args.tcp_probe_limit)
+        # Many idle connections at once, bounded in count and time.
+        rss0, _ = mem_kib(proc.pid)
+        deadline = time.monotonic() + 20
+        refused = 0
+        for _ in range(args.tcp_idle_conns):
+            if time.monotonic() > deadline:
+                break
+            try:
+                conns.append(socket.create_connection(("127.0.0.1", port), timeout=1))
+            except OSError:
+                refused += 1
+        time.sleep(1)
+        r["idle_held"] = sum(is_open(c) for c in conns)
+        r["idle_refused"] = refused
+        lat = [tcp_query(port, name(i)) for i in range(20)]
+        r["new_client_answered"] = sum(x is not None for x in lat)
+        r["new_client_max_ms"] = max((x for x in lat if x is not None), default=None)
+        r["new_client_max_ms"] = r["new_client_max_ms"] * 1000 if r["new_client_max_ms"] else None
+        r["idle_rss_growth_mib"] = (mem_kib(proc.pid)[0] - rss0) / 1024
+        for c in conns:
+            c.close()
+        conns = []
+        # Pipelined queries that are never read.
+        time.sleep(0.5)
+        rss0, _ = mem_kib(proc.pid)
+        hog = socket.create_connection(("127.0.0.1", port), timeout=0.2)
+        conns.append(hog)
+        sent = 0
+        batch = framed * 1000
+        for _ in range(args.tcp_pipelined // 1000):
+            try:
+                hog.sendall(batch)
+            except OSError:
+                break
+            sent += 1000
+        r["pipelined_sent"] = sent
+        other = tcp_query(port, name(1))
+        r["pipelined_other_ms"] = other * 1000 if other is not None else None
+        r["pipelined_rss_growth_mib"] = (mem_kib(proc.pid)[0] - rss0) / 1024
+        r["pipelined_closed_s"] = time_to_close(hog, args.tcp_probe_limit)
+    finally:
+        for c in conns:
+            c.close()
+        server.stop(proc)
+    return r
+
+
+TCP_METRICS = [
+    ("1 byte of prefix, then stall: closed after s", lambda r: r["stall_prefix_s"], "{:.2f}"),
+    ("half a query, then stall: closed after s", lambda r: r["stall_message_s"], "{:.2f}"),
+    ("connect, send nothing: closed after s", lambda r: r["idle_s"], "{:.2f}"),
+    ("idle connections still open after 1 s", lambda r: r["idle_held"], "{:.0f}"),
+    ("connects refused or timed out", lambda r: r["idle_refused"], "{:.0f}"),
+    ("then new clients answered (of 20)", lambda r: r["new_client_answered"], "{:.0f}"),
+    ("  slowest of them ms", lambda r: r["new_client_max_ms"], "{:.1f}"),
+    ("RSS growth with idle conns MiB", lambda r: r["idle_rss_growth_mib"], "{:.1f}"),
+    ("pipelined queries sent unread", lambda r: r["pipelined_sent"], "{:.0f}"),
+    ("  meanwhile another client ms", lambda r: r["pipelined_other_ms"], "{:.1f}"),
+    ("  RSS growth MiB", lambda r: r["pipelined_rss_growth_mib"], "{:.1f}"),
+    ("  the reader-less client closed after s", lambda r: r["pipelined_closed_s"], "{:.2f}"),
+]
+
+
+def tcp_report(results, labels, sizes, args):
+    metrics = TCP_METRICS
+    summary = {}
+    for n in sizes:
+        per = {lab: [r for r in results if r["size"] == n and r["server"] == lab] for lab in labels}
+        rows = [["probe"] + [f"{lab} (median)" for lab in labels]]
+        summary[n] = {}
+        for label, get, f in metrics:
+            meds = {lab: median(get(r) for r in per[lab]) for lab in labels}
+            summary[n][label] = meds
+            rows.append([label] + [fmt(f, meds[lab]) for lab in labels])
+        print(f"\n=== TCP probes, {n} names: {len(per['Knot'])} round(s) per server; {args.tcp_idle_conns} idle "
+              f"connections, {args.tcp_pipelined} pipelined queries; '-' = not closed within "
+              f"{args.tcp_probe_limit} s ===")
+        print(table(rows))
+    return summary
+
+
+# ---------------------------------------------------------------------------
 # Report
 
 METRICS = [
@@ -869,15 +1025,28 @@ def parse_args():
     ap.add_argument("--flood-clients", type=int, default=100, help="flood dnsperf -c (default: 100)")
     ap.add_argument("--flood-outstanding", type=int, default=5000, help="flood dnsperf -q (default: 5000)")
     ap.add_argument("--legit-qps", type=int, default=125, help="legitimate client's -Q (default: 125)")
+    ap.add_argument("--tcp-probes", action="store_true",
+                    help="TCP mode: hostile TCP clients (a stalled length prefix, half a query, an idle "
+                         "connection, many idle connections, pipelined queries never read) against each "
+                         "server, instead of the UDP runs")
+    ap.add_argument("--tcp-idle-conns", type=int, default=4000,
+                    help="idle connections opened at once in TCP mode (default: 4000)")
+    ap.add_argument("--tcp-pipelined", type=int, default=20000,
+                    help="pipelined queries sent without reading in TCP mode (default: 20000)")
+    ap.add_argument("--tcp-probe-limit", type=float, default=15,
+                    help="seconds to wait for a server to close a probe connection (default: 15)")
     ap.add_argument("--meshdns-args", action="append", default=[], metavar="ARGS",
                     help="add a meshdns variant run with these extra flags (space-separated), e.g. "
                          "'--udp-queue-delay 0'; repeatable. The default-flags variant always runs")
     ap.add_argument("--smoke", action="store_true",
-                    help="quick check: 200 names, 1 round, 2 s runs, fixed 2000 qps, no warm-up")
+                    help="quick check: 200 names, 1 round, 2 s runs, fixed 2000 qps, no warm-up; a 4 s flood; "
+                         "300 idle TCP connections and 2000 pipelined queries")
     args = ap.parse_args()
     if args.smoke:
         args.sizes, args.rounds, args.seconds, args.fixed_qps = "200", 1, 2, 2000
         args.queries, args.warmup = 5000, 0
+        args.flood_seconds, args.flood_outstanding = 4, 1000
+        args.tcp_idle_conns, args.tcp_pipelined, args.tcp_probe_limit = 300, 2000, 12
     if args.flood and args.flood_seconds < 4:
         ap.error("--flood-seconds must be at least 4")
     if args.saturation_latency_seconds is None:
@@ -932,7 +1101,7 @@ def main():
         servers.append(Meshdns(meshdns, args.workers if has_workers else None, f"meshdns-v{i}", grace, cpus,
                                extra.split()))
         print(f"load.py: variant meshdns-v{i}: {extra}")
-    if args.flood:
+    if args.flood or args.tcp_probes:
         args.no_floor = True
     if not args.no_floor:
         floor = os.path.abspath(args.floor or os.path.join(os.path.dirname(meshdns), "examples", "udp_floor"))
@@ -977,6 +1146,13 @@ def main():
             print(f"\n[{n} names] generated in {time.monotonic() - t:.1f} s in {d}", flush=True)
             for rnd in range(1, args.rounds + 1):
                 for server in servers:
+                    if args.tcp_probes:
+                        r = tcp_round(args, server, d, n, rnd)
+                        results.append(r)
+                        print(f"  round {rnd} {server.label:<11} " + "  ".join(
+                            f"{k} {fmt('{:.2f}', v) if isinstance(v, float) else v}" for k, v in r.items()
+                            if k not in ("server", "size", "round")), flush=True)
+                        continue
                     if args.flood:
                         r = flood_round(args, server, d, n, rnd)
                         results.append(r)
@@ -992,7 +1168,8 @@ def main():
                           f"lost {r['sat']['lost']:.0f}  fixed {r['fixed']['qps']:7.0f} qps "
                           f"{r['fixed']['cpu_us_per_query']:6.2f} µs/q "
                           f"p99 {fmt('{:.3f}', ms(r['fixed']['lat_p99']))} ms", flush=True)
-        summary = (flood_report if args.flood else report)(results, labels, sizes, args)
+        summary = (tcp_report if args.tcp_probes else flood_report if args.flood else report)(
+            results, labels, sizes, args)
         elapsed = time.monotonic() - started
         print(f"\nload.py: done in {elapsed:.0f} s")
         if args.json:

@@ -808,7 +808,10 @@ fn udp_overflow_is_dropped_by_the_kernel_counted_and_harmless() {
     }
     let dropped = || metric(&s, "meshdns_dns_dropped_total", Some(("reason", "queue_full")));
     // Sampled from the kernel once a second.
-    assert!(eventually(Duration::from_secs(3), || dropped() > 0.0), "no drops counted");
+    assert!(
+        eventually(Duration::from_secs(3), || dropped() > 0.0),
+        "no drops counted"
+    );
     let answered = || metric(&s, "meshdns_dns_requests_total", None);
     assert!(
         eventually(Duration::from_secs(3), || answered() + dropped() == 20_000.0),

@@ -225,8 +225,20 @@ fn tcp_connection_flood_leaves_udp_and_new_tcp_clients_served() {
     assert!(scrape(&m, "meshdns_dns_tcp_connections") <= 1024.0);
     // New clients still get answers, over TCP and UDP.
     for _ in 0..20 {
-        assert_eq!(query_tcp(m.dns, "httpbin.bar.global.", RecordType::A).unwrap().answers.len(), 1);
-        assert_eq!(query_udp_once(m.dns, "httpbin.bar.global.", RecordType::A).unwrap().answers.len(), 1);
+        assert_eq!(
+            query_tcp(m.dns, "httpbin.bar.global.", RecordType::A)
+                .unwrap()
+                .answers
+                .len(),
+            1
+        );
+        assert_eq!(
+            query_udp_once(m.dns, "httpbin.bar.global.", RecordType::A)
+                .unwrap()
+                .answers
+                .len(),
+            1
+        );
     }
     let rss_after = rss_kib(m.proc.pid());
     println!(
@@ -275,7 +287,11 @@ fn udp_flood_is_bounded_counted_and_legitimate_queries_answered() {
     }
     let out = flood.join().unwrap();
     let report = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "dnsperf:\n{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "dnsperf:\n{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sent: f64 = report
         .lines()
         .find_map(|l| l.trim().strip_prefix("Queries sent:"))
@@ -286,9 +302,8 @@ fn udp_flood_is_bounded_counted_and_legitimate_queries_answered() {
     let p99 = latencies[latencies.len() * 99 / 100];
     // Every datagram that reached the socket was answered or counted.
     let legit = latencies.len() as f64 + f64::from(retried);
-    let counted = || {
-        scrape(&m, "meshdns_dns_requests_total") + scrape(&m, "meshdns_dns_dropped_total{reason=\"queue_full\"}")
-    };
+    let counted =
+        || scrape(&m, "meshdns_dns_requests_total") + scrape(&m, "meshdns_dns_dropped_total{reason=\"queue_full\"}");
     let balanced = poll_until(Duration::from_secs(3), Duration::from_millis(100), || {
         counted() >= sent + legit
     });
@@ -298,7 +313,15 @@ fn udp_flood_is_bounded_counted_and_legitimate_queries_answered() {
          retried, p99 {p99:?}; RSS {rss_before} KiB before, max {rss_max} KiB",
         latencies.len()
     );
-    assert!(balanced.is_some(), "answered + dropped = {} < sent {}", counted(), sent + legit);
-    assert!(rss_max < rss_before + 16 * 1024, "RSS grew from {rss_before} to {rss_max} KiB");
+    assert!(
+        balanced.is_some(),
+        "answered + dropped = {} < sent {}",
+        counted(),
+        sent + legit
+    );
+    assert!(
+        rss_max < rss_before + 16 * 1024,
+        "RSS grew from {rss_before} to {rss_max} KiB"
+    );
     assert!(m.ready());
 }

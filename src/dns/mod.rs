@@ -79,9 +79,9 @@ impl DnsServer {
         let local_addr = first.local_addr()?;
         let mut udp = vec![Arc::new(first)];
         for _ in 1..workers.max(1) {
-            udp.push(Arc::new(udp_socket(local_addr, udp_recv_buffer).with_context(|| {
-                format!("cannot bind another UDP socket to {local_addr}")
-            })?));
+            udp.push(Arc::new(udp_socket(local_addr, udp_recv_buffer).with_context(
+                || format!("cannot bind another UDP socket to {local_addr}"),
+            )?));
         }
         let tcp = TcpListener::bind(local_addr)
             .await

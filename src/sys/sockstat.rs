@@ -43,14 +43,20 @@ pub fn drops(socket: &UdpSocket) -> io::Result<u32> {
         }
         let at = libc::SK_MEMINFO_DROPS as usize;
         if (len as usize) < (at + 1) * mem::size_of::<u32>() {
-            return Err(io::Error::new(io::ErrorKind::Unsupported, "kernel does not report socket drops"));
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "kernel does not report socket drops",
+            ));
         }
         Ok(info[at])
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         let _ = (socket, VARS);
-        Err(io::Error::new(io::ErrorKind::Unsupported, "SO_MEMINFO not wired up for this architecture"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SO_MEMINFO not wired up for this architecture",
+        ))
     }
 }
 
