@@ -71,7 +71,6 @@ fn start_configured(index: Arc<Index>, ready: Readiness, config: Config) -> Serv
                 Handler::new(handler_index, handler_ready, metrics),
                 config,
             )
-            .await
             .unwrap();
             tx.send(server.local_addr()).unwrap();
             server.run().await.unwrap();

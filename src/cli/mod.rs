@@ -385,8 +385,7 @@ impl ServeArgs {
                     udp_recv_buffer,
                     tcp,
                 },
-            )
-            .await?;
+            )?;
             let admin_listener = admin::bind(admin_addr).await?;
             info!(dns = %dns.local_addr(), admin = %admin_listener.local_addr()?, workers, "serving");
             let admin_state = AdminState {

@@ -1,6 +1,8 @@
 //! DNS on the wire: our UDP loops ([`udp`]), one per worker thread, each on
-//! its own `SO_REUSEPORT` socket, and our TCP accept loop ([`tcp`]), all
-//! answering through [`handler::Handler`] on one address.
+//! its own `SO_REUSEPORT` socket, and our TCP accept loop ([`tcp`]) on a
+//! thread of its own, all answering through [`handler::Handler`] on one
+//! address. TCP clients can thus take at most one core, and never delay
+//! the admin endpoint or the Kubernetes watch.
 
 pub mod answer;
 pub mod edns;
@@ -16,7 +18,6 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use self::metrics::DropReason;
@@ -57,7 +58,7 @@ impl Config {
 pub const DEFAULT_UDP_RECV_BUFFER: usize = 208 << 10;
 
 pub struct DnsServer {
-    tcp: TcpListener,
+    tcp: std::net::TcpListener,
     tcp_limits: TcpLimits,
     /// One per worker thread.
     udp: Vec<Arc<std::net::UdpSocket>>,
@@ -68,30 +69,35 @@ pub struct DnsServer {
 impl DnsServer {
     /// Binds `workers` UDP sockets sharing the address (`SO_REUSEPORT`: the
     /// kernel spreads clients over them), then TCP on the same port (the
-    /// port UDP got, for port 0).
-    pub async fn bind(addr: SocketAddr, handler: Handler, config: Config) -> anyhow::Result<Self> {
+    /// port UDP got, for port 0; if TCP has that port taken, another try).
+    pub fn bind(addr: SocketAddr, handler: Handler, config: Config) -> anyhow::Result<Self> {
         let Config {
             workers,
             udp_recv_buffer,
             tcp: tcp_limits,
         } = config;
-        let first = udp_socket(addr, udp_recv_buffer).with_context(|| format!("cannot bind UDP {addr}"))?;
-        let local_addr = first.local_addr()?;
-        let mut udp = vec![Arc::new(first)];
-        for _ in 1..workers.max(1) {
-            udp.push(Arc::new(udp_socket(local_addr, udp_recv_buffer).with_context(
-                || format!("cannot bind another UDP socket to {local_addr}"),
-            )?));
-        }
-        let tcp = TcpListener::bind(local_addr)
-            .await
-            .with_context(|| format!("cannot bind TCP {local_addr}"))?;
-        let handler = Arc::new(handler);
+        let mut tries = if addr.port() == 0 { 10 } else { 1 };
+        let (udp, tcp, local_addr) = loop {
+            tries -= 1;
+            let first = udp_socket(addr, udp_recv_buffer).with_context(|| format!("cannot bind UDP {addr}"))?;
+            let local_addr = first.local_addr()?;
+            let mut udp = vec![Arc::new(first)];
+            for _ in 1..workers.max(1) {
+                udp.push(Arc::new(udp_socket(local_addr, udp_recv_buffer).with_context(
+                    || format!("cannot bind another UDP socket to {local_addr}"),
+                )?));
+            }
+            match tcp_listener(local_addr) {
+                Ok(tcp) => break (udp, tcp, local_addr),
+                Err(e) if tries > 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot bind TCP {local_addr}")),
+            }
+        };
         Ok(Self {
             tcp,
             tcp_limits,
             udp,
-            handler,
+            handler: Arc::new(handler),
             local_addr,
         })
     }
@@ -101,7 +107,7 @@ impl DnsServer {
     }
 
     /// Serves until a listener fails: each UDP socket on a thread of its
-    /// own, TCP on the caller's runtime.
+    /// own, TCP on another with its own runtime.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
             tcp,
@@ -126,8 +132,21 @@ impl DnsServer {
                     let _ = failed.send(error);
                 })?;
         }
+        let (tcp_failed_tx, mut tcp_failed_rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::Builder::new().name("dns-tcp".into()).spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| {
+                    rt.block_on(async move {
+                        let listener = tokio::net::TcpListener::from_std(tcp)?;
+                        tcp::serve(listener, handler, tcp_limits).await
+                    })
+                });
+            let _ = tcp_failed_tx.send(served.err().unwrap_or_else(|| std::io::Error::other("stopped")));
+        })?;
         tokio::select! {
-            r = tcp::serve(tcp, handler, tcp_limits) => r.with_context(|| format!("TCP {local_addr} failed")),
+            Some(e) = tcp_failed_rx.recv() => Err(anyhow!(e).context(format!("TCP {local_addr} failed"))),
             Some(e) = failed_rx.recv() => Err(anyhow!(e).context(format!("a UDP worker on {local_addr} failed"))),
             () = sampler => unreachable!("the drop counter runs forever"),
         }
@@ -158,6 +177,18 @@ async fn count_queue_drops(sockets: Vec<Arc<std::net::UdpSocket>>, handler: Arc<
             }
         }
     }
+}
+
+/// Connections the kernel completes before we accept them.
+const TCP_BACKLOG: i32 = 1024;
+
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(TCP_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 fn udp_socket(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<std::net::UdpSocket> {
