@@ -1,7 +1,7 @@
 //! Support shared by the tests that run the release binary (`e2e`, `ops`,
-//! `kube`, `load_smoke`): outside tools, child processes that die with the
-//! test, the one `meshdns serve` launcher ([`Meshdns`]), free loopback
-//! ports, raw DNS queries, and parsers for `dig`/`kdig` output.
+//! `kube`, `soak`, `load_smoke`): outside tools, child processes that die
+//! with the test, the one `meshdns serve` launcher ([`Meshdns`]), free
+//! loopback ports, raw DNS queries, and parsers for `dig`/`kdig` output.
 
 #![allow(dead_code)]
 
