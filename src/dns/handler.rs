@@ -1,8 +1,13 @@
 //! The answer to one parsed request, whatever the transport: protocol
 //! checks (opcode, EDNS, question count, readiness), the answer from the
 //! table, UDP size limits, metrics. `udp` and hickory-server's TCP listener
-//! (through [`TcpHandler`]) only move bytes.
+//! (through [`TcpHandler`]) only move bytes. Also what a request must be to
+//! parse ([`parse`]), and the FORMERR for one that does not
+//! ([`Handler::respond_malformed`]).
 
+mod wire;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,6 +15,7 @@ use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCo
 use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use tracing::{debug, warn};
@@ -122,6 +128,46 @@ impl Handler {
             start.elapsed(),
         );
     }
+
+    /// Answers a message that does not [`parse`], from any transport, into
+    /// `out` (cleared first): FORMERR with the ID, opcode, RD and CD bits,
+    /// and the question when there is exactly one and it is whole and
+    /// uncompressed, as Knot echoes it; no other records, and no OPT, for
+    /// the EDNS part may be what is wrong. Returns false, with nothing
+    /// written or counted, when the message gets no reply at all: shorter
+    /// than a header, or a response (answering those would make us a
+    /// reflector). The transport counts those drops.
+    pub fn respond_malformed(&self, proto: Proto, packet: &[u8], out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if packet.len() < 12 || packet[2] & 0x80 != 0 {
+            return false;
+        }
+        let start = Instant::now();
+        self.metrics.request(proto, None, packet.len());
+        let question = wire::question(packet);
+        out.extend_from_slice(&packet[..2]);
+        out.push(0x80 | (packet[2] & 0x79)); // QR, opcode, RD
+        out.push((packet[3] & 0x10) | u16::from(ResponseCode::FormErr) as u8); // CD
+        out.extend_from_slice(&u16::from(question.is_some()).to_be_bytes());
+        out.extend_from_slice(&[0; 6]);
+        out.extend_from_slice(question.unwrap_or_default());
+        self.metrics
+            .response(ResponseCode::FormErr, out.len(), false, start.elapsed());
+        true
+    }
+}
+
+/// Parses a request as every transport must before [`Handler`] answers it:
+/// hickory-proto's parse, and what that lets through but Knot answers
+/// FORMERR to (bytes after the last record, a compressed question, EDNS
+/// options that overrun or underrun the OPT record, TSIG before the end).
+/// An error says what is wrong; the reply to it is
+/// [`Handler::respond_malformed`].
+pub fn parse(packet: &[u8], src: SocketAddr, protocol: Protocol) -> Result<Request, String> {
+    if let Some(problem) = wire::problem(packet) {
+        return Err(problem.to_string());
+    }
+    Request::from_bytes(packet.to_vec(), src, protocol).map_err(|e| e.to_string())
 }
 
 fn message<'a>(
