@@ -61,10 +61,11 @@ impl Handler {
             ours.set_dnssec_ok(theirs.flags().dnssec_ok);
             ours
         });
-        let reply = if request.metadata.op_code != OpCode::Query {
-            Err(ResponseCode::NotImp)
-        } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        // EDNS first, then the opcode, as Knot does.
+        let reply = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             Err(ResponseCode::BADVERS)
+        } else if request.metadata.op_code != OpCode::Query {
+            Err(ResponseCode::NotImp)
         } else if request.queries.len() != 1 {
             Err(ResponseCode::FormErr)
         } else if !self.ready.synced() {
