@@ -1,5 +1,9 @@
 //! Tier 2: the DNS server in-process on port 0, queried over real UDP and
-//! TCP sockets with hand-built packets (hickory-proto encodes them).
+//! TCP sockets with hand-built packets (hickory-proto encodes them), and
+//! the malformed cases of `tests/malformed/cases.rs`.
+
+#[path = "malformed/cases.rs"]
+mod malformed;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -452,6 +456,49 @@ fn malformed_packets_are_formerr_and_harmless() {
         let _ = s.udp_raw(&garbage);
     }
     assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
+}
+
+/// Every case in `tests/malformed/cases.rs` gets the reply the table gives,
+/// with the query's ID and its question as sent, and the good query after
+/// it is answered.
+#[test]
+fn malformed_cases_then_a_good_query() {
+    let s = start();
+    let mut failures = String::new();
+    let cases = malformed::cases();
+    for case in &cases {
+        let reply = s.udp_raw(&case.packet);
+        let got = malformed::summary(reply.as_deref());
+        let mut bad = Vec::new();
+        if got != case.want {
+            bad.push(format!("got `{got}`, want `{}`", case.want));
+        }
+        if let Some(r) = &reply {
+            if r[..2] != case.packet[..2] {
+                bad.push("ID not echoed".to_string());
+            }
+            let echoed = r.get(4..6) == Some(&[0, 1]);
+            if let (true, Some(q)) = (echoed, malformed::question(&case.packet))
+                && r.get(12..12 + q.len()) != Some(q)
+            {
+                bad.push("question not echoed as sent".to_string());
+            }
+        }
+        let good = malformed::summary(s.udp_raw(malformed::GOOD).as_deref());
+        if good != malformed::GOOD_ANSWER {
+            bad.push(format!("then the good query got `{good}`"));
+        }
+        println!(
+            "{:4} {:45} {got}",
+            if bad.is_empty() { "ok" } else { "FAIL" },
+            case.name
+        );
+        if !bad.is_empty() {
+            failures += &format!("{}: {}\n", case.name, bad.join("; "));
+        }
+    }
+    assert!(failures.is_empty(), "{failures}");
+    assert!(cases.len() > 80, "{} cases", cases.len());
 }
 
 #[test]
