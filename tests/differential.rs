@@ -1,7 +1,9 @@
 //! The UDP fast path returns byte for byte what the general path returns,
 //! over thousands of generated queries: mixed case, wildcards, empty
 //! non-terminals, missing and out-of-zone names, odd bytes, every EDNS
-//! variant, header flags, and answers too big for the client.
+//! variant, header flags, and answers too big for the client; and
+//! malformed ones (trailing bytes, compressed questions, stray records,
+//! broken EDNS options), which it must leave to the general path's FORMERR.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,9 +12,9 @@ use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::Request;
 use meshdns::admin::Readiness;
-use meshdns::dns::metrics::DnsMetrics;
+use meshdns::dns::handler::parse;
+use meshdns::dns::metrics::{DnsMetrics, Proto};
 use meshdns::dns::{Handler, fast};
 use meshdns::index::testing::{mk_host_entry, mk_index_with};
 use meshdns::index::{Index, SourceId, ZoneConfig};
@@ -132,21 +134,32 @@ fn packet(rng: &mut Rng) -> Vec<u8> {
         0
     };
     let tc = if rng.below(20) == 0 { 0x02 } else { 0 };
-    p.push(opcode | rd | tc);
-    // AD, CD, Z in random combinations.
-    p.push(*rng.pick(&[0u8, 0x10, 0x20, 0x30, 0x40]));
+    let aa = if rng.below(20) == 0 { 0x04 } else { 0 };
+    p.push(opcode | aa | rd | tc);
+    // RA, Z, AD, CD and an rcode in random combinations.
+    p.push(*rng.pick(&[0u8, 0x10, 0x20, 0x30, 0x40, 0x80, 0x05, 0x91]));
     let qdcount: u16 = if rng.below(30) == 0 { *rng.pick(&[0, 2]) } else { 1 };
     let edns = rng.below(4) != 0;
+    // A record in the answer or authority section.
+    let stray = if rng.below(40) == 0 { *rng.pick(&[6, 8]) } else { 0 };
     p.extend_from_slice(&qdcount.to_be_bytes());
     p.extend_from_slice(&[0, 0, 0, 0]);
     p.extend_from_slice(&u16::from(edns).to_be_bytes());
+    if stray != 0 {
+        p[stray + 1] = 1;
+    }
     for _ in 0..qdcount {
-        for label in labels_of(rng) {
-            p.push(label.len() as u8);
-            p.extend_from_slice(&label);
+        if rng.below(40) == 0 {
+            // A compression pointer: into the header, at itself, or ahead.
+            p.extend_from_slice(&[0xc0, *rng.pick(&[4, 12, 40])]);
+        } else {
+            for label in labels_of(rng) {
+                p.push(label.len() as u8);
+                p.extend_from_slice(&label);
+            }
+            p.push(0);
         }
-        p.push(0);
-        let qtype: u16 = *rng.pick(&[1, 1, 1, 1, 28, 28, 28, 6, 2, 16, 15, 255, 33, 5]);
+        let qtype: u16 = *rng.pick(&[1, 1, 1, 1, 28, 28, 28, 6, 2, 16, 15, 255, 33, 5, 0]);
         p.extend_from_slice(&qtype.to_be_bytes());
         let class: u16 = if rng.below(30) == 0 {
             *rng.pick(&[3, 255, 254])
@@ -155,34 +168,57 @@ fn packet(rng: &mut Rng) -> Vec<u8> {
         };
         p.extend_from_slice(&class.to_be_bytes());
     }
+    if stray != 0 {
+        // An A record whose owner points at the question.
+        p.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 10, 0, 0, 1]);
+    }
     if edns {
         let payload: u16 = *rng.pick(&[0, 100, 512, 600, 1232, 1400, 4096, 65535]);
         let version = if rng.below(15) == 0 { 1 } else { 0 };
-        let flags: u8 = if rng.below(3) == 0 { 0x80 } else { 0 };
+        // Extended rcode bits, DO, and the other flag bits.
+        let ext_rcode = if rng.below(15) == 0 { 1 } else { 0 };
+        let flags: u8 = *rng.pick(&[0, 0, 0x80, 0x01, 0xc0]);
+        let z = if rng.below(15) == 0 { 0x01 } else { 0 };
         p.extend_from_slice(&[0, 0, 41]);
         p.extend_from_slice(&payload.to_be_bytes());
-        p.extend_from_slice(&[0, version, flags, 0]);
-        if rng.below(6) == 0 {
-            // A client cookie.
-            p.extend_from_slice(&12u16.to_be_bytes());
-            p.extend_from_slice(&[0, 10, 0, 8]);
-            p.extend_from_slice(&rng.next().to_be_bytes());
-        } else {
-            p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(&[ext_rcode, version, flags, z]);
+        match rng.below(30) {
+            0..=4 => {
+                // A client cookie.
+                p.extend_from_slice(&12u16.to_be_bytes());
+                p.extend_from_slice(&[0, 10, 0, 8]);
+                p.extend_from_slice(&rng.next().to_be_bytes());
+            }
+            // An option longer than the record, or its header cut.
+            5 => p.extend_from_slice(&[0, 8, 0, 10, 0, 8, 0, 2, 1, 1]),
+            6 => p.extend_from_slice(&[0, 3, 0, 10, 0]),
+            _ => p.extend_from_slice(&[0, 0]),
         }
     }
-    if rng.below(40) == 0 {
-        p.push(0); // trailing garbage
+    if rng.below(30) == 0 {
+        // Trailing garbage.
+        for _ in 0..1 + rng.below(4) {
+            p.push(rng.next() as u8);
+        }
     }
     p
 }
 
-fn general(handler: &Handler, packet: &[u8]) -> Option<Vec<u8>> {
+/// What the UDP loop answers when the fast path declines: the parsed
+/// request's answer, or FORMERR for one that does not parse.
+fn general(handler: &Handler, packet: &[u8]) -> Result<Vec<u8>, String> {
     let src: SocketAddr = "127.0.0.1:5300".parse().unwrap();
-    let request = Request::from_bytes(packet.to_vec(), src, Protocol::Udp).ok()?;
     let mut out = Vec::new();
-    handler.respond_udp(&request, &mut out);
-    Some(out)
+    match parse(packet, src, Protocol::Udp) {
+        Ok(request) => {
+            handler.respond_udp(&request, &mut out);
+            Ok(out)
+        }
+        Err(error) => {
+            assert!(handler.respond_malformed(Proto::Udp, packet, &mut out));
+            Err(error)
+        }
+    }
 }
 
 fn compare(nameserver: &str, seed: u64, count: usize) -> usize {
@@ -195,19 +231,22 @@ fn compare(nameserver: &str, seed: u64, count: usize) -> usize {
         DnsMetrics::register(&prometheus::Registry::new()).unwrap(),
     );
     let mut rng = Rng(seed);
-    let mut fast_taken = 0;
+    let (mut fast_taken, mut malformed) = (0, 0);
     let mut out = Vec::new();
     for n in 0..count {
         let packet = packet(&mut rng);
         let general = general(&handler, &packet);
+        malformed += usize::from(general.is_err());
         if fast::respond(&packet, &index.table(), &mut out).is_none() {
             continue;
         }
         fast_taken += 1;
         let general =
-            general.unwrap_or_else(|| panic!("#{n}: fast path answered what hickory cannot parse: {packet:02x?}"));
+            general.unwrap_or_else(|e| panic!("#{n}: fast path answered a malformed query ({e}): {packet:02x?}"));
         assert_eq!(out, general, "#{n}: fast and general paths differ for {packet:02x?}");
     }
+    println!("seed {seed:#x}: {malformed} of {count} generated queries malformed");
+    assert!(malformed > count / 20, "too few malformed queries ({malformed})");
     fast_taken
 }
 

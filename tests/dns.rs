@@ -1,5 +1,9 @@
 //! Tier 2: the DNS server in-process on port 0, queried over real UDP and
-//! TCP sockets with hand-built packets (hickory-proto encodes them).
+//! TCP sockets with hand-built packets (hickory-proto encodes them), and
+//! the malformed cases of `tests/malformed/cases.rs`.
+
+#[path = "malformed/cases.rs"]
+mod malformed;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -458,6 +462,49 @@ fn malformed_packets_are_formerr_and_harmless() {
     assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
 }
 
+/// Every case in `tests/malformed/cases.rs` gets the reply the table gives,
+/// with the query's ID and its question as sent, and the good query after
+/// it is answered.
+#[test]
+fn malformed_cases_then_a_good_query() {
+    let s = start();
+    let mut failures = String::new();
+    let cases = malformed::cases();
+    for case in &cases {
+        let reply = s.udp_raw(&case.packet);
+        let got = malformed::summary(reply.as_deref());
+        let mut bad = Vec::new();
+        if got != case.want {
+            bad.push(format!("got `{got}`, want `{}`", case.want));
+        }
+        if let Some(r) = &reply {
+            if r[..2] != case.packet[..2] {
+                bad.push("ID not echoed".to_string());
+            }
+            let echoed = r.get(4..6) == Some(&[0, 1]);
+            if let (true, Some(q)) = (echoed, malformed::question(&case.packet))
+                && r.get(12..12 + q.len()) != Some(q)
+            {
+                bad.push("question not echoed as sent".to_string());
+            }
+        }
+        let good = malformed::summary(s.udp_raw(malformed::GOOD).as_deref());
+        if good != malformed::GOOD_ANSWER {
+            bad.push(format!("then the good query got `{good}`"));
+        }
+        println!(
+            "{:4} {:45} {got}",
+            if bad.is_empty() { "ok" } else { "FAIL" },
+            case.name
+        );
+        if !bad.is_empty() {
+            failures += &format!("{}: {}\n", case.name, bad.join("; "));
+        }
+    }
+    assert!(failures.is_empty(), "{failures}");
+    assert!(cases.len() > 80, "{} cases", cases.len());
+}
+
 #[test]
 fn oversized_datagrams_are_formerr() {
     let s = start();
@@ -820,4 +867,55 @@ fn udp_overflow_is_dropped_by_the_kernel_counted_and_harmless() {
     );
     assert!(answered() > 0.0);
     assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
+}
+
+/// The same table over TCP: each case on its own connection, followed on
+/// that connection by the good query. A message too short for an ID closes
+/// the connection; every other case leaves it usable.
+#[test]
+fn malformed_cases_over_tcp() {
+    let s = start();
+    let mut failures = String::new();
+    for case in &malformed::cases() {
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut sent = (case.packet.len() as u16).to_be_bytes().to_vec();
+        sent.extend_from_slice(&case.packet);
+        sent.extend_from_slice(&(malformed::GOOD.len() as u16).to_be_bytes());
+        sent.extend_from_slice(malformed::GOOD);
+        c.write_all(&sent).unwrap();
+        let mut replies = Vec::new();
+        while replies.len() < 2 {
+            let mut len = [0u8; 2];
+            if c.read_exact(&mut len).is_err() {
+                break;
+            }
+            let mut buf = vec![0; u16::from_be_bytes(len) as usize];
+            c.read_exact(&mut buf).unwrap();
+            let good = buf[..2] == malformed::GOOD[..2] && replies.len() == usize::from(case.want != "no reply");
+            replies.push(buf);
+            if good {
+                break;
+            }
+        }
+        let mut bad = Vec::new();
+        let short = case.packet.len() < 12;
+        let want_replies = usize::from(case.want != "no reply") + usize::from(!short);
+        if replies.len() != want_replies {
+            bad.push(format!("{} replies, want {want_replies}", replies.len()));
+        } else if case.want != "no reply" {
+            let got = malformed::summary(Some(&replies[0]));
+            if got != case.want {
+                bad.push(format!("got `{got}`, want `{}`", case.want));
+            }
+        }
+        if !short && replies.last().map(|r| malformed::summary(Some(r))).as_deref() != Some(malformed::GOOD_ANSWER) {
+            bad.push("the good query after it was not answered".into());
+        }
+        if !bad.is_empty() {
+            failures += &format!("{}: {}\n", case.name, bad.join("; "));
+        }
+    }
+    assert!(failures.is_empty(), "over TCP:\n{failures}");
+    assert_eq!(s.tcp(&query("httpbin.bar.global.", RecordType::A)).answers.len(), 1);
 }

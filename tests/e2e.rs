@@ -9,6 +9,8 @@
 
 #[path = "e2e/common.rs"]
 mod common;
+#[path = "malformed/cases.rs"]
+mod malformed;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -500,38 +502,23 @@ fn reply_diff(knot: &Reply, mesh: &Reply) -> (Vec<String>, Vec<String>) {
     (d, notes)
 }
 
-#[test]
-#[ignore = "needs knotd"]
-fn knot_reference_comparison() {
-    let knotd = require_tool("knotd");
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
+/// knotd serving `zone` (the zone file text for `global`) on a free
+/// loopback port, with one UDP and one TCP worker; killed when dropped.
+struct Knot {
+    proc: Proc,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
 
-    // The zone Knot serves is what `meshdns check --output zone` prints.
-    let example = example_file();
-    let edge = repo_path("tests/e2e/edge-cases.yaml");
-    let (code, zone, stderr) = meshdns_check(&["--output", "zone", example.to_str().unwrap(), edge.to_str().unwrap()]);
-    assert_eq!(code, 0, "meshdns check --output zone failed:\n{stderr}\n{zone}");
-    // Print the zone without the 60 records of many.lots.global.
-    let many = zone.lines().filter(|l| l.starts_with("many.lots.")).count();
-    println!("---- meshdns check --output zone (minus {many} many.lots.global. records) ----");
-    for l in zone.lines().filter(|l| !l.starts_with("many.lots.")) {
-        println!("{l}");
-    }
-    println!("----");
-    let soa: Vec<&str> = zone
-        .lines()
-        .find(|l| l.split_whitespace().any(|t| t == "SOA"))
-        .unwrap_or_else(|| panic!("no SOA in zone output:\n{zone}"))
-        .split_whitespace()
-        .skip_while(|t| *t != "SOA")
-        .collect();
-    assert_eq!(soa.get(3), Some(&"1"), "SOA serial of `check --output zone`");
-    fs::write(dir.path().join("global.zone"), &zone).unwrap();
-
-    let port = free_port();
-    let conf = format!(
-        r#"server:
+impl Knot {
+    fn serve(zone: &str) -> Knot {
+        let knotd = require_tool("knotd");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        fs::write(dir.path().join("global.zone"), zone).unwrap();
+        let port = free_port();
+        let conf = format!(
+            r#"server:
     rundir: "{d}"
     listen: 127.0.0.1@{port}
     udp-workers: 1
@@ -560,19 +547,56 @@ zone:
     journal-content: none
     zonefile-sync: -1
 "#
-    );
-    let conf_path = dir.path().join("knot.conf");
-    fs::write(&conf_path, conf).unwrap();
-    let mut cmd = Command::new(knotd);
-    cmd.arg("-c").arg(&conf_path);
-    let mut knot = Proc::spawn("knotd", cmd, &dir.path().join("knotd.log"));
-    let knot_addr = loopback(port);
-    // Up and zone loaded: an authoritative SOA answer.
-    let took = knot.wait_ready("zone global. loaded", || {
-        query_udp_once(knot_addr, "global.", RecordType::SOA)
-            .is_ok_and(|m| m.metadata.authoritative && m.answers.len() == 1)
-    });
-    println!("knotd ready on {knot_addr} in {took:?}");
+        );
+        let conf_path = dir.path().join("knot.conf");
+        fs::write(&conf_path, conf).unwrap();
+        let mut cmd = Command::new(knotd);
+        cmd.arg("-c").arg(&conf_path);
+        let mut proc = Proc::spawn("knotd", cmd, &dir.path().join("knotd.log"));
+        let addr = loopback(port);
+        // Up and zone loaded: an authoritative SOA answer.
+        let took = proc.wait_ready("zone global. loaded", || {
+            query_udp_once(addr, "global.", RecordType::SOA)
+                .is_ok_and(|m| m.metadata.authoritative && m.answers.len() == 1)
+        });
+        println!("knotd ready on {addr} in {took:?}");
+        Knot { proc, addr, _dir: dir }
+    }
+}
+
+/// The example and the edge cases as a zone file, as `meshdns check
+/// --output zone` prints it; the data both servers answer from.
+fn reference_zone() -> String {
+    let example = example_file();
+    let edge = repo_path("tests/e2e/edge-cases.yaml");
+    let (code, zone, stderr) = meshdns_check(&["--output", "zone", example.to_str().unwrap(), edge.to_str().unwrap()]);
+    assert_eq!(code, 0, "meshdns check --output zone failed:\n{stderr}\n{zone}");
+    zone
+}
+
+#[test]
+#[ignore = "needs knotd"]
+fn knot_reference_comparison() {
+    // The zone Knot serves is what `meshdns check --output zone` prints.
+    let (example, edge) = (example_file(), repo_path("tests/e2e/edge-cases.yaml"));
+    let zone = reference_zone();
+    // Print the zone without the 60 records of many.lots.global.
+    let many = zone.lines().filter(|l| l.starts_with("many.lots.")).count();
+    println!("---- meshdns check --output zone (minus {many} many.lots.global. records) ----");
+    for l in zone.lines().filter(|l| !l.starts_with("many.lots.")) {
+        println!("{l}");
+    }
+    println!("----");
+    let soa: Vec<&str> = zone
+        .lines()
+        .find(|l| l.split_whitespace().any(|t| t == "SOA"))
+        .unwrap_or_else(|| panic!("no SOA in zone output:\n{zone}"))
+        .split_whitespace()
+        .skip_while(|t| *t != "SOA")
+        .collect();
+    assert_eq!(soa.get(3), Some(&"1"), "SOA serial of `check --output zone`");
+    let mut knot = Knot::serve(&zone);
+    let knot_addr = knot.addr;
 
     let m = Meshdns::serve(&[&example, &edge], &[]);
 
@@ -619,11 +643,75 @@ zone:
         queries.len(),
         queries.len() * 2
     );
-    knot.assert_alive();
+    knot.proc.assert_alive();
     assert!(
         diffs.is_empty(),
         "meshdns differs from Knot DNS in {mismatches} exchanges:\n{diffs}"
     );
+}
+
+/// One datagram to `server` from a fresh socket; the reply, or `None`
+/// after 700 ms.
+fn udp_exchange(server: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    sock.send_to(packet, server).unwrap();
+    let mut buf = vec![0; 65535];
+    let n = sock.recv(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// Every case in `tests/malformed/cases.rs` to Knot and to the release
+/// binary on the same data, each followed by a good query: both must give
+/// the table's replies (rcode, opcode, header flags, section counts, or no
+/// reply), so they agree except where the table says why they do not.
+#[test]
+#[ignore = "needs knotd"]
+fn malformed_input_against_knot() {
+    let mut knot = Knot::serve(&reference_zone());
+    let mut m = Meshdns::serve(&[&example_file(), &repo_path("tests/e2e/edge-cases.yaml")], &[]);
+    let (mut table, mut failures, mut differ) = (String::new(), String::new(), 0);
+    let cases = malformed::cases();
+    for case in &cases {
+        let k = malformed::summary(udp_exchange(knot.addr, &case.packet).as_deref());
+        let g = malformed::summary(udp_exchange(m.dns, &case.packet).as_deref());
+        let (want_knot, why) = case.knot.unwrap_or((case.want, ""));
+        let mut bad = Vec::new();
+        if g != case.want {
+            bad.push(format!("meshdns `{g}`, want `{}`", case.want));
+        }
+        if k != want_knot {
+            bad.push(format!("knot `{k}`, the table says `{want_knot}`"));
+        }
+        for (who, server) in [("knot", knot.addr), ("meshdns", m.dns)] {
+            let good = malformed::summary(udp_exchange(server, malformed::GOOD).as_deref());
+            if good != malformed::GOOD_ANSWER {
+                bad.push(format!("then {who} answered the good query `{good}`"));
+            }
+        }
+        let verdict = match (bad.is_empty(), k == g) {
+            (false, _) => "FAIL",
+            (true, true) => "same",
+            (true, false) => "doc",
+        };
+        differ += usize::from(k != g);
+        let _ = writeln!(table, "{verdict:4} {:42} knot={k:32} meshdns={g}", case.name);
+        if !why.is_empty() {
+            let _ = writeln!(table, "       - {why}");
+        }
+        if !bad.is_empty() {
+            let _ = writeln!(failures, "{}: {}", case.name, bad.join("; "));
+        }
+    }
+    println!("{table}");
+    println!(
+        "{} cases: {differ} answered differently by Knot, each for the reason given",
+        cases.len()
+    );
+    m.proc.assert_alive();
+    knot.proc.assert_alive();
+    assert!(failures.is_empty(), "{failures}");
 }
 
 // ---------------------------------------------------------------------------

@@ -27,12 +27,20 @@ impl Reply {
 }
 
 pub fn answer(table: &Table, query: &Query) -> Reply {
+    let qtype = query.query_type();
+    // QTYPE 0 is reserved (RFC 6895 §3.1): NOTIMP, in the classes Knot
+    // serves (so CHAOS too, as Knot does); other classes are refused.
+    if qtype == RecordType::ZERO && matches!(query.query_class(), DNSClass::IN | DNSClass::ANY | DNSClass::CH) {
+        return Reply {
+            rcode: ResponseCode::NotImp,
+            ..Reply::refused()
+        };
+    }
     // CHAOS (version.bind, hostname.bind) and other classes: disclose
     // nothing. QCLASS * matches IN (RFC 1035 §3.2.5), as in Knot and NSD.
     if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
         return Reply::refused();
     }
-    let qtype = query.query_type();
     // Zone transfers are never offered.
     if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
         return Reply::refused();

@@ -1,6 +1,10 @@
 //! The answer to one parsed request, whatever the transport: protocol
 //! checks (opcode, EDNS, question count, readiness), the answer from the
-//! table, UDP size limits, metrics. `udp` and `tcp` only move bytes.
+//! table, UDP size limits, metrics. `udp` and `tcp` only move bytes. Also
+//! what a request must be to parse ([`parse`]), and the FORMERR for one
+//! that does not ([`Handler::respond_malformed`]).
+
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,10 +59,11 @@ impl Handler {
             ours.set_dnssec_ok(theirs.flags().dnssec_ok);
             ours
         });
-        let reply = if request.metadata.op_code != OpCode::Query {
-            Err(ResponseCode::NotImp)
-        } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        // EDNS first, then the opcode, as Knot does.
+        let reply = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             Err(ResponseCode::BADVERS)
+        } else if request.metadata.op_code != OpCode::Query {
+            Err(ResponseCode::NotImp)
         } else if request.queries.len() != 1 {
             Err(ResponseCode::FormErr)
         } else if !self.ready.synced() {
@@ -122,6 +127,46 @@ impl Handler {
             start.elapsed(),
         );
     }
+
+    /// Answers a message that does not [`parse`], from any transport, into
+    /// `out` (cleared first): FORMERR with the ID, opcode, RD and CD bits,
+    /// and the question when there is exactly one and it is whole and
+    /// uncompressed, as Knot echoes it; no other records, and no OPT, for
+    /// the EDNS part may be what is wrong. Returns false, with nothing
+    /// written or counted, when the message gets no reply at all: shorter
+    /// than a header, or a response (answering those would make us a
+    /// reflector). The transport counts those drops.
+    pub fn respond_malformed(&self, proto: Proto, packet: &[u8], out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if packet.len() < 12 || packet[2] & 0x80 != 0 {
+            return false;
+        }
+        let start = Instant::now();
+        self.metrics.request(proto, None, packet.len());
+        let question = wire::question(packet);
+        out.extend_from_slice(&packet[..2]);
+        out.push(0x80 | (packet[2] & 0x79)); // QR, opcode, RD
+        out.push((packet[3] & 0x10) | u16::from(ResponseCode::FormErr) as u8); // CD
+        out.extend_from_slice(&u16::from(question.is_some()).to_be_bytes());
+        out.extend_from_slice(&[0; 6]);
+        out.extend_from_slice(question.unwrap_or_default());
+        self.metrics
+            .response(ResponseCode::FormErr, out.len(), false, start.elapsed());
+        true
+    }
+}
+
+/// Parses a request as every transport must before [`Handler`] answers it:
+/// hickory-proto's parse, and what that lets through but Knot answers
+/// FORMERR to (bytes after the last record, a compressed question, EDNS
+/// options that overrun or underrun the OPT record, TSIG before the end).
+/// An error says what is wrong; the reply to it is
+/// [`Handler::respond_malformed`].
+pub fn parse(packet: &[u8], src: SocketAddr, protocol: Protocol) -> Result<Request, String> {
+    if let Some(problem) = wire::problem(packet) {
+        return Err(problem.to_string());
+    }
+    Request::from_bytes(packet.to_vec(), src, protocol).map_err(|e| e.to_string())
 }
 
 fn message<'a>(
@@ -163,7 +208,7 @@ impl Handler {
             self.metrics.dropped(DropReason::Response);
             return true;
         }
-        let request = match Request::from_bytes(packet.to_vec(), src, Protocol::Tcp) {
+        let request = match parse(packet, src, Protocol::Tcp) {
             Ok(request) => request,
             Err(error) => {
                 debug!(%error, %src, "malformed TCP request");
@@ -192,17 +237,5 @@ impl Handler {
         self.metrics
             .response(p.metadata.response_code, out.len(), false, start.elapsed());
         true
-    }
-
-    /// A FORMERR reply to a request that does not parse, counted.
-    pub fn respond_malformed(&self, proto: Proto, packet: &[u8], out: &mut Vec<u8>) {
-        self.metrics.request(proto, None, packet.len());
-        out.clear();
-        out.extend_from_slice(&packet[..2]);
-        out.push(0x80 | (packet[2] & 0x79)); // QR, opcode, RD
-        out.push(1); // FORMERR
-        out.extend_from_slice(&[0; 8]);
-        self.metrics
-            .response(ResponseCode::FormErr, out.len(), false, Default::default());
     }
 }

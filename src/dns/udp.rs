@@ -9,11 +9,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::Request;
 use tracing::{debug, warn};
 
 use super::edns::EDNS_PAYLOAD;
-use super::handler::Handler;
+use super::handler::{Handler, parse};
 use super::metrics::{DropReason, Proto};
 use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
 
@@ -70,41 +69,21 @@ fn answer(received: &Received<'_>, src: SocketAddr, handler: &Handler, out: &mut
     if received.truncated {
         // Larger than any query we answer, and we only have its start.
         debug!(%src, len = packet.len(), "oversized UDP request");
-        malformed(packet, handler, out);
-        return true;
+        return handler.respond_malformed(Proto::Udp, packet, out);
     }
     if handler.respond_fast(packet, out) {
         return true;
     }
-    match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
-        Ok(request) => handler.respond_udp(&request, out),
+    match parse(packet, src, Protocol::Udp) {
+        Ok(request) => {
+            handler.respond_udp(&request, out);
+            true
+        }
         Err(error) => {
             debug!(%error, %src, "malformed request");
-            malformed(packet, handler, out);
+            handler.respond_malformed(Proto::Udp, packet, out)
         }
     }
-    true
-}
-
-/// Answers FORMERR to a request hickory cannot parse, and counts it.
-fn malformed(packet: &[u8], handler: &Handler, out: &mut Vec<u8>) {
-    handler.metrics().request(Proto::Udp, None, packet.len());
-    formerr(packet, out);
-    handler.metrics().response(
-        hickory_proto::op::ResponseCode::FormErr,
-        out.len(),
-        false,
-        Default::default(),
-    );
-}
-
-/// A bare FORMERR header echoing the request's ID, opcode and RD bit.
-fn formerr(packet: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(&packet[..2]);
-    out.push(0x80 | (packet[2] & 0x79)); // QR, opcode, RD
-    out.push(1); // FORMERR
-    out.extend_from_slice(&[0; 8]);
 }
 
 fn is_transient(e: &io::Error) -> bool {
