@@ -99,12 +99,12 @@ struct ServeArgs {
     /// counts it: a small query takes about 800 bytes of it on loopback,
     /// often 2 KiB or more from a NIC. This bounds how long a query can wait
     /// when queries come faster than they are answered: the default holds
-    /// about 1.5 ms of work at full speed, so under a flood legitimate
+    /// about 128 small queries, under 1 ms of work, so under a flood legitimate
     /// queries stay fast; what does not fit is dropped by the kernel and
     /// counted in meshdns_dns_dropped_total{reason="queue_full"}. Larger
     /// absorbs longer bursts but lets queries wait longer. Above
     /// net.core.rmem_max (doubled) the kernel caps it, and meshdns warns.
-    #[arg(long, env = "MESHDNS_UDP_RECV_BUFFER", value_name = "SIZE", default_value = "208k", value_parser = parse_size)]
+    #[arg(long, env = "MESHDNS_UDP_RECV_BUFFER", value_name = "SIZE", default_value = "104k", value_parser = parse_size)]
     udp_recv_buffer: usize,
 
     #[command(flatten)]
@@ -432,5 +432,21 @@ mod tests {
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults_match_the_library_defaults() {
+        let Cli {
+            command: Command::Serve(args),
+        } = Cli::parse_from(["meshdns", "serve"])
+        else {
+            panic!("not serve");
+        };
+        assert_eq!(args.udp_recv_buffer, crate::dns::DEFAULT_UDP_RECV_BUFFER);
+        let (flags, lib) = (args.tcp.limits().unwrap(), TcpLimits::default());
+        assert_eq!(
+            (flags.max_connections, flags.idle_timeout, flags.stall_timeout, flags.max_queries),
+            (lib.max_connections, lib.idle_timeout, lib.stall_timeout, lib.max_queries)
+        );
     }
 }
