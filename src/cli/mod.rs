@@ -445,8 +445,18 @@ mod tests {
         assert_eq!(args.udp_recv_buffer, crate::dns::DEFAULT_UDP_RECV_BUFFER);
         let (flags, lib) = (args.tcp.limits().unwrap(), TcpLimits::default());
         assert_eq!(
-            (flags.max_connections, flags.idle_timeout, flags.stall_timeout, flags.max_queries),
-            (lib.max_connections, lib.idle_timeout, lib.stall_timeout, lib.max_queries)
+            (
+                flags.max_connections,
+                flags.idle_timeout,
+                flags.stall_timeout,
+                flags.max_queries
+            ),
+            (
+                lib.max_connections,
+                lib.idle_timeout,
+                lib.stall_timeout,
+                lib.max_queries
+            )
         );
     }
 }

@@ -227,6 +227,9 @@ async fn session(
             }
             conn.touch();
             out.clear();
+            // Let other connections have a turn between batches, so that a
+            // client pipelining thousands of queries delays nobody.
+            tokio::task::yield_now().await;
             if whole_message(&buf[start..]).is_some() {
                 continue;
             }
