@@ -496,8 +496,13 @@ def dnsperf(args, port, qfile, seconds, qps, verbose, out_path):
     return rc, cmd, children_cpu_s() - cpu0
 
 
+def percentile(latencies, q):
+    s = sorted(latencies)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else None
+
+
 def p99(latencies):
-    return sorted(latencies)[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else None
+    return percentile(latencies, 0.99)
 
 
 def parse_dnsperf(out_path, verbose, settle=0.0):
@@ -526,7 +531,10 @@ def parse_dnsperf(out_path, verbose, settle=0.0):
     m = re.search(r"Response codes:\s+(.*)", text)
     res["rcodes"] = {k: int(v) for k, v in re.findall(r"([A-Z]+) (\d+) \(", m.group(1))} if m else {}
     res["lat_p99_all"] = p99(lat)
-    res["lat_p99"] = p99(lat[int(settle * len(lat)):])
+    steady = lat[int(settle * len(lat)):]
+    res["lat_p99"] = p99(steady)
+    res["lat_p50"] = percentile(steady, 0.5)
+    res["lat_max"] = max(steady, default=None)
     res["latency_samples"] = len(lat)
     return res, text
 
@@ -586,12 +594,33 @@ def one_round(args, server, d, n, rnd):
 
 
 # ---------------------------------------------------------------------------
+# Tables shared by every mode
+
+
+def median_rows(results, n, labels, metrics, ratio_to_knot):
+    """The medians over rounds per server (size n) as table rows, with a
+    ratio to Knot's for each label in ratio_to_knot; and the medians."""
+    per = {lab: [r for r in results if r["size"] == n and r["server"] == lab] for lab in labels}
+    rows = [["metric"] + [f"{lab} (median)" for lab in labels] + [f"{m}/Knot" for m in ratio_to_knot]]
+    meds_by_metric = {}
+    for label, get, f in metrics:
+        meds = {lab: median(get(r) for r in per[lab]) for lab in labels}
+        meds_by_metric[label] = meds
+        ratios = [meds[m] / meds["Knot"] if meds[m] is not None and meds["Knot"] else None for m in ratio_to_knot]
+        rows.append([label] + [fmt(f, meds[lab]) for lab in labels] + [fmt("{:.2f}", x) for x in ratios])
+    return rows, meds_by_metric, len(per["Knot"])
+
+
+def raw_rows(results, n, metrics):
+    """Every round's figures (size n), in run order."""
+    rows = [["metric"] + [f"{r['server']} r{r['round']}" for r in results if r["size"] == n]]
+    for label, get, f in metrics:
+        rows.append([label] + [fmt(f, get(r)) for r in results if r["size"] == n])
+    return rows
+
+
+# ---------------------------------------------------------------------------
 # Flood: a flood and a legitimate client at once
-
-
-def percentile(latencies, q):
-    s = sorted(latencies)
-    return s[min(len(s) - 1, int(q * len(s)))] if s else None
 
 
 def flood_round(args, server, d, n, rnd):
@@ -630,17 +659,10 @@ def flood_round(args, server, d, n, rnd):
         if proc.poll() is not None:
             die(f"{server.label} exited during the flood (exit {proc.returncode})")
         flood, ftext = parse_dnsperf(flood_out, False)
-        legit, ltext = parse_dnsperf(legit_out, False)
+        legit, ltext = parse_dnsperf(legit_out, True)
         if fp.returncode != 0 or lp.returncode != 0 or not legit["sent"]:
             die(f"dnsperf failed: {ftext[-1500:]}\n{ltext[-1500:]}")
-        lat = []
-        with open(legit_out, "rb") as f:
-            for raw in f:
-                parts = raw.split()
-                if raw.startswith(b"> ") and len(parts) == 5 and parts[1] != b"T":
-                    lat.append(float(parts[4]))
-        r["legit_p50"], r["legit_p99"] = percentile(lat, 0.5), percentile(lat, 0.99)
-        r["legit_max"] = max(lat) if lat else None
+        r["legit_p50"], r["legit_p99"], r["legit_max"] = legit["lat_p50"], legit["lat_p99"], legit["lat_max"]
         r["legit_sent"], r["legit_lost"] = legit["sent"], legit["lost"]
         r["legit_lost_pct"] = 100.0 * legit["lost"] / legit["sent"]
         r["flood_qps"], r["flood_lost"] = flood["qps"], flood["lost"]
@@ -674,23 +696,12 @@ FLOOD_METRICS = [
 def flood_report(results, labels, sizes, args):
     summary = {}
     for n in sizes:
-        per = {lab: [r for r in results if r["size"] == n and r["server"] == lab] for lab in labels}
-        mesh = labels[1:]
-        rows = [["metric"] + [f"{lab} (median)" for lab in labels] + [f"{m}/Knot" for m in mesh]]
-        summary[n] = {}
-        for label, get, f in FLOOD_METRICS:
-            meds = {lab: median(get(r) for r in per[lab]) for lab in labels}
-            summary[n][label] = meds
-            ratios = [meds[m] / meds["Knot"] if meds[m] is not None and meds["Knot"] else None for m in mesh]
-            rows.append([label] + [fmt(f, meds[lab]) for lab in labels] + [fmt("{:.2f}", x) for x in ratios])
-        print(f"\n=== flood, {n} names: {len(per['Knot'])} round(s) per server, {args.flood_seconds} s, "
+        rows, summary[n], rounds = median_rows(results, n, labels, FLOOD_METRICS, labels[1:])
+        print(f"\n=== flood, {n} names: {rounds} round(s) per server, {args.flood_seconds} s, "
               f"flood -c {args.flood_clients} -q {args.flood_outstanding}, legitimate -c 1 -Q {args.legit_qps} ===")
         print(table(rows))
         print(f"\nraw per round ({n} names), in run order:")
-        raw = [["metric"] + [f"{r['server']} r{r['round']}" for r in results if r["size"] == n]]
-        for label, get, f in FLOOD_METRICS:
-            raw.append([label] + [fmt(f, get(r)) for r in results if r["size"] == n])
-        print(table(raw))
+        print(table(raw_rows(results, n, FLOOD_METRICS)))
     return summary
 
 
@@ -825,17 +836,11 @@ TCP_METRICS = [
 
 
 def tcp_report(results, labels, sizes, args):
-    metrics = TCP_METRICS
     summary = {}
     for n in sizes:
-        per = {lab: [r for r in results if r["size"] == n and r["server"] == lab] for lab in labels}
-        rows = [["probe"] + [f"{lab} (median)" for lab in labels]]
-        summary[n] = {}
-        for label, get, f in metrics:
-            meds = {lab: median(get(r) for r in per[lab]) for lab in labels}
-            summary[n][label] = meds
-            rows.append([label] + [fmt(f, meds[lab]) for lab in labels])
-        print(f"\n=== TCP probes, {n} names: {len(per['Knot'])} round(s) per server; {args.tcp_idle_conns} idle "
+        rows, summary[n], rounds = median_rows(results, n, labels, TCP_METRICS, [])
+        rows[0][0] = "probe"
+        print(f"\n=== TCP probes, {n} names: {rounds} round(s) per server; {args.tcp_idle_conns} idle "
               f"connections, {args.tcp_pipelined} pipelined queries; '-' = not closed within "
               f"{args.tcp_probe_limit} s ===")
         print(table(rows))
@@ -908,26 +913,16 @@ def table(rows):
 def report(results, labels, sizes, args):
     summary = {}
     for n in sizes:
-        per = {lab: [r for r in results if r["size"] == n and r["server"] == lab] for lab in labels}
         mesh = [lab for lab in labels[1:] if lab != "floor"]
-        head = ["metric"] + [f"{lab} (median)" for lab in labels] + [f"{m}/Knot" for m in mesh]
-        rows = [head]
-        summary[n] = {}
-        for label, get, f in METRICS:
-            meds = {lab: median(get(r) for r in per[lab]) for lab in labels}
-            summary[n][label] = meds
-            ratios = [meds[m] / meds["Knot"] if meds[m] is not None and meds["Knot"] else None for m in mesh]
-            rows.append([label] + [fmt(f, meds[lab]) for lab in labels] + [fmt("{:.2f}", x) for x in ratios])
-        print(f"\n=== {n} names: {len(per['Knot'])} round(s) per server, {args.seconds} s per run, "
+        rows, summary[n], rounds = median_rows(results, n, labels, METRICS, mesh)
+        print(f"\n=== {n} names: {rounds} round(s) per server, {args.seconds} s per run, "
               f"saturation -c {args.clients} -T {args.threads} -q {args.outstanding}, fixed -Q {args.fixed_qps} ===")
         print(table(rows))
         if "floor" in labels:
             print("floor: a UDP responder that does no DNS work (benches/udp_floor.rs); its latency is the "
                   "machine's own")
         print(f"\nraw per round ({n} names), in run order:")
-        raw = [["metric"] + [f"{r['server']} r{r['round']}" for r in results if r["size"] == n]]
-        for label, get, f in METRICS:
-            raw.append([label] + [fmt(f, get(r)) for r in results if r["size"] == n])
+        raw = raw_rows(results, n, METRICS)
         raw.append(["load avg before sat"] + [f"{r['sat']['loadavg_before']:.2f}" for r in results if r["size"] == n])
         print(table(raw))
     return summary

@@ -5,6 +5,11 @@
 //! malformed ones (trailing bytes, compressed questions, stray records,
 //! broken EDNS options), which it must leave to the general path's FORMERR.
 
+#[path = "support/rng.rs"]
+mod rng;
+
+use rng::Rng;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
@@ -19,24 +24,6 @@ use meshdns::dns::{Handler, fast};
 use meshdns::index::testing::{mk_host_entry, mk_index_with};
 use meshdns::index::{Index, SourceId, ZoneConfig};
 use meshdns::source::file;
-
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 fn index(nameserver: &str) -> Arc<Index> {
     let config = ZoneConfig {

@@ -199,21 +199,12 @@ fn scrape(m: &Meshdns, series: &str) -> f64 {
         .sum()
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn tcp_connection_flood_leaves_udp_and_new_tcp_clients_served() {
     // Default flags: 1024 connections at most.
     let example = example_file();
     let m = Meshdns::serve(&[&example], &[]);
-    let rss_before = rss_kib(m.proc.pid());
+    let rss_before = m.rss_kib();
     let mut held = Vec::new();
     for _ in 0..3000 {
         held.push(std::net::TcpStream::connect(m.dns).unwrap());
@@ -240,7 +231,7 @@ fn tcp_connection_flood_leaves_udp_and_new_tcp_clients_served() {
             1
         );
     }
-    let rss_after = rss_kib(m.proc.pid());
+    let rss_after = m.rss_kib();
     println!(
         "3000 idle TCP connections: {} open, {} reclaimed, RSS {rss_before} → {rss_after} KiB",
         scrape(&m, "meshdns_dns_tcp_connections"),
@@ -259,7 +250,7 @@ fn udp_flood_is_bounded_counted_and_legitimate_queries_answered() {
     let dir = tempfile::tempdir().unwrap();
     let queries = dir.path().join("queries.txt");
     std::fs::write(&queries, "httpbin.bar.global A\nnope.bar.global A\n".repeat(500)).unwrap();
-    let rss_before = rss_kib(m.proc.pid());
+    let rss_before = m.rss_kib();
 
     const FLOOD_S: u64 = 6;
     let mut cmd = Command::new(&dnsperf);
@@ -282,7 +273,7 @@ fn udp_flood_is_bounded_counted_and_legitimate_queries_answered() {
         }
         assert_eq!(answer.expect("answered within retries").answers.len(), 1);
         latencies.push(sent.elapsed());
-        rss_max = rss_max.max(rss_kib(m.proc.pid()));
+        rss_max = rss_max.max(m.rss_kib());
         std::thread::sleep(Duration::from_millis(10));
     }
     let out = flood.join().unwrap();

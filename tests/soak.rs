@@ -26,6 +26,11 @@ mod cluster;
 #[path = "e2e/common.rs"]
 mod common;
 
+#[path = "support/rng.rs"]
+mod rng;
+
+use rng::Rng;
+
 use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -82,23 +87,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .map(|v| v.parse().unwrap_or_else(|e| panic!("{name}={v:?}: {e}")))
         .unwrap_or(default)
-}
-
-/// xorshift64*: the churn only needs to be varied and reproducible from
-/// the printed seed, not to be good randomness.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 #[test]

@@ -255,6 +255,16 @@ impl Meshdns {
         }
     }
 
+    /// The process's resident memory, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.proc.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    }
+
     /// Whether /readyz says 200.
     pub fn ready(&self) -> bool {
         http_get(self.admin, "/readyz").is_ok_and(|(code, _)| code == 200)

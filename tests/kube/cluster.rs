@@ -257,16 +257,6 @@ impl Meshdns {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("metric {name} not found in:\n{body}"))
     }
-
-    pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    }
 }
 
 pub fn addresses(m: &Message) -> Vec<String> {
