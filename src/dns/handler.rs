@@ -138,7 +138,7 @@ impl Handler {
     /// reflector). The transport counts those drops.
     pub fn respond_malformed(&self, proto: Proto, packet: &[u8], out: &mut Vec<u8>) -> bool {
         out.clear();
-        if packet.len() < 12 || packet[2] & 0x80 != 0 {
+        if unanswerable(packet).is_some() {
             return false;
         }
         let start = Instant::now();
@@ -153,6 +153,17 @@ impl Handler {
         self.metrics
             .response(ResponseCode::FormErr, out.len(), false, start.elapsed());
         true
+    }
+}
+
+/// Why a message gets no reply at all, before any parsing: shorter than a
+/// header (no ID to answer to), or a response (answering those would make
+/// us a reflector).
+pub fn unanswerable(packet: &[u8]) -> Option<DropReason> {
+    match packet {
+        p if p.len() < 12 => Some(DropReason::Short),
+        p if p[2] & 0x80 != 0 => Some(DropReason::Response),
+        _ => None,
     }
 }
 
@@ -200,13 +211,10 @@ impl Handler {
     /// stream.
     pub fn respond_tcp(&self, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
         out.clear();
-        if packet.len() < 12 {
-            self.metrics.dropped(DropReason::Short);
-            return false;
-        }
-        if packet[2] & 0x80 != 0 {
-            self.metrics.dropped(DropReason::Response);
-            return true;
+        if let Some(reason) = unanswerable(packet) {
+            self.metrics.dropped(reason);
+            // Without an ID the framing is suspect too.
+            return reason != DropReason::Short;
         }
         let request = match parse(packet, src, Protocol::Tcp) {
             Ok(request) => request,

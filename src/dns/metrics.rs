@@ -43,7 +43,7 @@ pub enum Proto {
     Tcp = 1,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {
     /// Shorter than a DNS header.
     Short,

@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 
 use super::edns::EDNS_PAYLOAD;
 use super::handler::{Handler, parse};
-use super::metrics::{DropReason, Proto};
+use super::metrics::Proto;
 use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
 
 /// Serves one socket on the calling thread until it fails for good. The
@@ -55,12 +55,8 @@ pub fn serve(socket: &UdpSocket, handler: Arc<Handler>) -> io::Result<()> {
 /// Fills `out` with the reply to `packet`; false when there is none.
 fn answer(received: &Received<'_>, src: SocketAddr, handler: &Handler, out: &mut Vec<u8>) -> bool {
     let packet = received.data;
-    if packet.len() < 12 {
-        handler.metrics().dropped(DropReason::Short);
-        return false;
-    }
-    if packet[2] & 0x80 != 0 {
-        handler.metrics().dropped(DropReason::Response);
+    if let Some(reason) = super::handler::unanswerable(packet) {
+        handler.metrics().dropped(reason);
         return false;
     }
     if src.port() == 0 {
