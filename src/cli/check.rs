@@ -46,7 +46,7 @@ pub fn run(files: &[PathBuf], output: Output, index: Index) -> anyhow::Result<Ex
             if !loaded.insert(f.clone()) {
                 continue;
             }
-            let text = std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+            let text = file::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
             let entries = file::load_each(&f, &text, &index, |entry, left_out| {
                 let who = who(&entry.id);
                 skipped.extend(left_out.iter().map(|s| format!("{who}  {}: {}", s.item, s.reason)));

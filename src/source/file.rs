@@ -274,7 +274,7 @@ impl Files {
         if known.is_some_and(|k| k.meta == meta) {
             return Ok(());
         }
-        let text = match std::fs::read_to_string(file) {
+        let text = match read(file) {
             Ok(text) => text,
             Err(e) => {
                 self.errors.inc();
@@ -392,6 +392,31 @@ pub fn source_id(file: &Path) -> SourceId {
     SourceId::File(file.display().to_string().into())
 }
 
+/// The largest file meshdns reads: far above any real manifest set (100,000
+/// ServiceEntries are about 17 MB), and small enough that a runaway writer
+/// cannot make one reload hold gigabytes.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Reads one manifest file, refusing one over [`MAX_FILE_BYTES`] (or not
+/// UTF-8) with an error that says so.
+pub fn read(file: &Path) -> std::io::Result<String> {
+    read_capped(file, MAX_FILE_BYTES)
+}
+
+fn read_capped(file: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    // Reading at most one byte past the cap also bounds a file that grows
+    // while it is read.
+    std::fs::File::open(file)?.take(max + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "larger than {max} bytes, the limit for one file"
+        )));
+    }
+    Ok(text)
+}
+
 /// Parses and converts one file's entries (through [`Index::convert`],
 /// which logs what is skipped). Each ServiceEntry is converted as soon as
 /// it is parsed, so only the entries, not the parsed objects, are ever
@@ -437,6 +462,16 @@ fn hash(text: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_over_the_cap_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("se.yaml");
+        std::fs::write(&path, "0123456789").unwrap();
+        assert_eq!(read_capped(&path, 10).unwrap(), "0123456789");
+        let e = read_capped(&path, 9).unwrap_err();
+        assert_eq!(e.to_string(), "larger than 9 bytes, the limit for one file");
+    }
 
     #[test]
     fn only_events_that_may_change_the_files_count() {
