@@ -4,16 +4,14 @@
 
 use std::path::Path;
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 fn repo(rel: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 fn yaml(rel: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(&repo(rel))
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect()
+    serde_saphyr::from_multiple(&repo(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
@@ -24,7 +22,7 @@ fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
 }
 
 fn container(deployment: &Value) -> &Value {
-    let containers = at(deployment, "spec.template.spec.containers").as_sequence().unwrap();
+    let containers = at(deployment, "spec.template.spec.containers").as_array().unwrap();
     containers
         .iter()
         .find(|c| c["name"] == "meshdns")
@@ -44,10 +42,7 @@ fn assert_restricted(c: &Value, pod: &Value) {
     assert_eq!(either("runAsNonRoot"), Value::Bool(true));
     assert_eq!(sc["allowPrivilegeEscalation"], Value::Bool(false));
     assert_eq!(sc["readOnlyRootFilesystem"], Value::Bool(true));
-    assert_eq!(
-        at(sc, "capabilities.drop"),
-        &serde_yaml::from_str::<Value>("[ALL]").unwrap()
-    );
+    assert_eq!(at(sc, "capabilities.drop"), &serde_json::json!(["ALL"]));
     assert_eq!(at(&either("seccompProfile"), "type"), "RuntimeDefault");
     assert_eq!(either("runAsUser").as_u64(), Some(65532), "the image's USER");
 }
@@ -75,7 +70,7 @@ fn deployment_is_ha_and_restricted() {
     probes(c);
     // The drain (--shutdown-grace) must finish before Kubernetes kills the pod.
     let args: Vec<&str> = c["args"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|a| a.as_str().unwrap())
@@ -95,7 +90,7 @@ fn deployment_is_ha_and_restricted() {
 fn service_maps_53_to_the_container_ports() {
     let d = &yaml("deploy/deployment.yaml")[0];
     let ports: Vec<(String, u64, String)> = container(d)["ports"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|p| {
@@ -108,7 +103,7 @@ fn service_maps_53_to_the_container_ports() {
         .collect();
     let s = &yaml("deploy/service.yaml")[0];
     let mut dns = Vec::new();
-    for p in s["spec"]["ports"].as_sequence().unwrap() {
+    for p in s["spec"]["ports"].as_array().unwrap() {
         let target = p["targetPort"].as_str().unwrap();
         let (_, number, protocol) = ports
             .iter()
@@ -127,10 +122,9 @@ fn service_maps_53_to_the_container_ports() {
 fn rbac_grants_only_list_and_watch_on_serviceentries() {
     for file in ["deploy/rbac.yaml", "deploy/sidecar/rbac.yaml"] {
         let role = yaml(file).into_iter().find(|d| d["kind"] == "ClusterRole").unwrap();
-        let expected: Value = serde_yaml::from_str(
-            "[{apiGroups: [networking.istio.io], resources: [serviceentries], verbs: [list, watch]}]",
-        )
-        .unwrap();
+        let expected = serde_json::json!(
+            [{"apiGroups": ["networking.istio.io"], "resources": ["serviceentries"], "verbs": ["list", "watch"]}]
+        );
         assert_eq!(role["rules"], expected, "{file}");
     }
 }
@@ -139,7 +133,7 @@ fn rbac_grants_only_list_and_watch_on_serviceentries() {
 fn kustomization_lists_every_manifest() {
     let k = &yaml("deploy/kustomization.yaml")[0];
     let mut listed: Vec<&str> = k["resources"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|r| r.as_str().unwrap())
@@ -232,7 +226,7 @@ fn dockerfile_matches_the_manifests() {
         .flat_map(|l| l.split_whitespace())
         .collect();
     let d = &yaml("deploy/deployment.yaml")[0];
-    for p in container(d)["ports"].as_sequence().unwrap() {
+    for p in container(d)["ports"].as_array().unwrap() {
         let want = format!(
             "{}/{}",
             p["containerPort"].as_u64().unwrap(),
@@ -253,7 +247,7 @@ fn sidecar_variant_forwards_to_loopback() {
     assert!(c["readinessProbe"].is_null());
     assert!(
         c["args"]
-            .as_sequence()
+            .as_array()
             .unwrap()
             .iter()
             .any(|a| a == "--dns-addr=127.0.0.1:1053")

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use common::{Proc, find_tool, free_port, http_get, loopback, query_tcp, query_udp, repo_path, run_bounded};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
-use serde_yaml::Value;
+use serde_json::Value;
 
 /// Where the example file is mounted in the root, as a ConfigMap would be.
 const EXAMPLE_MOUNT: &str = "/etc/meshdns/serviceentries.yaml";
@@ -414,10 +414,10 @@ struct Pod {
 impl Pod {
     fn read() -> Pod {
         let text = fs::read_to_string(repo_path("deploy/deployment.yaml")).unwrap();
-        let d: Value = serde_yaml::from_str(&text).unwrap();
+        let d: Value = serde_saphyr::from_str(&text).unwrap();
         let spec = &d["spec"]["template"]["spec"];
         let c = spec["containers"]
-            .as_sequence()
+            .as_array()
             .unwrap()
             .iter()
             .find(|c| c["name"] == "meshdns")
@@ -429,13 +429,13 @@ impl Pod {
                 .unwrap_or_else(|| panic!("no {key}"))
         };
         let strings = |v: &Value| -> Vec<String> {
-            v.as_sequence()
+            v.as_array()
                 .map(|s| s.iter().map(|a| a.as_str().unwrap().to_string()).collect())
                 .unwrap_or_default()
         };
         assert!(c["command"].is_null(), "the container runs the image's ENTRYPOINT");
         let env = c["env"]
-            .as_sequence()
+            .as_array()
             .map(|s| {
                 s.iter()
                     .map(|e| (e["name"].as_str().unwrap().into(), e["value"].as_str().unwrap().into()))

@@ -673,11 +673,10 @@ pub fn kdig(kdig: &Path, server: SocketAddr, args: &[&str]) -> Reply {
     })
 }
 
-/// Parses kdig's `+json` (RFC 8427) output. JSON is read with serde_yaml,
-/// which accepts it, to avoid a serde_json dev-dependency.
+/// Parses kdig's `+json` (RFC 8427) output.
 pub fn parse_kdig_json(text: &str) -> Result<Reply, String> {
-    use serde_yaml::Value;
-    let v: Value = serde_yaml::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    use serde_json::Value;
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let num = |k: &str| v.get(k).and_then(Value::as_u64);
     let rcode = num("RCODE").ok_or("no RCODE")?;
     let rcode = rcode_str(<ResponseCode as From<u16>>::from(rcode as u16));
@@ -687,7 +686,7 @@ pub fn parse_kdig_json(text: &str) -> Result<Reply, String> {
         .map(|f| f.to_lowercase())
         .collect();
     let rrs = |key: &str| -> Result<Vec<Rr>, String> {
-        let Some(list) = v.get(key).and_then(Value::as_sequence) else {
+        let Some(list) = v.get(key).and_then(Value::as_array) else {
             return Ok(Vec::new());
         };
         list.iter()
@@ -695,10 +694,9 @@ pub fn parse_kdig_json(text: &str) -> Result<Reply, String> {
                 let s = |k: &str| rr.get(k).and_then(Value::as_str).map(str::to_string);
                 // Type-specific presentation field, e.g. "rdataA", "rdataSOA".
                 let rdata = rr
-                    .as_mapping()
+                    .as_object()
                     .and_then(|m| {
                         m.iter().find_map(|(k, val)| {
-                            let k = k.as_str()?;
                             (k.starts_with("rdata") && k != "rdataHEX").then(|| val.as_str().map(str::to_string))?
                         })
                     })

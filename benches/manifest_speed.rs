@@ -1,0 +1,50 @@
+//! How fast `manifest::parse` reads a big file: 100,000 ServiceEntry
+//! documents (about 17 MB, as a `--file` of that many entries would be).
+//! `cargo run --release --example manifest_speed [documents] [runs]`;
+//! prints each run and the median, in documents and MB a second.
+
+use std::time::Instant;
+
+use meshdns::source::manifest;
+
+fn main() {
+    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("a number"));
+    let documents = args.next().unwrap_or(100_000);
+    let runs = args.next().unwrap_or(5);
+    let text = entries(documents);
+    let mb = text.len() as f64 / 1e6;
+    println!("{documents} documents, {mb:.1} MB");
+    let mut seconds = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let parsed = manifest::parse(&text).expect("valid manifests");
+        seconds.push(started.elapsed().as_secs_f64());
+        assert_eq!(parsed.entries.len(), documents);
+    }
+    for s in &seconds {
+        println!("  {:.3} s", s);
+    }
+    seconds.sort_by(f64::total_cmp);
+    let median = seconds[seconds.len() / 2];
+    println!(
+        "median {median:.3} s: {:.0} documents/s, {:.1} MB/s",
+        documents as f64 / median,
+        mb / median
+    );
+}
+
+/// Realistic entries, about 170 bytes each, as kubectl writes them
+/// (`apiVersion` and `kind` first).
+fn entries(n: usize) -> String {
+    let mut text = String::with_capacity(n * 180);
+    for i in 0..n {
+        let ns = i % 200;
+        text.push_str(&format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: s{i}\n  namespace: ns{ns}\nspec:\n  hosts: [s{i}.ns{ns}.global]\n  addresses: [240.{}.{}.{}]\n  resolution: DNS\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        ));
+    }
+    text
+}
