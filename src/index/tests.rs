@@ -473,3 +473,52 @@ fn a_nested_zone_owns_its_names_entirely() {
     assert_eq!(resolve_in(&index, "a.b.in.global."), "240.0.0.4@in.global");
     assert_eq!(resolve_in(&index, "in.global."), "APEX@in.global");
 }
+
+#[test]
+fn exported_only_skips_entries_scoped_to_some_namespaces() {
+    let registry = prometheus::Registry::new();
+    let index = Index::new(vec!["global".into()], ZoneConfig::default(), None, &registry)
+        .unwrap()
+        .with_exported_only(true);
+    let mk = |name: &str, export_to: &[&str]| {
+        let mut se = convert::tests::mk_se("foo", name, &[&format!("{name}.foo.global")], &["240.0.0.1"]);
+        se.spec.export_to = export_to.iter().map(|s| s.to_string()).collect();
+        se
+    };
+    let source = SourceId::Kube(None);
+    for (se, served) in [
+        (mk("unset", &[]), true),
+        (mk("all", &["*"]), true),
+        (mk("mixed", &[".", "*"]), true),
+        (mk("own", &["."]), false),
+        (mk("none", &["~"]), false),
+        (mk("some", &["bar", "baz"]), false),
+    ] {
+        let (entry, skipped) = index.convert(&source, &se);
+        let reasons: Vec<&str> = skipped.iter().map(|s| s.reason.label()).collect();
+        let want: &[&str] = if served { &[] } else { &["not_exported"] };
+        assert_eq!(reasons, want, "{}", se.metadata.name);
+        index.apply(entry);
+    }
+    for (name, want) in [
+        ("unset", "240.0.0.1"),
+        ("all", "240.0.0.1"),
+        ("mixed", "240.0.0.1"),
+        ("own", "NXDOMAIN"),
+        ("none", "NXDOMAIN"),
+        ("some", "NXDOMAIN"),
+    ] {
+        assert_eq!(resolve(&index, &format!("{name}.foo.global.")), want, "{name}");
+    }
+    let counted = registry
+        .gather()
+        .into_iter()
+        .find(|f| f.name() == "meshdns_skipped_total")
+        .and_then(|f| {
+            f.get_metric()
+                .iter()
+                .find(|m| m.get_label().iter().any(|l| l.value() == "not_exported"))
+                .map(|m| m.get_counter().get_value())
+        });
+    assert_eq!(counted, Some(3.0));
+}
