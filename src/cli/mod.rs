@@ -206,7 +206,9 @@ struct CheckArgs {
 #[derive(Debug, clap::Args)]
 struct ZoneArgs {
     /// Zone served authoritatively; hosts outside every zone are ignored.
-    /// Repeatable.
+    /// Repeatable: each zone has its SOA and NS, and a name belongs to the
+    /// longest zone that holds it, so a zone nested in another (`a.global`
+    /// in `global`) is answered as if `global` delegated it.
     #[arg(
         long = "zone",
         value_name = "ZONE",
