@@ -44,6 +44,11 @@ pub struct Spec {
     /// `NONE` (Istio's default when unset), `STATIC`, `DNS`, `DNS_ROUND_ROBIN`.
     #[serde(default)]
     pub resolution: Option<String>,
+    /// Namespaces the entry is visible to: `*` all, `.` its own, `~` none,
+    /// or namespace names. Unset (or empty) is all, unless the mesh's
+    /// `defaultServiceExportTo` says otherwise, which meshdns cannot see.
+    #[serde(default)]
+    pub export_to: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -73,6 +78,13 @@ impl ServiceEntry {
 
     pub fn namespace(&self) -> &str {
         self.metadata.namespace.as_deref().unwrap_or("default")
+    }
+
+    /// Whether every namespace may see the entry: `exportTo` unset or
+    /// containing `*`.
+    pub fn exported_to_all(&self) -> bool {
+        let export_to = &self.spec.export_to;
+        export_to.is_empty() || export_to.iter().any(|ns| ns == "*")
     }
 }
 

@@ -1,6 +1,6 @@
 //! The UDP fast path returns byte for byte what the general path returns,
 //! over thousands of generated queries: mixed case, wildcards, empty
-//! non-terminals, missing and out-of-zone names, odd bytes, every EDNS
+//! non-terminals, several and nested zones, missing and out-of-zone names, odd bytes, every EDNS
 //! variant, header flags, and answers too big for the client; and
 //! malformed ones (trailing bytes, compressed questions, stray records,
 //! broken EDNS options), which it must leave to the general path's FORMERR.
@@ -30,7 +30,10 @@ fn index(nameserver: &str) -> Arc<Index> {
         nameserver: Name::from_str(nameserver).unwrap(),
         ..ZoneConfig::default()
     };
-    let index = Arc::new(mk_index_with(&["global", "mesh.local"], config));
+    // Two forward zones, and two nested in `global`: one under the
+    // `*.baz.global` wildcard, one with an empty non-terminal between.
+    let zones = ["global", "mesh.local", "in.baz.global", "deep.mid.global"];
+    let index = Arc::new(mk_index_with(&zones, config));
     let path = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/deploy/examples/serviceentries.yaml"
@@ -42,6 +45,7 @@ fn index(nameserver: &str) -> Arc<Index> {
         ("big.bar.global", 40, false),
         ("huge.bar.global", 90, false),
         ("six.mesh.local", 30, true),
+        ("a.in.baz.global", 1, false),
     ] {
         let addrs = (0..count)
             .map(|i: u32| match v6 {
@@ -74,6 +78,13 @@ const NAMES: &[&str] = &[
     "six.mesh.local",
     "mesh.local",
     "x.mesh.local",
+    "in.baz.global",
+    "a.in.baz.global",
+    "x.in.baz.global",
+    "mid.global",
+    "x.mid.global",
+    "deep.mid.global",
+    "q.deep.mid.global",
     "example.com",
     "com",
     "",

@@ -56,7 +56,11 @@ fn start_with(index: Arc<Index>, ready: Readiness) -> Server {
 }
 
 fn start_configured(index: Arc<Index>, ready: Readiness, config: Config) -> Server {
-    let path = Path::new(EXAMPLE);
+    start_from(Path::new(EXAMPLE), index, ready, config)
+}
+
+/// Serves the manifests in `path` on 127.0.0.1:0 from a background thread.
+fn start_from(path: &Path, index: Arc<Index>, ready: Readiness, config: Config) -> Server {
     let text = std::fs::read_to_string(path).unwrap();
     index.reset(&file::source_id(path), file::load(path, &text, &index).unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
@@ -918,4 +922,184 @@ fn malformed_cases_over_tcp() {
     }
     assert!(failures.is_empty(), "over TCP:\n{failures}");
     assert_eq!(s.tcp(&query("httpbin.bar.global.", RecordType::A)).answers.len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Several zones, and --exported-only
+
+const ZONES_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/zones.yaml");
+const EXPORT_TO_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/export-to.yaml");
+
+/// `tests/e2e/zones.yaml` served for `global`, `mesh.internal` and the
+/// nested `inner.west.global`.
+fn start_zones() -> Server {
+    let index = mk_index_with(&["global", "mesh.internal", "inner.west.global"], ZoneConfig::default());
+    start_from(Path::new(ZONES_FILE), Arc::new(index), synced(), Config::new(2))
+}
+
+/// The SOA in a negative answer: its owner, and the answer's rcode.
+fn negative_soa(r: &Message) -> (ResponseCode, String) {
+    assert!(r.metadata.authoritative && r.answers.is_empty(), "{r:?}");
+    assert_eq!(r.authorities.len(), 1, "{r:?}");
+    assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
+    assert_eq!(r.authorities[0].ttl, 5);
+    (r.metadata.response_code, r.authorities[0].name.to_string())
+}
+
+#[test]
+fn two_zones_each_with_its_own_soa_and_ns() {
+    let s = start_zones();
+    for transport in ["udp", "tcp"] {
+        let ask = |name: &str, rtype| match transport {
+            "udp" => s.ask(name, rtype),
+            _ => s.tcp(&with_edns(query(name, rtype), 1232)),
+        };
+        // One entry, a host in each zone.
+        assert_eq!(
+            rdata(&ask("svc.shop.global.", RecordType::A).answers),
+            ["svc.shop.global. 30 240.1.0.1"]
+        );
+        assert_eq!(
+            rdata(&ask("Svc.Shop.Mesh.Internal.", RecordType::AAAA).answers),
+            ["Svc.Shop.Mesh.Internal. 30 2001:db8:1::1"]
+        );
+        for zone in ["global.", "mesh.internal.", "inner.west.global."] {
+            let r = ask(zone, RecordType::SOA);
+            assert!(r.metadata.authoritative, "{zone}");
+            let soa: Vec<String> = r
+                .answers
+                .iter()
+                .map(|r| format!("{} {}", r.name, r.record_type()))
+                .collect();
+            assert_eq!(soa, [format!("{zone} SOA")], "{transport} {zone}");
+            assert_eq!(
+                rdata(&ask(zone, RecordType::NS).answers),
+                [format!("{zone} 30 localhost.")]
+            );
+            assert_eq!(
+                negative_soa(&ask(zone, RecordType::A)),
+                (ResponseCode::NoError, zone.into())
+            );
+        }
+        // Negative answers carry the SOA of the zone they fall in, in the
+        // query's case; A and AAAA take the UDP fast path, MX the general one.
+        for (name, rtype, want) in [
+            ("nope.global.", RecordType::A, (ResponseCode::NXDomain, "global.")),
+            (
+                "nope.mesh.internal.",
+                RecordType::A,
+                (ResponseCode::NXDomain, "mesh.internal."),
+            ),
+            (
+                "Nope.MESH.Internal.",
+                RecordType::MX,
+                (ResponseCode::NXDomain, "MESH.Internal."),
+            ),
+            (
+                "shop.mesh.internal.",
+                RecordType::AAAA,
+                (ResponseCode::NoError, "mesh.internal."),
+            ),
+            (
+                "svc.shop.mesh.internal.",
+                RecordType::MX,
+                (ResponseCode::NoError, "mesh.internal."),
+            ),
+            (
+                "wild.mesh.internal.",
+                RecordType::A,
+                (ResponseCode::NoError, "mesh.internal."),
+            ),
+            ("svc.shop.global.", RecordType::TXT, (ResponseCode::NoError, "global.")),
+        ] {
+            assert_eq!(
+                negative_soa(&ask(name, rtype)),
+                (want.0, want.1.to_string()),
+                "{transport} {name} {rtype}"
+            );
+        }
+        assert_eq!(
+            rdata(&ask("a.b.wild.mesh.internal.", RecordType::A).answers),
+            ["a.b.wild.mesh.internal. 30 240.1.0.3"]
+        );
+        for name in ["internal.", "svc.shop.mesh.", "mesh.internal.example."] {
+            let r = ask(name, RecordType::A);
+            assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_nested_zone_owns_its_names_and_the_outer_zone_sees_it_as_a_delegation() {
+    let s = start_zones();
+    assert_eq!(
+        rdata(&s.ask("api.inner.west.global.", RecordType::A).answers),
+        ["api.inner.west.global. 30 240.1.0.2"]
+    );
+    for (name, rtype, want) in [
+        // Inside the nested zone: its own SOA.
+        (
+            "api.inner.west.global.",
+            RecordType::AAAA,
+            (ResponseCode::NoError, "inner.west.global."),
+        ),
+        (
+            "nope.inner.west.global.",
+            RecordType::A,
+            (ResponseCode::NXDomain, "inner.west.global."),
+        ),
+        (
+            "Nope.Inner.WEST.global.",
+            RecordType::A,
+            (ResponseCode::NXDomain, "Inner.WEST.global."),
+        ),
+        // Between the zones: an empty non-terminal of the outer zone.
+        ("west.global.", RecordType::A, (ResponseCode::NoError, "global.")),
+        ("West.Global.", RecordType::TXT, (ResponseCode::NoError, "Global.")),
+        ("x.west.global.", RecordType::A, (ResponseCode::NXDomain, "global.")),
+    ] {
+        assert_eq!(
+            negative_soa(&s.ask(name, rtype)),
+            (want.0, want.1.to_string()),
+            "{name} {rtype}"
+        );
+    }
+}
+
+/// `tests/e2e/export-to.yaml` served for `global`, with `--exported-only`
+/// or without; the index's metrics in `registry`.
+fn start_export_to(exported_only: bool, registry: &prometheus::Registry) -> Server {
+    let index = Index::new(vec!["global".into()], ZoneConfig::default(), None, registry)
+        .unwrap()
+        .with_exported_only(exported_only);
+    start_from(Path::new(EXPORT_TO_FILE), Arc::new(index), synced(), Config::new(2))
+}
+
+#[test]
+fn exported_only_serves_only_entries_every_namespace_sees() {
+    let names = ["unset", "all", "mixed", "own", "hidden", "listed"];
+    for exported_only in [false, true] {
+        let registry = prometheus::Registry::new();
+        let s = start_export_to(exported_only, &registry);
+        for (i, name) in names.iter().enumerate() {
+            let qname = format!("{name}.shop.global.");
+            let served = !exported_only || i < 3;
+            for r in [s.ask(&qname, RecordType::A), s.tcp(&query(&qname, RecordType::A))] {
+                if served {
+                    assert_eq!(rdata(&r.answers), [format!("{qname} 30 240.2.0.{}", i + 1)]);
+                } else {
+                    assert_negative(&r, ResponseCode::NXDomain, 5);
+                }
+            }
+        }
+        let skipped: f64 = registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "meshdns_skipped_total")
+            .flat_map(|f| f.get_metric())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == "not_exported"))
+            .map(|m| m.get_counter().get_value())
+            .sum();
+        assert_eq!(skipped, if exported_only { 3.0 } else { 0.0 });
+    }
 }

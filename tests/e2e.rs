@@ -502,7 +502,8 @@ fn reply_diff(knot: &Reply, mesh: &Reply) -> (Vec<String>, Vec<String>) {
     (d, notes)
 }
 
-/// knotd serving `zone` (the zone file text for `global`) on a free
+/// knotd serving `zones` (zone file text, one `$ORIGIN` per zone, as
+/// `meshdns check --output zone` prints it; `global` among them) on a free
 /// loopback port, with one UDP and one TCP worker; killed when dropped.
 struct Knot {
     proc: Proc,
@@ -511,11 +512,27 @@ struct Knot {
 }
 
 impl Knot {
-    fn serve(zone: &str) -> Knot {
+    fn serve(zones: &str) -> Knot {
         let knotd = require_tool("knotd");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
-        fs::write(dir.path().join("global.zone"), zone).unwrap();
+        // One file per zone: Knot refuses records outside a file's zone.
+        let mut zone_conf = String::new();
+        for text in zones.split("$ORIGIN ").filter(|t| !t.trim().is_empty()) {
+            let origin = text.split_whitespace().next().unwrap();
+            fs::write(dir.path().join(format!("{origin}zone")), format!("$ORIGIN {text}")).unwrap();
+            let _ = write!(
+                zone_conf,
+                r#"
+  - domain: {origin}
+    storage: "{d}"
+    file: "{origin}zone"
+    semantic-checks: on
+    journal-content: none
+    zonefile-sync: -1
+"#
+            );
+        }
         let port = free_port();
         let conf = format!(
             r#"server:
@@ -539,14 +556,7 @@ database:
 control:
     listen: "{d}/knot.sock"
 
-zone:
-  - domain: global
-    storage: "{d}"
-    file: "global.zone"
-    semantic-checks: on
-    journal-content: none
-    zonefile-sync: -1
-"#
+zone:{zone_conf}"#
         );
         let conf_path = dir.path().join("knot.conf");
         fs::write(&conf_path, conf).unwrap();
@@ -554,14 +564,64 @@ zone:
         cmd.arg("-c").arg(&conf_path);
         let mut proc = Proc::spawn("knotd", cmd, &dir.path().join("knotd.log"));
         let addr = loopback(port);
-        // Up and zone loaded: an authoritative SOA answer.
-        let took = proc.wait_ready("zone global. loaded", || {
-            query_udp_once(addr, "global.", RecordType::SOA)
-                .is_ok_and(|m| m.metadata.authoritative && m.answers.len() == 1)
+        // Up and zones loaded: an authoritative SOA answer for each.
+        let origins: Vec<&str> = zones.lines().filter_map(|l| l.strip_prefix("$ORIGIN ")).collect();
+        let took = proc.wait_ready("zones loaded", || {
+            origins.iter().all(|o| {
+                query_udp_once(addr, o, RecordType::SOA).is_ok_and(|m| m.metadata.authoritative && m.answers.len() == 1)
+            })
         });
-        println!("knotd ready on {addr} in {took:?}");
+        println!("knotd ready on {addr} in {took:?} with {origins:?}");
         Knot { proc, addr, _dir: dir }
     }
+}
+
+/// Asks Knot and meshdns each query over UDP and TCP and prints the table
+/// of answers; returns the exchanges that differ (empty when none).
+fn compare_with_knot(knot: SocketAddr, meshdns: SocketAddr, queries: &[(&str, RecordType)]) -> String {
+    let mut table = String::new();
+    let (mut mismatches, mut note_count) = (0, 0);
+    let mut diffs = String::new();
+    for ((name, rtype), proto) in queries.iter().flat_map(|q| [(q, "udp"), (q, "tcp")]) {
+        let ask = |server| match proto {
+            "udp" => query_udp(server, name, *rtype),
+            _ => query_tcp(server, name, *rtype),
+        };
+        let k = ask(knot).unwrap_or_else(|e| panic!("knot {proto} {name} {rtype}: {e}"));
+        let g = ask(meshdns).unwrap_or_else(|e| panic!("meshdns {proto} {name} {rtype}: {e}"));
+        let (k, g) = (Reply::from_message(&k, true), Reply::from_message(&g, true));
+        let (diff, notes) = reply_diff(&k, &g);
+        let verdict = match (diff.is_empty(), notes.is_empty()) {
+            (false, _) => "DIFF",
+            (true, false) => "note",
+            (true, true) => "same",
+        };
+        let _ = writeln!(
+            table,
+            "{verdict:4} {proto} {name:28} {:5} knot={:8} meshdns={}",
+            rtype.to_string(),
+            k.rcode,
+            g.rcode
+        );
+        mismatches += usize::from(!diff.is_empty());
+        note_count += usize::from(!notes.is_empty());
+        for line in diff.iter().chain(&notes) {
+            let _ = writeln!(table, "       - {line}");
+        }
+        if !diff.is_empty() {
+            let _ = writeln!(diffs, "{proto} {name} {rtype}:");
+            for line in &diff {
+                let _ = writeln!(diffs, "    - {line}");
+            }
+        }
+    }
+    println!("{table}");
+    println!(
+        "{} queries x UDP/TCP: {mismatches} of {} exchanges differ, {note_count} with notes",
+        queries.len(),
+        queries.len() * 2
+    );
+    diffs
 }
 
 /// The example and the edge cases as a zone file, as `meshdns check
@@ -599,55 +659,321 @@ fn knot_reference_comparison() {
     let knot_addr = knot.addr;
 
     let m = Meshdns::serve(&[&example, &edge], &[]);
+    let diffs = compare_with_knot(knot_addr, m.dns, &knot_queries());
+    knot.proc.assert_alive();
+    assert!(diffs.is_empty(), "meshdns differs from Knot DNS:\n{diffs}");
+}
 
-    let mut table = String::new();
-    let (mut mismatches, mut note_count) = (0, 0);
-    let mut diffs = String::new();
-    let queries = knot_queries();
-    for ((name, rtype), proto) in queries.iter().flat_map(|q| [(q, "udp"), (q, "tcp")]) {
-        let ask = |server| match proto {
-            "udp" => query_udp(server, name, *rtype),
-            _ => query_tcp(server, name, *rtype),
-        };
-        let k = ask(knot_addr).unwrap_or_else(|e| panic!("knot {proto} {name} {rtype}: {e}"));
-        let g = ask(m.dns).unwrap_or_else(|e| panic!("meshdns {proto} {name} {rtype}: {e}"));
-        let (k, g) = (Reply::from_message(&k, true), Reply::from_message(&g, true));
-        let (diff, notes) = reply_diff(&k, &g);
-        let verdict = match (diff.is_empty(), notes.is_empty()) {
-            (false, _) => "DIFF",
-            (true, false) => "note",
-            (true, true) => "same",
-        };
-        let _ = writeln!(
-            table,
-            "{verdict:4} {proto} {name:28} {:5} knot={:8} meshdns={}",
-            rtype.to_string(),
-            k.rcode,
-            g.rcode
-        );
-        mismatches += usize::from(!diff.is_empty());
-        note_count += usize::from(!notes.is_empty());
-        for line in diff.iter().chain(&notes) {
-            let _ = writeln!(table, "       - {line}");
+// ---------------------------------------------------------------------------
+// Several zones at once, and --exported-only
+
+const ZONE_FLAGS: &[&str] = &[
+    "--zone",
+    "global",
+    "--zone",
+    "mesh.internal",
+    "--zone",
+    "inner.west.global",
+];
+
+fn zones_file() -> std::path::PathBuf {
+    repo_path("tests/e2e/zones.yaml")
+}
+
+/// A query against `tests/e2e/zones.yaml` served with [`ZONE_FLAGS`]: the
+/// rcode, the answer as (owner, type, rdata prefix), and the owner of the
+/// SOA a negative answer carries.
+struct ZoneCase {
+    name: &'static str,
+    qtype: &'static str,
+    rcode: &'static str,
+    answer: &'static [(&'static str, &'static str, &'static str)],
+    soa: Option<&'static str>,
+}
+
+const fn zc(
+    name: &'static str,
+    qtype: &'static str,
+    rcode: &'static str,
+    answer: &'static [(&'static str, &'static str, &'static str)],
+    soa: Option<&'static str>,
+) -> ZoneCase {
+    ZoneCase {
+        name,
+        qtype,
+        rcode,
+        answer,
+        soa,
+    }
+}
+
+const SOA_RDATA: &str = "localhost. nobody.invalid. ";
+
+const ZONE_CASES: &[ZoneCase] = &[
+    // One entry, a host in each forward zone.
+    zc(
+        "svc.shop.global",
+        "A",
+        "NOERROR",
+        &[("svc.shop.global.", "A", "240.1.0.1")],
+        None,
+    ),
+    zc(
+        "Svc.Shop.Mesh.Internal",
+        "AAAA",
+        "NOERROR",
+        &[("Svc.Shop.Mesh.Internal.", "AAAA", "2001:db8:1::1")],
+        None,
+    ),
+    // Each zone its own SOA and NS.
+    zc("global", "SOA", "NOERROR", &[("global.", "SOA", SOA_RDATA)], None),
+    zc(
+        "mesh.internal",
+        "SOA",
+        "NOERROR",
+        &[("mesh.internal.", "SOA", SOA_RDATA)],
+        None,
+    ),
+    zc(
+        "mesh.internal",
+        "NS",
+        "NOERROR",
+        &[("mesh.internal.", "NS", "localhost.")],
+        None,
+    ),
+    zc(
+        "inner.west.global",
+        "SOA",
+        "NOERROR",
+        &[("inner.west.global.", "SOA", SOA_RDATA)],
+        None,
+    ),
+    zc(
+        "inner.west.global",
+        "NS",
+        "NOERROR",
+        &[("inner.west.global.", "NS", "localhost.")],
+        None,
+    ),
+    // Negative answers carry the SOA of the zone they fall in.
+    zc("nope.global", "A", "NXDOMAIN", &[], Some("global.")),
+    zc("nope.mesh.internal", "A", "NXDOMAIN", &[], Some("mesh.internal.")),
+    zc("Nope.Mesh.Internal", "AAAA", "NXDOMAIN", &[], Some("Mesh.Internal.")),
+    zc("shop.mesh.internal", "A", "NOERROR", &[], Some("mesh.internal.")),
+    zc("svc.shop.mesh.internal", "TXT", "NOERROR", &[], Some("mesh.internal.")),
+    zc(
+        "x.wild.mesh.internal",
+        "A",
+        "NOERROR",
+        &[("x.wild.mesh.internal.", "A", "240.1.0.3")],
+        None,
+    ),
+    // The nested zone owns its names; the name between is the outer zone's
+    // empty non-terminal.
+    zc(
+        "api.inner.west.global",
+        "A",
+        "NOERROR",
+        &[("api.inner.west.global.", "A", "240.1.0.2")],
+        None,
+    ),
+    zc(
+        "api.inner.west.global",
+        "AAAA",
+        "NOERROR",
+        &[],
+        Some("inner.west.global."),
+    ),
+    zc(
+        "nope.inner.west.global",
+        "A",
+        "NXDOMAIN",
+        &[],
+        Some("inner.west.global."),
+    ),
+    zc("west.global", "A", "NOERROR", &[], Some("global.")),
+    zc("x.west.global", "A", "NXDOMAIN", &[], Some("global.")),
+    zc("internal", "A", "REFUSED", &[], None),
+];
+
+/// Problems with one reply to a [`ZoneCase`]; owners compared
+/// case-insensitively unless `owner_case`.
+fn check_zone_case(c: &ZoneCase, got: &Reply, owner_case: bool) -> Vec<String> {
+    let same = |a: &str, b: &str| if owner_case { a == b } else { a.eq_ignore_ascii_case(b) };
+    let mut bad = Vec::new();
+    if got.rcode != c.rcode || got.aa() == (c.rcode == "REFUSED") {
+        bad.push(format!("rcode {} aa {}", got.rcode, got.aa()));
+    }
+    let answer_ok = got.answer.len() == c.answer.len()
+        && got.answer.iter().zip(c.answer).all(|(r, (owner, rtype, rdata))| {
+            same(&r.name, owner) && r.rtype == *rtype && r.rdata.starts_with(rdata) && r.ttl == TTL
+        });
+    if !answer_ok {
+        bad.push(format!("answer, want {:?}", c.answer));
+    }
+    let soa: Vec<&Rr> = got.authority.iter().filter(|r| r.rtype == "SOA").collect();
+    let soa_ok = match c.soa {
+        Some(owner) => {
+            got.authority.len() == 1
+                && soa.len() == 1
+                && same(&soa[0].name, owner)
+                && soa[0].ttl == NEG_TTL
+                && soa[0].rdata.starts_with(SOA_RDATA)
         }
-        if !diff.is_empty() {
-            let _ = writeln!(diffs, "{proto} {name} {rtype}:");
-            for line in &diff {
-                let _ = writeln!(diffs, "    - {line}");
+        None => got.authority.is_empty(),
+    };
+    if !soa_ok {
+        bad.push(format!("authority, want the SOA of {:?}", c.soa));
+    }
+    bad
+}
+
+#[test]
+#[ignore = "needs dig and kdig"]
+fn dig_and_kdig_several_zones() {
+    let (dig_bin, kdig_bin) = (require_tool("dig"), require_tool("kdig"));
+    let m = Meshdns::serve(&[&zones_file()], ZONE_FLAGS);
+    let mut failures = String::new();
+    for c in ZONE_CASES {
+        for (client, tcp) in [("dig", false), ("dig", true), ("kdig", false), ("kdig", true)] {
+            let mut args = vec![c.name, c.qtype];
+            if tcp {
+                args.push("+tcp");
+            }
+            // kdig lower-cases the query name, so only dig shows the case kept.
+            let got = match client {
+                "dig" => dig(&dig_bin, m.dns, &args),
+                _ => kdig(&kdig_bin, m.dns, &args),
+            };
+            let bad = check_zone_case(c, &got, client == "dig");
+            let proto = if tcp { "tcp" } else { "udp" };
+            println!(
+                "{client} {proto} {} {}: {}",
+                c.name,
+                c.qtype,
+                if bad.is_empty() { "ok" } else { "FAIL" }
+            );
+            if !bad.is_empty() {
+                let _ = writeln!(
+                    failures,
+                    "{client} {proto} {} {}: {}\n{}",
+                    c.name,
+                    c.qtype,
+                    bad.join("; "),
+                    got.dump()
+                );
             }
         }
     }
-    println!("{table}");
-    println!(
-        "{} queries x UDP/TCP: {mismatches} of {} exchanges differ, {note_count} with notes",
-        queries.len(),
-        queries.len() * 2
-    );
-    knot.proc.assert_alive();
+    assert!(failures.is_empty(), "{failures}");
+}
+
+#[test]
+#[ignore = "needs knotd"]
+fn knot_reference_comparison_several_zones() {
+    let file = zones_file();
+    let mut args = vec!["--output", "zone"];
+    args.extend(ZONE_FLAGS);
+    args.push(file.to_str().unwrap());
+    let (code, zones, stderr) = meshdns_check(&args);
+    assert_eq!(code, 0, "meshdns check --output zone failed:\n{stderr}\n{zones}");
+    println!("---- meshdns check --output zone ----\n{zones}----");
+    // Knot serves each zone on its own, with the nested zone delegated in
+    // `global`, as `check` writes it.
     assert!(
-        diffs.is_empty(),
-        "meshdns differs from Knot DNS in {mismatches} exchanges:\n{diffs}"
+        zones.contains("inner.west.global. 30 IN NS localhost."),
+        "no delegation of the nested zone:\n{zones}"
     );
+    let mut knot = Knot::serve(&zones);
+    let m = Meshdns::serve(&[&file], ZONE_FLAGS);
+    use RecordType::*;
+    let mut queries = Vec::new();
+    for zone in ["global.", "mesh.internal.", "inner.west.global.", "Mesh.INTERNAL."] {
+        queries.extend([(zone, SOA), (zone, NS), (zone, A), (zone, TXT)]);
+    }
+    for name in [
+        "svc.shop.global.",
+        "svc.shop.mesh.internal.",
+        "SVC.shop.Mesh.Internal.",
+        "shop.global.",
+        "shop.mesh.internal.",
+        "nope.global.",
+        "nope.mesh.internal.",
+        "Nope.Mesh.Internal.",
+        "x.wild.mesh.internal.",
+        "a.b.wild.mesh.internal.",
+        "wild.mesh.internal.",
+        "api.inner.west.global.",
+        "nope.inner.west.global.",
+        "a.b.inner.west.global.",
+        "west.global.",
+        "West.GLOBAL.",
+        "x.west.global.",
+        "internal.",
+        "mesh.internal.example.",
+    ] {
+        queries.extend([(name, A), (name, AAAA)]);
+    }
+    queries.extend([("svc.shop.mesh.internal.", MX), ("api.inner.west.global.", TXT)]);
+    let diffs = compare_with_knot(knot.addr, m.dns, &queries);
+    knot.proc.assert_alive();
+    assert!(diffs.is_empty(), "meshdns differs from Knot DNS:\n{diffs}");
+}
+
+#[test]
+#[ignore = "needs dig"]
+fn exported_only_end_to_end() {
+    let dig_bin = require_tool("dig");
+    let file = repo_path("tests/e2e/export-to.yaml");
+    let names = ["unset", "all", "mixed", "own", "hidden", "listed"];
+    for exported_only in [false, true] {
+        let flags: &[&str] = if exported_only { &["--exported-only"] } else { &[] };
+        let m = Meshdns::serve(&[&file], flags);
+        for (i, name) in names.iter().enumerate() {
+            let qname = format!("{name}.shop.global");
+            let r = dig(&dig_bin, m.dns, &[&qname, "A"]);
+            if !exported_only || i < 3 {
+                assert_eq!(r.answers("A"), [format!("240.2.0.{}", i + 1)], "{qname}\n{}", r.dump());
+            } else {
+                assert!(r.rcode == "NXDOMAIN" && r.has_soa_authority(), "{qname}\n{}", r.dump());
+            }
+        }
+        let (code, body) = http_get(m.admin, "/metrics").unwrap();
+        assert_eq!(code, 200);
+        let counted = body
+            .lines()
+            .find(|l| l.starts_with("meshdns_skipped_total{reason=\"not_exported\"}"));
+        match exported_only {
+            true => assert_eq!(counted.and_then(|l| l.split_whitespace().last()), Some("3"), "{body}"),
+            false => assert_eq!(counted, None, "{body}"),
+        }
+
+        // `check` with the same flag lists what serve serves and why.
+        let mut args = flags.to_vec();
+        args.push(file.to_str().unwrap());
+        let (code, out, stderr) = meshdns_check(&args);
+        assert_eq!(code, 0, "{stderr}");
+        println!("---- meshdns check {args:?} ----\n{out}");
+        let skipped: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains("exportTo does not include"))
+            .collect();
+        match exported_only {
+            true => {
+                assert_eq!(skipped.len(), 3, "{out}");
+                for name in ["own", "hidden", "listed"] {
+                    assert!(
+                        skipped
+                            .iter()
+                            .any(|l| l.trim_start().starts_with(&format!("shop/{name}  *: "))),
+                        "{out}"
+                    );
+                }
+                assert!(out.contains("3 records, 3 skipped"), "{out}");
+            }
+            false => assert!(skipped.is_empty() && out.contains("6 records, 0 skipped"), "{out}"),
+        }
+    }
 }
 
 /// One datagram to `server` from a fresh socket; the reply, or `None`

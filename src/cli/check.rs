@@ -163,6 +163,16 @@ fn zone_file(table: &index::Table) -> String {
             c.ttl,
             c.nameserver
         );
+        // A zone nested in this one, with no served zone between them, is
+        // delegated to the same server: the names between are then empty
+        // non-terminals here, as meshdns answers them.
+        for inner in table
+            .zones
+            .iter()
+            .filter(|z| closest_enclosing(&table.zones, z).is_some_and(|o| o.key == zone.key))
+        {
+            let _ = writeln!(out, "{}. {} IN NS {}", inner.key, c.ttl, c.nameserver);
+        }
         let own: Vec<_> = table
             .records()
             .into_iter()
@@ -186,12 +196,20 @@ fn zone_file(table: &index::Table) -> String {
     out
 }
 
+/// The most specific served zone that strictly contains `inner`.
+fn closest_enclosing<'z>(zones: &'z [index::Zone], inner: &index::Zone) -> Option<&'z index::Zone> {
+    zones
+        .iter()
+        .filter(|z| z.key != inner.key && name::in_zone(&inner.key, &z.key))
+        .max_by_key(|z| z.key.len())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::index::testing::mk_index;
+    use crate::index::testing::{mk_entry, mk_index, mk_index_with};
 
     /// `check`'s text for one file holding `text`.
     fn check_text(text: &str) -> String {
@@ -235,5 +253,50 @@ mod tests {
             .map(|l| l.split_whitespace().last().unwrap())
             .collect();
         assert_eq!(sources, ["foo/a", "foo/b"], "{out}");
+    }
+
+    #[test]
+    fn zone_output_has_one_file_per_zone_and_delegates_nested_zones() {
+        let index = mk_index_with(
+            &["global", "mesh.internal", "in.global", "deep.in.global"],
+            index::ZoneConfig::default(),
+        );
+        index.apply(mk_entry(
+            "foo/a",
+            None,
+            &[
+                ("a.global", &["240.0.0.1"]),
+                ("a.mesh.internal", &["240.0.0.2"]),
+                ("b.in.global", &["240.0.0.3"]),
+                ("c.deep.in.global", &["240.0.0.4"]),
+            ],
+        ));
+        let out = zone_file(&index.table());
+        // Each zone's lines, by $ORIGIN.
+        let zones: Vec<(&str, Vec<&str>)> = out
+            .split("$ORIGIN ")
+            .skip(1)
+            .map(|z| {
+                let mut lines = z.lines();
+                let origin = lines.next().unwrap();
+                (origin, lines.filter(|l| !l.starts_with(['$', '@'])).collect())
+            })
+            .collect();
+        assert_eq!(
+            zones,
+            [
+                ("deep.in.global.", vec!["c.deep.in.global. 30 IN A 240.0.0.4"]),
+                (
+                    "in.global.",
+                    vec!["deep.in.global. 30 IN NS localhost.", "b.in.global. 30 IN A 240.0.0.3"]
+                ),
+                ("mesh.internal.", vec!["a.mesh.internal. 30 IN A 240.0.0.2"]),
+                (
+                    "global.",
+                    vec!["in.global. 30 IN NS localhost.", "a.global. 30 IN A 240.0.0.1"]
+                ),
+            ],
+            "{out}"
+        );
     }
 }

@@ -206,7 +206,9 @@ struct CheckArgs {
 #[derive(Debug, clap::Args)]
 struct ZoneArgs {
     /// Zone served authoritatively; hosts outside every zone are ignored.
-    /// Repeatable.
+    /// Repeatable: each zone has its SOA and NS, and a name belongs to the
+    /// longest zone that holds it, so a zone nested in another (`a.global`
+    /// in `global`) is answered as if `global` delegated it.
     #[arg(
         long = "zone",
         value_name = "ZONE",
@@ -230,6 +232,14 @@ struct ZoneArgs {
     /// are not served.
     #[arg(long, env = "MESHDNS_DEFAULT_ADDRESS", value_name = "IP")]
     default_address: Option<IpAddr>,
+
+    /// Serve only ServiceEntries that every namespace may see: `exportTo`
+    /// unset or containing "*". Istio scopes the others (".", "~", a list of
+    /// namespaces) to some namespaces, but a DNS server cannot tell which
+    /// namespace a query comes from, so with this flag they are served to
+    /// none (skipped as `not_exported`); without it, to all.
+    #[arg(long, env = "MESHDNS_EXPORTED_ONLY")]
+    exported_only: bool,
 
     /// Name server in the zones' SOA MNAME and apex NS record.
     #[arg(long, env = "MESHDNS_NAMESERVER", default_value = "localhost.")]
@@ -284,6 +294,7 @@ impl ZoneArgs {
             ttl,
             negative_ttl,
             default_address,
+            exported_only,
             nameserver,
             hostmaster,
         } = self;
@@ -306,7 +317,7 @@ impl ZoneArgs {
             nameserver: fqdn("--nameserver", nameserver)?,
             hostmaster: fqdn("--hostmaster", hostmaster)?,
         };
-        Index::new(zones, config, *default_address, registry)
+        Ok(Index::new(zones, config, *default_address, registry)?.with_exported_only(*exported_only))
     }
 }
 

@@ -25,6 +25,9 @@ pub struct ConvertOptions {
     /// For entries with neither `spec.addresses` nor `status.addresses`
     /// (istio-coredns-plugin's `--default-address`).
     pub default_address: Option<IpAddr>,
+    /// Serve only entries exported to every namespace (`exportTo` unset or
+    /// containing `*`): a DNS server cannot tell which namespace asks.
+    pub exported_only: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -53,6 +56,8 @@ pub struct Skipped {
 pub enum SkipReason {
     #[error("resolution is NONE (Istio's default when unset); set resolution: DNS or STATIC to serve it")]
     ResolutionNone,
+    #[error("exportTo does not include \"*\" (--exported-only serves only entries every namespace may see)")]
+    NotExported,
     #[error("not under a served zone")]
     OutOfZone,
     #[error("is a zone apex; only names below it are served")]
@@ -78,6 +83,7 @@ impl SkipReason {
     pub fn label(&self) -> &'static str {
         match self {
             Self::ResolutionNone => "resolution_none",
+            Self::NotExported => "not_exported",
             Self::OutOfZone => "out_of_zone",
             Self::ZoneApex => "zone_apex",
             Self::InvalidName(_) => "invalid_name",
@@ -96,6 +102,10 @@ pub fn convert(se: &ServiceEntry, opts: &ConvertOptions) -> Conversion {
     let resolution = se.spec.resolution.as_deref().unwrap_or("NONE");
     if resolution.eq_ignore_ascii_case("NONE") {
         out.skip("*", SkipReason::ResolutionNone);
+        return out;
+    }
+    if opts.exported_only && !se.exported_to_all() {
+        out.skip("*", SkipReason::NotExported);
         return out;
     }
 
@@ -243,6 +253,7 @@ pub(crate) mod tests {
                 hosts: hosts.iter().map(|h| h.to_string()).collect(),
                 addresses: addrs.iter().map(|a| a.to_string()).collect(),
                 resolution: Some("DNS".into()),
+                export_to: Vec::new(),
             },
             status: None,
         }
@@ -252,6 +263,7 @@ pub(crate) mod tests {
         ConvertOptions {
             zones: vec!["global".into()],
             default_address: None,
+            exported_only: false,
         }
     }
 
@@ -342,7 +354,7 @@ pub(crate) mod tests {
     fn most_specific_zone_wins_for_apex_check() {
         let opts = ConvertOptions {
             zones: vec!["global".into(), "mesh.global".into()],
-            default_address: None,
+            ..mk_opts()
         };
         let c = convert(
             &mk_se("foo", "a", &["mesh.global", "x.mesh.global"], &["240.0.0.1"]),
@@ -361,6 +373,35 @@ pub(crate) mod tests {
         assert!(convert(&se, &mk_opts()).hosts.is_empty());
         se.spec.resolution = Some("STATIC".into());
         assert_eq!(convert(&se, &mk_opts()).hosts.len(), 1);
+    }
+
+    #[test]
+    fn exported_only_serves_entries_every_namespace_sees() {
+        let exported = ConvertOptions {
+            exported_only: true,
+            ..mk_opts()
+        };
+        let mut se = mk_se("foo", "a", &["a.global"], &["240.0.0.1"]);
+        for (export_to, served) in [
+            (&[][..], true),
+            (&["*"][..], true),
+            (&[".", "*"][..], true),
+            (&["bar", "*"][..], true),
+            (&["."][..], false),
+            (&["~"][..], false),
+            (&["foo"][..], false),
+            (&["foo", "bar"][..], false),
+            (&["*.foo"][..], false),
+        ] {
+            se.spec.export_to = export_to.iter().map(|s| s.to_string()).collect();
+            let c = convert(&se, &exported);
+            assert_eq!(c.hosts.len(), usize::from(served), "{export_to:?}");
+            let want: &[(&str, &str)] = if served { &[] } else { &[("*", "not_exported")] };
+            assert_eq!(reasons(&c), want, "{export_to:?}");
+            // Without --exported-only, exportTo changes nothing.
+            let c = convert(&se, &mk_opts());
+            assert!(c.hosts.len() == 1 && c.skipped.is_empty(), "{export_to:?}");
+        }
     }
 
     #[test]

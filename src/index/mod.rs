@@ -141,7 +141,7 @@ pub struct Entry {
 }
 
 pub struct Index {
-    zone_options: ConvertOptions,
+    options: ConvertOptions,
     writer: Mutex<Writer>,
     table: ArcSwap<Table>,
     metrics: IndexMetrics,
@@ -196,11 +196,22 @@ impl Index {
             touched: HashMap::new(),
         };
         Ok(Self {
-            zone_options: ConvertOptions { zones, default_address },
+            options: ConvertOptions {
+                zones,
+                default_address,
+                exported_only: false,
+            },
             writer: Mutex::new(writer),
             table: ArcSwap::from_pointee(table),
             metrics: IndexMetrics::register(registry)?,
         })
+    }
+
+    /// Serve only entries exported to every namespace (`--exported-only`,
+    /// see [`ConvertOptions::exported_only`]). Set before any source loads.
+    pub fn with_exported_only(mut self, on: bool) -> Self {
+        self.options.exported_only = on;
+        self
     }
 
     /// One ServiceEntry as a source hands it over: converted (see
@@ -209,7 +220,7 @@ impl Index {
     /// Every source converts through here; the skipped items are returned
     /// too, for `meshdns check` to list.
     pub fn convert(&self, source: &SourceId, se: &ServiceEntry) -> (Entry, Vec<Skipped>) {
-        let mut conversion = convert::convert(se, &self.zone_options);
+        let mut conversion = convert::convert(se, &self.options);
         let skipped = std::mem::take(&mut conversion.skipped);
         if !skipped.is_empty() {
             let entry = se.display_name();
@@ -217,7 +228,7 @@ impl Index {
                 self.metrics.skipped(reason);
                 match reason {
                     // Normal in a mixed mesh: not ours to serve.
-                    SkipReason::ResolutionNone | SkipReason::OutOfZone => {
+                    SkipReason::ResolutionNone | SkipReason::OutOfZone | SkipReason::NotExported => {
                         debug!(%source, %entry, %item, %reason, "not served")
                     }
                     _ => warn!(%source, %entry, %item, %reason, "skipped"),

@@ -59,6 +59,15 @@ impl Zone {
                 .zip(&self.labels)
                 .all(|(q, z)| q.eq_ignore_ascii_case(z))
     }
+
+    /// True when this zone's apex lies strictly below `qname`.
+    fn is_below(&self, qname: &[&[u8]]) -> bool {
+        self.labels.len() > qname.len()
+            && self.labels[self.labels.len() - qname.len()..]
+                .iter()
+                .zip(qname)
+                .all(|(z, q)| q.eq_ignore_ascii_case(z))
+    }
 }
 
 /// SOA timers; secondaries are never used, so these are conventional values.
@@ -107,8 +116,8 @@ pub enum Lookup<'t> {
     Apex(&'t Zone),
     /// An exact name, or the most specific wildcard above the name.
     Records(&'t Zone, &'t Node),
-    /// The name exists without records (empty non-terminal) and no
-    /// wildcard covers it: NODATA.
+    /// The name exists without records (an empty non-terminal: names or
+    /// a nested served zone below it) and no wildcard covers it: NODATA.
     NoData(&'t Zone),
     NxDomain(&'t Zone),
 }
@@ -152,7 +161,9 @@ impl Table {
     /// [`Table::lookup`] for a name as wire labels (no root label), without
     /// allocating: the DNS fast path calls this per query.
     pub fn lookup_labels(&self, labels: &[&[u8]]) -> Lookup<'_> {
-        // Zones are sorted most specific first.
+        // Zones are sorted most specific first: the longest zone that
+        // matches owns the name entirely, so an outer zone's wildcards never
+        // reach into a zone nested in it.
         let Some(zone) = self.zones.iter().find(|z| z.contains(labels)) else {
             return Lookup::OutOfZone;
         };
@@ -183,6 +194,11 @@ impl Table {
         }
         match exact {
             Some(_) => Lookup::NoData(zone),
+            // A zone nested below the name (`b.a.global` under `global`,
+            // asked `a.global`) makes it an empty non-terminal of this one,
+            // as a delegation would: NXDOMAIN would deny the inner zone
+            // (RFC 8020). Only names that no node holds get here.
+            None if self.zones.iter().any(|z| z.is_below(labels)) => Lookup::NoData(zone),
             None => Lookup::NxDomain(zone),
         }
     }

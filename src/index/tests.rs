@@ -399,3 +399,126 @@ fn random_changes_match_a_model() {
         assert_eq!(index.table().stats.entries, model.len(), "step {step}");
     }
 }
+
+/// [`resolve`], with the zone that answered a negative or apex lookup.
+fn resolve_in(index: &Index, qname: &str) -> String {
+    let table = index.table();
+    match table.lookup(&Name::from_ascii(qname).unwrap()) {
+        Lookup::Apex(z) => format!("APEX@{}", z.key),
+        Lookup::NoData(z) => format!("NODATA@{}", z.key),
+        Lookup::NxDomain(z) => format!("NXDOMAIN@{}", z.key),
+        Lookup::Records(z, _) => format!("{}@{}", resolve(index, qname), z.key),
+        Lookup::OutOfZone => "REFUSED".into(),
+    }
+}
+
+#[test]
+fn two_zones_each_answer_their_own_names() {
+    let index = mk_index_with(&["global", "mesh.internal"], ZoneConfig::default());
+    // One entry with hosts in both zones and one in neither.
+    let se = convert::tests::mk_se(
+        "foo",
+        "both",
+        &["svc.foo.global", "svc.foo.mesh.internal", "svc.foo.example.com"],
+        &["240.0.0.1"],
+    );
+    let (entry, skipped) = index.convert(&SourceId::Kube(None), &se);
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].reason, SkipReason::OutOfZone);
+    index.apply(entry);
+    assert_eq!(resolve_in(&index, "svc.foo.global."), "240.0.0.1@global");
+    assert_eq!(resolve_in(&index, "SVC.Foo.Mesh.Internal."), "240.0.0.1@mesh.internal");
+    assert_eq!(resolve_in(&index, "global."), "APEX@global");
+    assert_eq!(resolve_in(&index, "mesh.internal."), "APEX@mesh.internal");
+    // Negative answers fall in the zone of the name asked.
+    assert_eq!(resolve_in(&index, "nope.global."), "NXDOMAIN@global");
+    assert_eq!(resolve_in(&index, "nope.mesh.internal."), "NXDOMAIN@mesh.internal");
+    assert_eq!(resolve_in(&index, "foo.mesh.internal."), "NODATA@mesh.internal");
+    assert_eq!(resolve_in(&index, "internal."), "REFUSED");
+    assert_eq!(resolve_in(&index, "svc.foo.example.com."), "REFUSED");
+    assert_eq!(index.table().stats.names, 2);
+}
+
+#[test]
+fn a_nested_zone_owns_its_names_entirely() {
+    let index = mk_index_with(&["global", "in.global", "deep.mid.global"], ZoneConfig::default());
+    index.apply(mk_entry(
+        "foo/a",
+        None,
+        &[("x.in.global", &["240.0.0.2"]), ("y.deep.mid.global", &["240.0.0.3"])],
+    ));
+    assert_eq!(resolve_in(&index, "in.global."), "APEX@in.global");
+    assert_eq!(resolve_in(&index, "x.in.global."), "240.0.0.2@in.global");
+    assert_eq!(resolve_in(&index, "nope.in.global."), "NXDOMAIN@in.global");
+    assert_eq!(resolve_in(&index, "deep.mid.global."), "APEX@deep.mid.global");
+    assert_eq!(resolve_in(&index, "y.deep.mid.global."), "240.0.0.3@deep.mid.global");
+    // Between the zones: an empty non-terminal of the outer zone, as if it
+    // delegated the inner one, with or without names in the inner zone.
+    assert_eq!(resolve_in(&index, "mid.global."), "NODATA@global");
+    index.delete(&mk_entry("foo/a", None, &[]).id);
+    assert_eq!(resolve_in(&index, "mid.global."), "NODATA@global");
+    assert_eq!(resolve_in(&index, "x.mid.global."), "NXDOMAIN@global");
+    assert_eq!(resolve_in(&index, "MID.Global."), "NODATA@global");
+
+    // The outer zone's wildcards answer its own names, never the inner zone's.
+    index.apply(mk_entry("foo/w", None, &[("*.global", &["240.0.0.1"])]));
+    assert_eq!(resolve_in(&index, "z.global."), "240.0.0.1@global");
+    assert_eq!(resolve_in(&index, "x.mid.global."), "240.0.0.1@global");
+    assert_eq!(resolve_in(&index, "nope.in.global."), "NXDOMAIN@in.global");
+    assert_eq!(resolve_in(&index, "a.b.in.global."), "NXDOMAIN@in.global");
+    assert_eq!(resolve_in(&index, "in.global."), "APEX@in.global");
+    assert_eq!(resolve_in(&index, "z.deep.mid.global."), "NXDOMAIN@deep.mid.global");
+    // An inner wildcard answers below the inner apex only.
+    index.apply(mk_entry("foo/iw", None, &[("*.in.global", &["240.0.0.4"])]));
+    assert_eq!(resolve_in(&index, "a.b.in.global."), "240.0.0.4@in.global");
+    assert_eq!(resolve_in(&index, "in.global."), "APEX@in.global");
+}
+
+#[test]
+fn exported_only_skips_entries_scoped_to_some_namespaces() {
+    let registry = prometheus::Registry::new();
+    let index = Index::new(vec!["global".into()], ZoneConfig::default(), None, &registry)
+        .unwrap()
+        .with_exported_only(true);
+    let mk = |name: &str, export_to: &[&str]| {
+        let mut se = convert::tests::mk_se("foo", name, &[&format!("{name}.foo.global")], &["240.0.0.1"]);
+        se.spec.export_to = export_to.iter().map(|s| s.to_string()).collect();
+        se
+    };
+    let source = SourceId::Kube(None);
+    for (se, served) in [
+        (mk("unset", &[]), true),
+        (mk("all", &["*"]), true),
+        (mk("mixed", &[".", "*"]), true),
+        (mk("own", &["."]), false),
+        (mk("none", &["~"]), false),
+        (mk("some", &["bar", "baz"]), false),
+    ] {
+        let (entry, skipped) = index.convert(&source, &se);
+        let reasons: Vec<&str> = skipped.iter().map(|s| s.reason.label()).collect();
+        let want: &[&str] = if served { &[] } else { &["not_exported"] };
+        assert_eq!(reasons, want, "{}", se.metadata.name);
+        index.apply(entry);
+    }
+    for (name, want) in [
+        ("unset", "240.0.0.1"),
+        ("all", "240.0.0.1"),
+        ("mixed", "240.0.0.1"),
+        ("own", "NXDOMAIN"),
+        ("none", "NXDOMAIN"),
+        ("some", "NXDOMAIN"),
+    ] {
+        assert_eq!(resolve(&index, &format!("{name}.foo.global.")), want, "{name}");
+    }
+    let counted = registry
+        .gather()
+        .into_iter()
+        .find(|f| f.name() == "meshdns_skipped_total")
+        .and_then(|f| {
+            f.get_metric()
+                .iter()
+                .find(|m| m.get_label().iter().any(|l| l.value() == "not_exported"))
+                .map(|m| m.get_counter().get_value())
+        });
+    assert_eq!(counted, Some(3.0));
+}
