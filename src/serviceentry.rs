@@ -49,6 +49,37 @@ pub struct Spec {
     /// `defaultServiceExportTo` says otherwise, which meshdns cannot see.
     #[serde(default)]
     pub export_to: Vec<String>,
+    /// Each becomes an SRV record under every served, non-wildcard host.
+    #[serde(default)]
+    pub ports: Vec<Port>,
+}
+
+/// One `spec.ports` item. `number` is read leniently: a value that is not
+/// a port number is skipped with a reason, not the whole object refused.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Port {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub number: Option<i64>,
+    /// `HTTP`, `TCP`, `UDP`, …; only `UDP` (in any case) maps to `_udp`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+/// An integer, or anything else as `None` (a string, a float).
+fn lenient_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        Int(i64),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Lenient::deserialize(d)? {
+        Lenient::Int(n) => Some(n),
+        Lenient::Other(_) => None,
+    })
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]

@@ -83,7 +83,7 @@ fn who(id: &EntryId) -> String {
 /// address limit.
 fn text_report(names: &[NameRecords], skipped: &[String], invalid: usize) -> String {
     let mut out = String::new();
-    let mut records: Vec<(String, &'static str, IpAddr, String)> = Vec::new();
+    let mut records: Vec<(String, &'static str, String, String)> = Vec::new();
     for n in names {
         let served =
             n.a.iter()
@@ -93,14 +93,18 @@ fn text_report(names: &[NameRecords], skipped: &[String], invalid: usize) -> Str
             let rtype = if addr.is_ipv4() { "A" } else { "AAAA" };
             let first = n.entries.iter().find(|(_, addrs)| addrs.contains(&addr));
             let source = first.map(|(id, _)| who(id)).unwrap_or_default();
-            records.push((format!("{}.", n.name), rtype, addr, source));
+            records.push((format!("{}.", n.name), rtype, addr.to_string(), source));
+        }
+        for (owner, port, id) in srv_records(&n.name, n.ports.iter().map(|(p, id)| (p, id))) {
+            let data = format!("0 100 {} {}.", port.number, n.name);
+            records.push((owner, "SRV", data, who(id)));
         }
     }
     records.sort();
     let width = records.iter().map(|r| r.0.len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(out, "{:width$}  {:4}  {:39}  SOURCE", "NAME", "TYPE", "ADDRESS");
-    for (name, rtype, addr, who) in &records {
-        let _ = writeln!(out, "{name:width$}  {rtype:4}  {:39}  {who}", addr.to_string());
+    let _ = writeln!(out, "{:width$}  {:4}  {:39}  SOURCE", "NAME", "TYPE", "DATA");
+    for (name, rtype, data, who) in &records {
+        let _ = writeln!(out, "{name:width$}  {rtype:4}  {data:39}  {who}");
     }
     if !skipped.is_empty() {
         let _ = writeln!(out, "\nskipped:");
@@ -191,9 +195,27 @@ fn zone_file(table: &index::Table) -> String {
             node.v6()
                 .iter()
                 .for_each(|a| _ = writeln!(out, "{n}. {} IN AAAA {a}", c.ttl));
+            for (owner, port, ()) in srv_records(n, node.ports().iter().map(|p| (p, ()))) {
+                let _ = writeln!(out, "{owner} {} IN SRV 0 100 {} {n}.", c.ttl, port.number);
+            }
         }
     }
     out
+}
+
+/// The SRV owners of `host`'s ports as meshdns answers them: the host
+/// itself for each port (as CoreDNS answers a Service name), then
+/// `_port._tcp|_udp.<host>`, each with its port and `tag`. An owner longer
+/// than a name can be is left out: no query can ask for it.
+fn srv_records<'p, T>(
+    host: &str,
+    ports: impl Iterator<Item = (&'p index::SrvPort, T)> + Clone,
+) -> impl Iterator<Item = (String, &'p index::SrvPort, T)> {
+    let bare = ports.clone().map(move |(p, t)| (format!("{host}."), p, t));
+    let named = ports
+        .map(move |(p, t)| (format!("_{}.{}.{host}.", p.name, p.proto_label()), p, t))
+        .filter(|(owner, _, _)| owner.len() <= name::MAX_NAME_LEN + 1);
+    bare.chain(named)
 }
 
 /// The most specific served zone that strictly contains `inner`.

@@ -2,10 +2,10 @@
 //! which section. Pure: no I/O, no EDNS, no size limits (see `handler`).
 
 use hickory_proto::op::{Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, NS};
+use hickory_proto::rr::rdata::{A, AAAA, NS, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-use crate::index::{Lookup, Table, Zone};
+use crate::index::{Lookup, Node, SrvPort, Table, Zone};
 
 #[derive(Debug, PartialEq)]
 pub struct Reply {
@@ -13,6 +13,9 @@ pub struct Reply {
     pub authoritative: bool,
     pub answers: Vec<Record>,
     pub authority: Vec<Record>,
+    /// The SRV target's A and AAAA; the first thing dropped when the
+    /// reply is too big for the client (never a cause of TC).
+    pub additional: Vec<Record>,
 }
 
 impl Reply {
@@ -22,6 +25,7 @@ impl Reply {
             authoritative: false,
             answers: Vec::new(),
             authority: Vec::new(),
+            additional: Vec::new(),
         }
     }
 }
@@ -56,7 +60,16 @@ pub fn answer(table: &Table, query: &Query) -> Reply {
     match table.lookup(qname) {
         Lookup::OutOfZone => Reply::refused(),
         Lookup::NxDomain(zone) => negative(table, qname, zone, ResponseCode::NXDomain),
-        Lookup::NoData(zone) => negative(table, qname, zone, ResponseCode::NoError),
+        Lookup::NoData(zone) => match table.srv(qname, zone) {
+            Some(host) if matches!(qtype, RecordType::SRV | RecordType::ANY) => {
+                // `_port._proto.<host>`: the host's ports of that name and protocol.
+                let labels: Vec<&[u8]> = qname.iter().take(2).collect();
+                let target = qname.base_name().base_name().to_lowercase();
+                let ports = host.ports().iter().filter(|p| p.matches(labels[0], labels[1]));
+                srv(table, qname, &target, host, ports)
+            }
+            _ => negative(table, qname, zone, ResponseCode::NoError),
+        },
         Lookup::Apex(zone) => match qtype {
             // RFC 8482: ANY gets one RRset, never the whole name.
             RecordType::SOA | RecordType::ANY => positive(records(vec![RData::SOA(table.soa())])),
@@ -71,6 +84,11 @@ pub fn answer(table: &Table, query: &Query) -> Reply {
                 RecordType::AAAA if !node.v6().is_empty() => positive(records(v6())),
                 RecordType::ANY if !node.v4().is_empty() => positive(records(v4())),
                 RecordType::ANY => positive(records(v6())),
+                // The bare host, as CoreDNS answers SRV for a Service name:
+                // every port. Wildcard nodes have none.
+                RecordType::SRV if !node.ports().is_empty() => {
+                    srv(table, qname, &qname.to_lowercase(), node, node.ports().iter())
+                }
                 _ => negative(table, qname, zone, ResponseCode::NoError),
             }
         }
@@ -83,6 +101,34 @@ fn positive(answers: Vec<Record>) -> Reply {
         authoritative: true,
         answers,
         authority: Vec::new(),
+        additional: Vec::new(),
+    }
+}
+
+/// `SRV 0 100 <port> <target>.` at `qname` for each of `ports`, with the
+/// target's (`host`'s) addresses as additional records. The target is the
+/// host as the entry wrote it, lower-cased: that is its index key.
+fn srv<'a>(table: &Table, qname: &Name, target: &Name, host: &Node, ports: impl Iterator<Item = &'a SrvPort>) -> Reply {
+    let ttl = table.config.ttl;
+    let answers = ports
+        .map(|p| {
+            Record::from_rdata(
+                qname.clone(),
+                ttl,
+                RData::SRV(SRV::new(0, 100, p.number, target.clone())),
+            )
+        })
+        .collect();
+    let additional = host
+        .v4()
+        .iter()
+        .map(|a| RData::A(A(*a)))
+        .chain(host.v6().iter().map(|a| RData::AAAA(AAAA(*a))))
+        .map(|d| Record::from_rdata(target.clone(), ttl, d))
+        .collect();
+    Reply {
+        additional,
+        ..positive(answers)
     }
 }
 
@@ -98,5 +144,6 @@ fn negative(table: &Table, qname: &Name, zone: &Zone, rcode: ResponseCode) -> Re
         authoritative: true,
         answers: Vec::new(),
         authority: vec![Record::from_rdata(owner, ttl, RData::SOA(table.soa()))],
+        additional: Vec::new(),
     }
 }

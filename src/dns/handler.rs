@@ -104,7 +104,13 @@ impl Handler {
         self.metrics.request(Proto::Udp, qtype, request.as_slice().len());
         let mut p = self.prepare(request);
         let limit = udp_limit(request.edns.as_ref());
-        let fits = encode(message(&p, &request.queries), out).is_ok() && out.len() <= limit;
+        let mut fits = encode(message(&p, &request.queries), out).is_ok() && out.len() <= limit;
+        // Additional records are dropped, all of them, before anything
+        // else, and never cause TC (RFC 2181 §9).
+        if !fits && !p.reply.additional.is_empty() {
+            p.reply.additional.clear();
+            fits = encode(message(&p, &request.queries), out).is_ok() && out.len() <= limit;
+        }
         if !fits {
             p.metadata.truncation = true;
             p.reply.answers.clear();
@@ -189,7 +195,7 @@ fn message<'a>(
         &p.reply.answers,
         &p.reply.authority,
         &[],
-        &[],
+        &p.reply.additional,
     )
 }
 
@@ -238,6 +244,7 @@ impl Handler {
             p.metadata.authoritative = false;
             p.reply.answers.clear();
             p.reply.authority.clear();
+            p.reply.additional.clear();
             if encode(message(&p, &request.queries), out).is_err() {
                 out.clear();
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::name::{NameError, in_zone, normalize_host};
+use super::name::{MAX_LABEL_LEN, NameError, in_zone, is_key_char, normalize_host};
 use crate::serviceentry::ServiceEntry;
 
 /// More hosts or addresses than any real entry carries; the rest is skipped
@@ -17,6 +17,8 @@ pub const MAX_ADDRESSES_PER_ENTRY: usize = 256;
 /// Records (hosts × addresses) from one entry: `spec.addresses` apply to
 /// every host, so the two limits above would multiply to 256,000.
 pub const MAX_RECORDS_PER_ENTRY: usize = 4096;
+/// Ports from one entry: each host's bare SRV answer carries them all.
+pub const MAX_PORTS_PER_ENTRY: usize = 256;
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
@@ -34,8 +36,42 @@ pub struct ConvertOptions {
 pub struct Conversion {
     /// Each name once, even when the entry repeats a host.
     pub hosts: SmallVec<[HostAddrs; 1]>,
+    /// The entry's ports, for SRV under each non-wildcard host; `None`
+    /// when it has none that can be served.
+    pub ports: Option<Arc<PortSet>>,
     pub skipped: Vec<Skipped>,
 }
+
+/// One port as SRV serves it: `_name._tcp|_udp.<host>. SRV 0 100 number
+/// <host>.`. `name` is lower-case and a valid label after its `_`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SrvPort {
+    pub name: compact_str::CompactString,
+    pub number: u16,
+    pub udp: bool,
+}
+
+impl SrvPort {
+    /// `_tcp` or `_udp`.
+    pub fn proto_label(&self) -> &'static str {
+        if self.udp { "_udp" } else { "_tcp" }
+    }
+
+    /// Whether this port is the one `_name._proto` asks for (labels as
+    /// they came on the wire, any case).
+    pub fn matches(&self, name: &[u8], proto: &[u8]) -> bool {
+        name.len() == self.name.len() + 1
+            && name[0] == b'_'
+            && name[1..].eq_ignore_ascii_case(self.name.as_bytes())
+            && proto.eq_ignore_ascii_case(self.proto_label().as_bytes())
+    }
+}
+
+/// Ports in order, without repeats: one entry's, or the union of the
+/// entries sharing a host. Behind one thin `Arc` that every host of the
+/// entry and the table's nodes share, so a name costs no more for them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PortSet(pub Box<[SrvPort]>);
 
 /// One served name and its addresses, in the entry's order, without repeats.
 /// Inline for the common single address: the index keeps these.
@@ -76,6 +112,16 @@ pub enum SkipReason {
     TooManyAddresses,
     #[error("more than {MAX_RECORDS_PER_ENTRY} records (hosts × addresses) in one entry")]
     TooManyRecords,
+    #[error(
+        "port name is not a valid DNS label after '_' (letters, digits, '-', '_'; at most 62 characters); no SRV for it"
+    )]
+    InvalidPortName,
+    #[error("port name used by another port of the same entry; no SRV for it")]
+    DuplicatePortName,
+    #[error("port number is not in 1..=65535; no SRV for it")]
+    InvalidPortNumber,
+    #[error("more than {MAX_PORTS_PER_ENTRY} ports in one entry; no SRV for the rest")]
+    TooManyPorts,
 }
 
 impl SkipReason {
@@ -93,6 +139,10 @@ impl SkipReason {
             Self::TooManyHosts => "too_many_hosts",
             Self::TooManyAddresses => "too_many_addresses",
             Self::TooManyRecords => "too_many_records",
+            Self::InvalidPortName => "invalid_port_name",
+            Self::DuplicatePortName => "duplicate_port_name",
+            Self::InvalidPortNumber => "invalid_port_number",
+            Self::TooManyPorts => "too_many_ports",
         }
     }
 }
@@ -151,7 +201,50 @@ pub fn convert(se: &ServiceEntry, opts: &ConvertOptions) -> Conversion {
         }
         add_host(&mut out.hosts, HostAddrs { name, addrs });
     }
+    // Only for an entry that serves a host: there is nothing else to hang
+    // SRV records on, and the skips would be noise.
+    if !out.hosts.is_empty() {
+        out.ports = ports(se, &mut out);
+    }
     out
+}
+
+/// The entry's ports that SRV can serve, in its order; each one left out
+/// is skipped with its reason (shown as `port <name>`).
+fn ports(se: &ServiceEntry, out: &mut Conversion) -> Option<Arc<PortSet>> {
+    let mut ports: Vec<SrvPort> = Vec::new();
+    for (i, port) in se.spec.ports.iter().enumerate() {
+        let item = format!("port {}", port.name);
+        if i == MAX_PORTS_PER_ENTRY {
+            out.skip(
+                &format!("{} more ports", se.spec.ports.len() - i),
+                SkipReason::TooManyPorts,
+            );
+            break;
+        }
+        let name = &port.name;
+        if name.is_empty() || name.len() > MAX_LABEL_LEN - 1 || !name.chars().all(is_key_char) {
+            out.skip(&item, SkipReason::InvalidPortName);
+            continue;
+        }
+        let Some(number) = port.number.and_then(|n| u16::try_from(n).ok()).filter(|&n| n > 0) else {
+            out.skip(&item, SkipReason::InvalidPortNumber);
+            continue;
+        };
+        // Names are unique in an entry (Istio requires it), whatever the
+        // protocol: a repeat is a mistake, so it is reported, not merged.
+        if ports.iter().any(|p| p.name.eq_ignore_ascii_case(name)) {
+            out.skip(&item, SkipReason::DuplicatePortName);
+            continue;
+        }
+        let udp = port.protocol.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("UDP"));
+        ports.push(SrvPort {
+            name: name.to_ascii_lowercase().into(),
+            number,
+            udp,
+        });
+    }
+    (!ports.is_empty()).then(|| Arc::new(PortSet(ports.into())))
 }
 
 /// Adds `host`, or, when its name is already there (`a.global` and
@@ -254,6 +347,7 @@ pub(crate) mod tests {
                 addresses: addrs.iter().map(|a| a.to_string()).collect(),
                 resolution: Some("DNS".into()),
                 export_to: Vec::new(),
+                ports: Vec::new(),
             },
             status: None,
         }
@@ -499,5 +593,77 @@ pub(crate) mod tests {
             &mk_opts(),
         );
         assert_eq!(c.hosts[0].addrs[..], [ip("240.0.0.1")]);
+    }
+
+    #[test]
+    fn ports_become_srv_ports_and_bad_ones_are_skipped() {
+        use crate::serviceentry::Port;
+        let mut se = mk_se("foo", "a", &["a.global", "*.b.global"], &["240.0.0.1"]);
+        let port = |name: &str, number: Option<i64>, protocol: Option<&str>| Port {
+            name: name.into(),
+            number,
+            protocol: protocol.map(Into::into),
+        };
+        se.spec.ports = vec![
+            port("HTTP", Some(80), Some("HTTP")),
+            port("dns", Some(53), Some("uDp")),
+            port("plain", Some(1), None),
+            port("http", Some(81), Some("UDP")),
+            port("a.b", Some(1), None),
+            port("", Some(1), None),
+            port(&"x".repeat(63), Some(1), None),
+            port(&"x".repeat(62), Some(65535), None),
+            port("zero", Some(0), None),
+            port("big", Some(65536), None),
+            port("none", None, None),
+        ];
+        let c = convert(&se, &mk_opts());
+        let got: Vec<(String, u16, bool)> = c
+            .ports
+            .as_ref()
+            .unwrap()
+            .0
+            .iter()
+            .map(|p| (p.name.to_string(), p.number, p.udp))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("http".into(), 80, false),
+                ("dns".into(), 53, true),
+                ("plain".into(), 1, false),
+                ("x".repeat(62), 65535, false)
+            ]
+        );
+        let long = format!("port {}", "x".repeat(63));
+        assert_eq!(
+            reasons(&c),
+            [
+                ("port http", "duplicate_port_name"),
+                ("port a.b", "invalid_port_name"),
+                ("port ", "invalid_port_name"),
+                (long.as_str(), "invalid_port_name"),
+                ("port zero", "invalid_port_number"),
+                ("port big", "invalid_port_number"),
+                ("port none", "invalid_port_number"),
+            ]
+        );
+        // No served host, no ports and no port skips.
+        se.spec.hosts = vec!["a.elsewhere".into()];
+        let c = convert(&se, &mk_opts());
+        assert_eq!((&c.ports, reasons(&c)), (&None, vec![("a.elsewhere", "out_of_zone")]));
+    }
+
+    #[test]
+    fn a_port_number_that_is_not_a_number_is_skipped_not_the_entry() {
+        let yaml = "spec: {hosts: [a.global], addresses: [240.0.0.1], resolution: STATIC, \
+                    ports: [{name: a, number: \"80\"}, {name: b, number: 8080, protocol: TCP}, {name: c, number: 1.5}]}";
+        let se: ServiceEntry = serde_saphyr::from_str(yaml).unwrap();
+        let c = convert(&se, &mk_opts());
+        assert_eq!(c.ports.as_ref().unwrap().0.len(), 1);
+        assert_eq!(
+            reasons(&c),
+            [("port a", "invalid_port_number"), ("port c", "invalid_port_number")]
+        );
     }
 }

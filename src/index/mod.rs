@@ -28,7 +28,7 @@ use compact_str::CompactString;
 use smallvec::SmallVec;
 use tracing::{debug, info, warn};
 
-pub use self::convert::{Conversion, ConvertOptions, HostAddrs, SkipReason, Skipped};
+pub use self::convert::{Conversion, ConvertOptions, HostAddrs, PortSet, SkipReason, Skipped, SrvPort};
 use self::metrics::IndexMetrics;
 pub use self::nodes::Node;
 use self::nodes::Nodes;
@@ -113,6 +113,9 @@ pub struct NameRecords {
     /// Served: merged, deduplicated, within [`address_limit`].
     pub a: Vec<std::net::Ipv4Addr>,
     pub aaaa: Vec<std::net::Ipv6Addr>,
+    /// Served as SRV under `_<port>._tcp|_udp.<name>` and at the name
+    /// itself, each with the first entry (in conflict order) listing it.
+    pub ports: Vec<(SrvPort, EntryId)>,
     /// Each defining entry in conflict order (oldest first), with the
     /// addresses it lists for this name.
     pub entries: Vec<(EntryId, Vec<IpAddr>)>,
@@ -138,6 +141,8 @@ pub struct Entry {
     pub created: Option<Arc<str>>,
     /// Each name once (as [`convert::convert`] makes them).
     pub hosts: SmallVec<[HostAddrs; 1]>,
+    /// SRV ports for every non-wildcard host of the entry.
+    pub ports: Option<Arc<PortSet>>,
 }
 
 pub struct Index {
@@ -266,6 +271,16 @@ impl Index {
                     name: name.clone(),
                     a: node.v4().to_vec(),
                     aaaa: node.v6().to_vec(),
+                    ports: node
+                        .ports()
+                        .iter()
+                        .filter_map(|p| {
+                            let first = entries
+                                .iter()
+                                .find(|e| e.ports.as_ref().is_some_and(|s| s.0.contains(p)));
+                            first.map(|e| (p.clone(), e.id()))
+                        })
+                        .collect(),
                     entries: entries.iter().map(|e| (e.id(), listed(e))).collect(),
                 }
             })
@@ -519,13 +534,24 @@ impl Writer {
                 IpAddr::V6(a) => v6.push(a),
             }
         }
-        self.set_records(name, v4, v6);
+        let ports = if name.starts_with("*.") {
+            None
+        } else {
+            merged_ports(&list)
+        };
+        self.set_records(name, v4, v6, ports);
     }
 
-    fn set_records(&mut self, name: &str, v4: Vec<std::net::Ipv4Addr>, v6: Vec<std::net::Ipv6Addr>) {
+    fn set_records(
+        &mut self,
+        name: &str,
+        v4: Vec<std::net::Ipv4Addr>,
+        v6: Vec<std::net::Ipv6Addr>,
+        ports: Option<Arc<PortSet>>,
+    ) {
         let old = self.nodes.get(name).cloned().unwrap_or_default();
         let had = old.has_records();
-        let node = Node::new(v4, v6, old.below());
+        let node = Node::new(v4, v6, ports, old.below());
         let has = node.has_records();
         self.stats.a = self.stats.a + node.v4().len() - old.v4().len();
         self.stats.aaaa = self.stats.aaaa + node.v6().len() - old.v6().len();
@@ -553,6 +579,25 @@ impl Writer {
     }
 }
 
+/// The SRV ports of a host defined by `list` (in conflict order): the
+/// union of the entries' ports, oldest entry first, repeats removed, as
+/// for addresses. One entry's set is shared, not copied.
+fn merged_ports(list: &[Arc<store::Stored>]) -> Option<Arc<PortSet>> {
+    let mut sets = list.iter().filter_map(|e| e.ports.as_ref());
+    let first = sets.next()?;
+    let mut rest = sets.peekable();
+    if rest.peek().is_none() {
+        return Some(first.clone());
+    }
+    let mut ports = first.0.to_vec();
+    for port in rest.flat_map(|s| s.0.iter()) {
+        if !ports.contains(port) {
+            ports.push(port.clone());
+        }
+    }
+    Some(Arc::new(PortSet(ports.into())))
+}
+
 impl Entry {
     /// The entry for one converted ServiceEntry; sources get it from
     /// [`Index::convert`].
@@ -565,6 +610,7 @@ impl Entry {
             },
             created: se.metadata.creation_timestamp.as_deref().map(Arc::from),
             hosts: conversion.hosts,
+            ports: conversion.ports,
         }
     }
 }

@@ -15,12 +15,16 @@ use std::sync::Arc;
 
 use compact_str::CompactString;
 
+use super::convert::{PortSet, SrvPort};
+
 /// The records of one owner name. A node without addresses is an empty
 /// non-terminal: it exists only because names below it do.
 ///
 /// Kept small because the table holds one per name: a name with a single
 /// IPv4 address and nothing below it, by far the commonest, is stored
-/// inline; anything else in one shared allocation.
+/// inline, with its ports (for SRV) as one thin pointer to the set its
+/// entry holds anyway; anything else in one shared allocation. SRV
+/// records are made from the ports when asked, never stored.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Node(Repr);
 
@@ -29,6 +33,7 @@ enum Repr {
     #[default]
     Empty,
     V4(Ipv4Addr),
+    V4Ports(Ipv4Addr, Arc<PortSet>),
     Full(Arc<Full>),
 }
 
@@ -36,18 +41,21 @@ enum Repr {
 struct Full {
     v4: Box<[Ipv4Addr]>,
     v6: Box<[Ipv6Addr]>,
+    ports: Option<Arc<PortSet>>,
     /// Names with records strictly below this one.
     below: u32,
 }
 
 impl Node {
-    pub fn new(v4: Vec<Ipv4Addr>, v6: Vec<Ipv6Addr>, below: u32) -> Self {
-        Self(match (v4.as_slice(), v6.is_empty(), below) {
-            ([], true, 0) => Repr::Empty,
-            ([a], true, 0) => Repr::V4(*a),
-            _ => Repr::Full(Arc::new(Full {
+    pub fn new(v4: Vec<Ipv4Addr>, v6: Vec<Ipv6Addr>, ports: Option<Arc<PortSet>>, below: u32) -> Self {
+        Self(match (v4.as_slice(), v6.is_empty(), ports, below) {
+            ([], true, None, 0) => Repr::Empty,
+            ([a], true, None, 0) => Repr::V4(*a),
+            ([a], true, Some(p), 0) => Repr::V4Ports(*a, p),
+            (_, _, ports, _) => Repr::Full(Arc::new(Full {
                 v4: v4.into(),
                 v6: v6.into(),
+                ports,
                 below,
             })),
         })
@@ -56,7 +64,7 @@ impl Node {
     pub fn v4(&self) -> &[Ipv4Addr] {
         match &self.0 {
             Repr::Empty => &[],
-            Repr::V4(a) => std::slice::from_ref(a),
+            Repr::V4(a) | Repr::V4Ports(a, _) => std::slice::from_ref(a),
             Repr::Full(f) => &f.v4,
         }
     }
@@ -65,6 +73,19 @@ impl Node {
         match &self.0 {
             Repr::Full(f) => &f.v6,
             _ => &[],
+        }
+    }
+
+    /// The ports SRV serves under this name (none for a wildcard).
+    pub fn ports(&self) -> &[SrvPort] {
+        self.port_set().map_or(&[], |p| &p.0)
+    }
+
+    pub(super) fn port_set(&self) -> Option<&Arc<PortSet>> {
+        match &self.0 {
+            Repr::V4Ports(_, p) => Some(p),
+            Repr::Full(f) => f.ports.as_ref(),
+            _ => None,
         }
     }
 
@@ -81,7 +102,7 @@ impl Node {
     }
 
     pub(super) fn with_below(&self, below: u32) -> Self {
-        Self::new(self.v4().to_vec(), self.v6().to_vec(), below)
+        Self::new(self.v4().to_vec(), self.v6().to_vec(), self.port_set().cloned(), below)
     }
 }
 
@@ -298,7 +319,7 @@ mod tests {
     use super::*;
 
     fn mk_node(i: u32) -> Node {
-        Node::new(vec![std::net::Ipv4Addr::from(i)], vec![], 0)
+        Node::new(vec![std::net::Ipv4Addr::from(i)], vec![], None, 0)
     }
 
     /// Random inserts and removes over few names, so that shards fill,
@@ -332,6 +353,13 @@ mod tests {
             let name = format!("svc{i}.global");
             assert_eq!(nodes.get(&name), model.get(&name));
         }
+    }
+
+    /// The table holds one per name: ports must not make it bigger.
+    #[test]
+    fn node_is_two_words() {
+        assert_eq!(std::mem::size_of::<Node>(), 16);
+        assert_eq!(std::mem::size_of::<Slot>(), 40);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use super::convert::add_host;
-use super::{Entry, EntryId, HostAddrs, Namespaces, SourceId};
+use super::{Entry, EntryId, HostAddrs, Namespaces, PortSet, SourceId};
 
 /// One stored entry.
 #[derive(Debug)]
@@ -26,6 +26,8 @@ pub(super) struct Stored {
     created: Option<Arc<str>>,
     /// Distinct names, each with its addresses in the entry's order.
     pub hosts: SmallVec<[HostAddrs; 1]>,
+    /// For SRV under the non-wildcard hosts; shared with the table.
+    pub ports: Option<Arc<PortSet>>,
 }
 
 impl Stored {
@@ -45,6 +47,7 @@ impl Stored {
     /// Whether storing `entry` would change nothing.
     fn same(&self, entry: &Entry) -> bool {
         self.created == entry.created
+            && self.ports == entry.ports
             && (self.hosts == entry.hosts || entry.hosts.len() > 1 && self.hosts == merged(entry.hosts.clone()))
     }
 }
@@ -166,6 +169,7 @@ impl Store {
             name: entry.id.name,
             created: entry.created,
             hosts: merged(entry.hosts),
+            ports: entry.ports,
         });
         let hasher = &self.hasher;
         let hash = key_hash(hasher, &stored.namespace, &stored.name);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 
+use super::convert::SrvPort;
 use super::nodes::{Node, Nodes};
 
 /// Zone-wide settings, fixed at start-up.
@@ -103,6 +104,11 @@ fn key_of(labels: &[&[u8]], buf: &mut [u8; 256]) -> Option<usize> {
     Some(len)
 }
 
+/// `_tcp` or `_udp`, any case: the second label of an SRV name.
+fn is_proto(label: &[u8]) -> bool {
+    label.eq_ignore_ascii_case(b"_tcp") || label.eq_ignore_ascii_case(b"_udp")
+}
+
 /// The buffer is ASCII by construction; '?' can never match a key.
 fn key(buf: &[u8]) -> &str {
     std::str::from_utf8(buf).unwrap_or("?")
@@ -117,7 +123,8 @@ pub enum Lookup<'t> {
     /// An exact name, or the most specific wildcard above the name.
     Records(&'t Zone, &'t Node),
     /// The name exists without records (an empty non-terminal: names or
-    /// a nested served zone below it) and no wildcard covers it: NODATA.
+    /// a nested served zone below it) and no wildcard covers it, or it is
+    /// an SRV name (see [`Table::srv`]), which has no A or AAAA: NODATA.
     NoData(&'t Zone),
     NxDomain(&'t Zone),
 }
@@ -180,6 +187,19 @@ impl Table {
         if let Some(node) = exact.filter(|n| n.has_records()) {
             return Lookup::Records(zone, node);
         }
+        // An SRV name is exact, so it beats the wildcards.
+        if self.srv_host(labels, own, &buf[..len]).is_some() {
+            return Lookup::NoData(zone);
+        }
+        // `_tcp.<host>` above an SRV name is an empty non-terminal, which a
+        // wildcard covers as it covers the others. Worked out before the
+        // wildcard search writes over `buf`.
+        let srv_parent = exact.is_none() && own >= 2 && is_proto(labels[0]) && {
+            let proto = |p: &SrvPort| p.proto_label().as_bytes().eq_ignore_ascii_case(labels[0]);
+            self.nodes
+                .get(key(&buf[labels[0].len() + 1..len]))
+                .is_some_and(|n| n.ports().iter().any(proto))
+        };
         // `*.` + each proper suffix, most specific first: writing '*' over
         // the byte before the suffix's dot only touches labels already passed.
         // A covering wildcard answers empty non-terminals too, as Istio
@@ -194,6 +214,7 @@ impl Table {
         }
         match exact {
             Some(_) => Lookup::NoData(zone),
+            None if srv_parent => Lookup::NoData(zone),
             // A zone nested below the name (`b.a.global` under `global`,
             // asked `a.global`) makes it an empty non-terminal of this one,
             // as a delegation would: NXDOMAIN would deny the inner zone
@@ -201,6 +222,30 @@ impl Table {
             None if self.zones.iter().any(|z| z.is_below(labels)) => Lookup::NoData(zone),
             None => Lookup::NxDomain(zone),
         }
+    }
+
+    /// The host whose port `qname` (`_port._tcp|_udp.<host>`, in `zone`,
+    /// as [`Table::lookup`] found it) names: the SRV answer is made from
+    /// its ports. `None` when `qname` is no SRV name.
+    pub fn srv(&self, qname: &Name, zone: &Zone) -> Option<&Node> {
+        let labels: Vec<&[u8]> = qname.iter().collect();
+        let own = labels.len().checked_sub(zone.labels.len())?;
+        let mut buf = [0u8; 256];
+        let len = key_of(&labels, &mut buf)?;
+        self.srv_host(&labels, own, &buf[..len])
+    }
+
+    /// [`Table::srv`] for `labels`, `own` of them below the zone, keyed
+    /// as `key`. SRV names are made from the host's ports, not stored.
+    fn srv_host(&self, labels: &[&[u8]], own: usize, key_bytes: &[u8]) -> Option<&Node> {
+        // Only a name three labels or more below the zone can be one.
+        if own < 3 || !is_proto(labels[1]) || labels[0].first() != Some(&b'_') {
+            return None;
+        }
+        let host = labels[0].len() + labels[1].len() + 2;
+        self.nodes
+            .get(key(&key_bytes[host..]))
+            .filter(|n| n.ports().iter().any(|p| p.matches(labels[0], labels[1])))
     }
 
     /// Every name with records, sorted, for `check` and debugging.

@@ -41,6 +41,7 @@ pub fn mk_entry_in(source: SourceId, name: &str, created: Option<&str>, hosts: &
                 addrs: addrs.iter().map(|a| a.parse().expect("an IP address")).collect(),
             })
             .collect(),
+        ports: None,
     }
 }
 
@@ -58,5 +59,21 @@ pub fn mk_host_entry(namespace: &str, name: &str, host: &str, addrs: impl IntoIt
             name: host.into(),
             addrs: addrs.into_iter().collect(),
         }],
+        ports: None,
     }
+}
+
+/// `entry` with SRV `ports`, each `(name, number, protocol)` as a
+/// ServiceEntry lists it (already valid: convert's checks are not run).
+pub fn mk_with_ports(mut entry: Entry, ports: &[(&str, u16, &str)]) -> Entry {
+    let ports: Vec<super::SrvPort> = ports
+        .iter()
+        .map(|(name, number, protocol)| super::SrvPort {
+            name: name.to_ascii_lowercase().into(),
+            number: *number,
+            udp: protocol.eq_ignore_ascii_case("UDP"),
+        })
+        .collect();
+    entry.ports = (!ports.is_empty()).then(|| Arc::new(super::PortSet(ports.into())));
+    entry
 }

@@ -522,3 +522,131 @@ fn exported_only_skips_entries_scoped_to_some_namespaces() {
         });
     assert_eq!(counted, Some(3.0));
 }
+
+/// What a query name is for SRV: the ports it answers (`number/proto`),
+/// or the outcome of [`resolve`] when it is no SRV name.
+fn resolve_srv(index: &Index, qname: &str) -> String {
+    let table = index.table();
+    let name = Name::from_ascii(qname).unwrap();
+    let ports = |node: &Node, filter: &dyn Fn(&SrvPort) -> bool| -> String {
+        let all: Vec<String> = node
+            .ports()
+            .iter()
+            .filter(|p| filter(p))
+            .map(|p| format!("{}/{}", p.number, p.proto_label()))
+            .collect();
+        all.join(",")
+    };
+    match table.lookup(&name) {
+        Lookup::NoData(zone) => match table.srv(&name, zone) {
+            Some(host) => {
+                let labels: Vec<&[u8]> = name.iter().take(2).collect();
+                format!("SRV {}", ports(host, &|p| p.matches(labels[0], labels[1])))
+            }
+            None => "NODATA".into(),
+        },
+        Lookup::Records(_, node) if !node.ports().is_empty() => format!("host {}", ports(node, &|_| true)),
+        _ => resolve(index, qname),
+    }
+}
+
+#[test]
+fn srv_names_come_from_the_ports_of_non_wildcard_hosts() {
+    use super::testing::mk_with_ports;
+    let index = mk_index();
+    index.apply(mk_with_ports(
+        mk_entry(
+            "foo/a",
+            None,
+            &[
+                ("httpbin.bar.global", &["240.0.0.2"]),
+                ("*.foo.global", &["240.0.0.9"]),
+                ("h.foo.global", &["240.0.0.3"]),
+            ],
+        ),
+        &[("http", 80, "HTTP"), ("dns", 53, "udp"), ("Grpc", 9090, "GRPC")],
+    ));
+    assert_eq!(resolve_srv(&index, "_http._tcp.httpbin.bar.global."), "SRV 80/_tcp");
+    assert_eq!(resolve_srv(&index, "_HTTP._TCP.HttpBin.bar.global."), "SRV 80/_tcp");
+    assert_eq!(resolve_srv(&index, "_grpc._tcp.httpbin.bar.global."), "SRV 9090/_tcp");
+    assert_eq!(resolve_srv(&index, "_dns._udp.httpbin.bar.global."), "SRV 53/_udp");
+    // The bare host carries every port, as CoreDNS answers a Service name.
+    assert_eq!(
+        resolve_srv(&index, "httpbin.bar.global."),
+        "host 80/_tcp,53/_udp,9090/_tcp"
+    );
+    // `_T.H`: an empty non-terminal when H has a port of that protocol.
+    assert_eq!(resolve_srv(&index, "_tcp.httpbin.bar.global."), "NODATA");
+    assert_eq!(resolve_srv(&index, "_udp.httpbin.bar.global."), "NODATA");
+    // Unknown ports, the wrong protocol, anything else under H: NXDOMAIN.
+    assert_eq!(resolve_srv(&index, "_x._tcp.httpbin.bar.global."), "NXDOMAIN");
+    assert_eq!(resolve_srv(&index, "_dns._tcp.httpbin.bar.global."), "NXDOMAIN");
+    assert_eq!(resolve_srv(&index, "http._tcp.httpbin.bar.global."), "NXDOMAIN");
+    assert_eq!(resolve_srv(&index, "_sctp.httpbin.bar.global."), "NXDOMAIN");
+    assert_eq!(resolve_srv(&index, "_a._http._tcp.httpbin.bar.global."), "NXDOMAIN");
+    // Only under served hosts.
+    assert_eq!(resolve_srv(&index, "_http._tcp.bar.global."), "NXDOMAIN");
+    assert_eq!(resolve_srv(&index, "_tcp.bar.global."), "NXDOMAIN");
+    assert_eq!(resolve_srv(&index, "_http._tcp.global."), "NXDOMAIN");
+    // Wildcard hosts get none; their names keep the wildcard rule.
+    assert_eq!(resolve_srv(&index, "x.foo.global."), "240.0.0.9");
+    assert_eq!(resolve_srv(&index, "_http._tcp.x.foo.global."), "240.0.0.9");
+    // Under a wildcard, SRV names are exact and win; other names under H
+    // (the unknown port, the `_T.H` non-terminal) keep the wildcard rule.
+    assert_eq!(resolve_srv(&index, "_http._tcp.h.foo.global."), "SRV 80/_tcp");
+    assert_eq!(resolve_srv(&index, "_x._tcp.h.foo.global."), "240.0.0.9");
+    assert_eq!(resolve_srv(&index, "_tcp.h.foo.global."), "240.0.0.9");
+    assert_eq!(resolve(&index, "_http._tcp.h.foo.global."), "NODATA");
+}
+
+#[test]
+fn srv_ports_of_a_shared_host_are_the_union_oldest_first() {
+    use super::testing::mk_with_ports;
+    let index = mk_index();
+    let b = mk_with_ports(
+        mk_entry("foo/b", Some("2024-02-01T00:00:00Z"), &[("h.global", &["240.0.0.2"])]),
+        &[("grpc", 9090, "GRPC"), ("http", 80, "HTTP")],
+    );
+    let a = mk_with_ports(
+        mk_entry("foo/a", Some("2024-01-01T00:00:00Z"), &[("h.global", &["240.0.0.1"])]),
+        &[("http", 80, "HTTP"), ("http", 8080, "UDP")],
+    );
+    index.apply(b.clone());
+    assert_eq!(resolve_srv(&index, "h.global."), "host 9090/_tcp,80/_tcp");
+    index.apply(a.clone());
+    assert_eq!(resolve_srv(&index, "h.global."), "host 80/_tcp,8080/_udp,9090/_tcp");
+    assert_eq!(resolve_srv(&index, "_http._tcp.h.global."), "SRV 80/_tcp");
+    assert_eq!(resolve_srv(&index, "_http._udp.h.global."), "SRV 8080/_udp");
+    // A port change alone is a change, and a deleted entry's ports go.
+    let serial = index.table().serial;
+    index.apply(mk_with_ports(a.clone(), &[("http", 81, "HTTP")]));
+    assert_ne!(index.table().serial, serial);
+    assert_eq!(resolve_srv(&index, "_http._tcp.h.global."), "SRV 81/_tcp,80/_tcp");
+    assert_eq!(resolve_srv(&index, "_http._udp.h.global."), "NXDOMAIN");
+    index.delete(&b.id);
+    assert_eq!(resolve_srv(&index, "h.global."), "host 81/_tcp");
+    index.apply(mk_with_ports(a, &[]));
+    assert_eq!(resolve_srv(&index, "h.global."), "240.0.0.1");
+    assert_eq!(resolve_srv(&index, "_http._tcp.h.global."), "NXDOMAIN");
+}
+
+/// One entry's port set is shared by its hosts' nodes, not copied.
+#[test]
+fn one_entry_shares_its_ports_with_every_host() {
+    use super::testing::mk_with_ports;
+    let index = mk_index();
+    index.apply(mk_with_ports(
+        mk_entry(
+            "foo/a",
+            None,
+            &[("a.global", &["240.0.0.1"]), ("b.global", &["240.0.0.1"])],
+        ),
+        &[("http", 80, "HTTP")],
+    ));
+    let table = index.table();
+    let (a, b) = (
+        table.nodes.get("a.global").unwrap(),
+        table.nodes.get("b.global").unwrap(),
+    );
+    assert!(Arc::ptr_eq(a.port_set().unwrap(), b.port_set().unwrap()));
+}
