@@ -85,6 +85,15 @@ const NAMES: &[&str] = &[
     "x.mid.global",
     "deep.mid.global",
     "q.deep.mid.global",
+    // SRV names from the example's ports (SRV answers come from the
+    // general path; A/AAAA there are NODATA on both), `_T.H` non-terminals,
+    // unknown ports, and an unknown one under the `*.baz.global` wildcard.
+    "_http1._tcp.httpbin.bar.global",
+    "_tcp.httpbin.bar.global",
+    "_udp.httpbin.bar.global",
+    "_nope._tcp.httpbin.bar.global",
+    "_http._tcp.reviews.baz-team.global",
+    "_http._tcp.x.baz.global",
     "example.com",
     "com",
     "",
@@ -254,6 +263,35 @@ fn fast_path_matches_general_path() {
     let taken = compare("localhost.", 0x9e37_79b9_7f4a_7c15, count);
     println!("{taken} of {count} generated queries took the fast path; all byte-identical");
     assert!(taken > count / 5, "too few queries took the fast path ({taken})");
+}
+
+/// SRV (and any type but A/AAAA) is never the fast path's: it declines,
+/// and the general path answers with the records.
+#[test]
+fn fast_path_hands_srv_to_the_general_path() {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::RecordType;
+    let index = index("localhost.");
+    let ready = Readiness::register(&prometheus::Registry::new()).unwrap();
+    ready.set_synced();
+    let handler = Handler::new(
+        index.clone(),
+        ready,
+        DnsMetrics::register(&prometheus::Registry::new()).unwrap(),
+    );
+    for (name, answers) in [
+        ("_http1._tcp.httpbin.bar.global.", 1),
+        ("httpbin.bar.global.", 1),
+        ("_nope._tcp.httpbin.bar.global.", 0),
+    ] {
+        let mut m = Message::query();
+        m.add_query(Query::query(Name::from_str(name).unwrap(), RecordType::SRV));
+        let packet = m.to_vec().unwrap();
+        let mut out = Vec::new();
+        assert!(fast::respond(&packet, &index.table(), &mut out).is_none(), "{name}");
+        let reply = Message::from_vec(&general(&handler, &packet).unwrap()).unwrap();
+        assert_eq!(reply.answers.len(), answers, "{name}");
+    }
 }
 
 #[test]

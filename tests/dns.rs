@@ -1103,3 +1103,178 @@ fn exported_only_serves_only_entries_every_namespace_sees() {
         assert_eq!(skipped, if exported_only { 3.0 } else { 0.0 });
     }
 }
+
+// ---------------------------------------------------------------------------
+// SRV from ServiceEntry ports (tests/e2e/srv.yaml)
+
+const SRV_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/srv.yaml");
+
+fn start_srv(registry: &prometheus::Registry) -> Server {
+    let index = Index::new(vec!["global".into()], ZoneConfig::default(), None, registry).unwrap();
+    start_from(Path::new(SRV_FILE), Arc::new(index), synced(), Config::new(2))
+}
+
+#[test]
+fn srv_names_from_ports_with_the_target_addresses_as_additional_records() {
+    let registry = prometheus::Registry::new();
+    let s = start_srv(&registry);
+    for r in [
+        s.ask("_HTTP._tcp.Web.srv.global.", RecordType::SRV),
+        s.tcp(&query("_HTTP._tcp.Web.srv.global.", RecordType::SRV)),
+    ] {
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert!(r.metadata.authoritative && !r.metadata.truncation);
+        // The owner keeps the query's case; the target is the host as the
+        // entry wrote it, lower-cased.
+        assert_eq!(
+            rdata(&r.answers),
+            ["_HTTP._tcp.Web.srv.global. 30 0 100 80 web.srv.global."]
+        );
+        assert!(r.authorities.is_empty());
+        assert_eq!(
+            rdata(&r.additionals),
+            ["web.srv.global. 30 240.1.0.1", "web.srv.global. 30 2001:db8:1::1"]
+        );
+    }
+    // UDP (any case), a port named with another protocol's label.
+    assert_eq!(
+        rdata(&s.ask("_dns._UDP.web.srv.global.", RecordType::SRV).answers),
+        ["_dns._UDP.web.srv.global. 30 0 100 53 web.srv.global."]
+    );
+    // The bare host: every port, as CoreDNS answers a Service name.
+    let r = s.ask("web.srv.global.", RecordType::SRV);
+    assert_eq!(
+        rdata(&r.answers),
+        [
+            "web.srv.global. 30 0 100 80 web.srv.global.",
+            "web.srv.global. 30 0 100 53 web.srv.global.",
+            "web.srv.global. 30 0 100 8080 web.srv.global."
+        ]
+    );
+    assert_eq!(r.additionals.len(), 2);
+    // A shared host: the union of both entries' ports, the older first,
+    // repeats dropped; additional records carry both entries' addresses.
+    let r = s.ask("api.srv.global.", RecordType::SRV);
+    assert_eq!(
+        rdata(&r.answers),
+        [
+            "api.srv.global. 30 0 100 80 api.srv.global.",
+            "api.srv.global. 30 0 100 53 api.srv.global.",
+            "api.srv.global. 30 0 100 8080 api.srv.global.",
+            "api.srv.global. 30 0 100 9090 api.srv.global.",
+            "api.srv.global. 30 0 100 5353 api.srv.global."
+        ]
+    );
+    assert_eq!(
+        rdata(&r.additionals),
+        [
+            "api.srv.global. 30 240.1.0.1",
+            "api.srv.global. 30 240.1.0.2",
+            "api.srv.global. 30 2001:db8:1::1"
+        ]
+    );
+    assert_eq!(
+        rdata(&s.ask("_dns._udp.api.srv.global.", RecordType::SRV).answers),
+        [
+            "_dns._udp.api.srv.global. 30 0 100 53 api.srv.global.",
+            "_dns._udp.api.srv.global. 30 0 100 5353 api.srv.global."
+        ]
+    );
+    // ANY at an SRV name: its one RRset.
+    assert_eq!(s.ask("_http._tcp.web.srv.global.", RecordType::ANY).answers.len(), 1);
+}
+
+#[test]
+fn srv_negative_answers_and_wildcards() {
+    let registry = prometheus::Registry::new();
+    let s = start_srv(&registry);
+    for (name, rtype, rcode) in [
+        // An SRV name has no other type.
+        ("_http._tcp.web.srv.global.", RecordType::A, ResponseCode::NoError),
+        ("_http._tcp.web.srv.global.", RecordType::TXT, ResponseCode::NoError),
+        // `_T.H` is an empty non-terminal, for a protocol H has.
+        ("_tcp.web.srv.global.", RecordType::SRV, ResponseCode::NoError),
+        ("_udp.web.srv.global.", RecordType::A, ResponseCode::NoError),
+        ("_udp.bad.srv.global.", RecordType::SRV, ResponseCode::NXDomain),
+        // Unknown ports, the other protocol, names not under a host.
+        ("_nope._tcp.web.srv.global.", RecordType::SRV, ResponseCode::NXDomain),
+        ("_dns._tcp.web.srv.global.", RecordType::SRV, ResponseCode::NXDomain),
+        ("_http._tcp.srv.global.", RecordType::SRV, ResponseCode::NXDomain),
+        ("_http._tcp.nope.srv.global.", RecordType::SRV, ResponseCode::NXDomain),
+        // Skipped ports serve nothing; the host's other ports still do.
+        (
+            "_not.a.label._tcp.bad.srv.global.",
+            RecordType::SRV,
+            ResponseCode::NXDomain,
+        ),
+        ("_zero._tcp.bad.srv.global.", RecordType::SRV, ResponseCode::NXDomain),
+        // A host's other types, and a wildcard host's names: no SRV.
+        ("x.wild.srv.global.", RecordType::SRV, ResponseCode::NoError),
+        ("_http._tcp.x.wild.srv.global.", RecordType::SRV, ResponseCode::NoError),
+        ("_x._tcp.h.wild.srv.global.", RecordType::SRV, ResponseCode::NoError),
+    ] {
+        assert_negative(&s.ask(name, rtype), rcode, 5);
+    }
+    assert_eq!(
+        rdata(&s.ask("_ok._tcp.bad.srv.global.", RecordType::SRV).answers),
+        ["_ok._tcp.bad.srv.global. 30 0 100 443 bad.srv.global."]
+    );
+    // The SRV name under a wildcard is exact and wins; an unknown one keeps
+    // the wildcard's A (Istio's matching, as for any name under h).
+    assert_eq!(
+        rdata(&s.ask("_http._tcp.h.wild.srv.global.", RecordType::SRV).answers),
+        ["_http._tcp.h.wild.srv.global. 30 0 100 80 h.wild.srv.global."]
+    );
+    assert_eq!(
+        rdata(&s.ask("_x._tcp.h.wild.srv.global.", RecordType::A).answers),
+        ["_x._tcp.h.wild.srv.global. 30 240.1.0.3"]
+    );
+    assert_eq!(
+        rdata(&s.ask("_tcp.h.wild.srv.global.", RecordType::A).answers),
+        ["_tcp.h.wild.srv.global. 30 240.1.0.3"]
+    );
+    // The skipped ports are counted.
+    let skipped = |reason: &str| -> f64 {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "meshdns_skipped_total")
+            .flat_map(|f| f.get_metric())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == reason))
+            .map(|m| m.get_counter().get_value())
+            .sum()
+    };
+    assert_eq!(
+        [
+            skipped("invalid_port_name"),
+            skipped("duplicate_port_name"),
+            skipped("invalid_port_number")
+        ],
+        [1.0, 1.0, 1.0]
+    );
+}
+
+#[test]
+fn srv_additional_records_are_dropped_first_and_never_cause_tc() {
+    let s = start_srv(&prometheus::Registry::new());
+    // 20 AAAA in the additional section: over 512 bytes without EDNS, so
+    // they are dropped and the answer goes out whole, TC clear.
+    let q = query("_http._tcp.many.srv.global.", RecordType::SRV);
+    let r = s.udp(&q);
+    assert!(!r.metadata.truncation);
+    assert_eq!(r.answers.len(), 1);
+    assert!(r.additionals.is_empty(), "{:?}", r.additionals);
+    let r = s.udp(&with_edns(q.clone(), 1232));
+    assert_eq!((r.answers.len(), r.additionals.len()), (1, 20));
+    assert_eq!(s.tcp(&q).additionals.len(), 20);
+    // 25 SRV records do not fit 512 bytes: TC=1 with no records, even
+    // though the additional section alone could have been dropped.
+    let q = query("ports.srv.global.", RecordType::SRV);
+    let r = s.udp(&q);
+    assert!(r.metadata.truncation);
+    assert!(r.answers.is_empty() && r.authorities.is_empty() && r.additionals.is_empty());
+    let r = s.udp(&with_edns(q.clone(), 1232));
+    assert!(!r.metadata.truncation);
+    assert_eq!((r.answers.len(), r.additionals.len()), (25, 1));
+    assert_eq!(s.tcp(&q).answers.len(), 25);
+}
