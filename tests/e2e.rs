@@ -589,8 +589,12 @@ fn compare_with_knot(knot: SocketAddr, meshdns: SocketAddr, queries: &[(&str, Re
         };
         let k = ask(knot).unwrap_or_else(|e| panic!("knot {proto} {name} {rtype}: {e}"));
         let g = ask(meshdns).unwrap_or_else(|e| panic!("meshdns {proto} {name} {rtype}: {e}"));
+        let (k_extra, g_extra) = (additional(&k), additional(&g));
         let (k, g) = (Reply::from_message(&k, true), Reply::from_message(&g, true));
-        let (diff, notes) = reply_diff(&k, &g);
+        let (mut diff, notes) = reply_diff(&k, &g);
+        if k_extra != g_extra {
+            diff.push(format!("additional knot={k_extra:?} meshdns={g_extra:?}"));
+        }
         let verdict = match (diff.is_empty(), notes.is_empty()) {
             (false, _) => "DIFF",
             (true, false) => "note",
@@ -622,6 +626,21 @@ fn compare_with_knot(knot: SocketAddr, meshdns: SocketAddr, queries: &[(&str, Re
         queries.len() * 2
     );
     diffs
+}
+
+/// The additional section but OPT (an SRV target's addresses), sorted,
+/// each record once: Knot repeats a target's addresses for every SRV
+/// record that names it, meshdns sends them once (RFC 2181 §5 makes them
+/// one RRset).
+fn additional(m: &hickory_proto::op::Message) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .additionals
+        .iter()
+        .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// The example and the edge cases as a zone file, as `meshdns check
@@ -660,6 +679,200 @@ fn knot_reference_comparison() {
 
     let m = Meshdns::serve(&[&example, &edge], &[]);
     let diffs = compare_with_knot(knot_addr, m.dns, &knot_queries());
+    knot.proc.assert_alive();
+    assert!(diffs.is_empty(), "meshdns differs from Knot DNS:\n{diffs}");
+}
+
+// ---------------------------------------------------------------------------
+// SRV from ServiceEntry ports (tests/e2e/srv.yaml)
+
+fn srv_file() -> std::path::PathBuf {
+    repo_path("tests/e2e/srv.yaml")
+}
+
+const SRV_CASES: &[Case] = &[
+    case(
+        "_HTTP._tcp.Web.srv.global",
+        "SRV",
+        "NOERROR",
+        &[("_HTTP._tcp.Web.srv.global.", "SRV", "0 100 80 web.srv.global.")],
+        false,
+    ),
+    case(
+        "_dns._udp.api.srv.global",
+        "SRV",
+        "NOERROR",
+        &[
+            ("_dns._udp.api.srv.global.", "SRV", "0 100 53 api.srv.global."),
+            ("_dns._udp.api.srv.global.", "SRV", "0 100 5353 api.srv.global."),
+        ],
+        false,
+    ),
+    case(
+        "web.srv.global",
+        "SRV",
+        "NOERROR",
+        &[
+            ("web.srv.global.", "SRV", "0 100 80 web.srv.global."),
+            ("web.srv.global.", "SRV", "0 100 53 web.srv.global."),
+            ("web.srv.global.", "SRV", "0 100 8080 web.srv.global."),
+        ],
+        false,
+    ),
+    case("_tcp.web.srv.global", "SRV", "NOERROR", &[], true),
+    case("_http._tcp.web.srv.global", "A", "NOERROR", &[], true),
+    case("_nope._tcp.web.srv.global", "SRV", "NXDOMAIN", &[], true),
+    case("_http._tcp.x.wild.srv.global", "SRV", "NOERROR", &[], true),
+    case(
+        "_http._tcp.h.wild.srv.global",
+        "SRV",
+        "NOERROR",
+        &[("_http._tcp.h.wild.srv.global.", "SRV", "0 100 80 h.wild.srv.global.")],
+        false,
+    ),
+    case(
+        "_x._tcp.h.wild.srv.global",
+        "A",
+        "NOERROR",
+        &[("_x._tcp.h.wild.srv.global.", "A", "240.1.0.3")],
+        false,
+    ),
+    tcp(case(
+        "_http._tcp.api.srv.global",
+        "SRV",
+        "NOERROR",
+        &[("_http._tcp.api.srv.global.", "SRV", "0 100 80 api.srv.global.")],
+        false,
+    )),
+    tcp(case("_nope._tcp.web.srv.global", "SRV", "NXDOMAIN", &[], true)),
+];
+
+#[test]
+#[ignore = "needs dig and kdig"]
+fn dig_and_kdig_srv() {
+    let (dig_bin, kdig_bin) = (require_tool("dig"), require_tool("kdig"));
+    let m = Meshdns::serve(&[&srv_file()], &[]);
+    let mut failures = String::new();
+    for (client, case_sensitive) in [("dig", true), ("kdig", false)] {
+        for c in SRV_CASES {
+            let mut args = vec![c.name, c.qtype];
+            if c.tcp {
+                args.push("+tcp");
+            }
+            let got = match client {
+                "dig" => dig(&dig_bin, m.dns, &args),
+                _ => kdig(&kdig_bin, m.dns, &args),
+            };
+            let bad = check_case(c, &got, case_sensitive);
+            println!(
+                "{client} {} {} tcp={}: {}",
+                c.name,
+                c.qtype,
+                c.tcp,
+                if bad.is_empty() { "ok" } else { "FAIL" }
+            );
+            if !bad.is_empty() {
+                let _ = writeln!(
+                    failures,
+                    "{client} {} {}: {}\n{}",
+                    c.name,
+                    c.qtype,
+                    bad.join("; "),
+                    got.dump()
+                );
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures}");
+    // The additional section as dig shows it: the target's addresses over
+    // EDNS; without EDNS (512 bytes) 20 AAAA do not fit and are dropped,
+    // with the answer whole and TC clear.
+    let additional = |args: &[&str]| {
+        let mut cmd = Command::new(&dig_bin);
+        cmd.arg(format!("@{}", m.dns.ip()))
+            .args([
+                "-p",
+                &m.dns.port().to_string(),
+                "+noall",
+                "+comments",
+                "+answer",
+                "+additional",
+            ])
+            .args(["+time=2", "+tries=2", "+ignore"])
+            .args(args);
+        let out = String::from_utf8(run_bounded(cmd, Duration::from_secs(15)).stdout).unwrap();
+        // One space between fields: dig pads owners with tabs.
+        out.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let out = additional(&["_http._tcp.web.srv.global", "SRV"]);
+    for want in [
+        "web.srv.global. 30 IN A 240.1.0.1",
+        "web.srv.global. 30 IN AAAA 2001:db8:1::1",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    let out = additional(&["_http._tcp.many.srv.global", "SRV"]);
+    assert_eq!(out.matches("IN AAAA").count(), 20, "{out}");
+    let out = additional(&["+noedns", "_http._tcp.many.srv.global", "SRV"]);
+    assert!(
+        !out.contains("IN AAAA") && out.contains("IN SRV") && !out.contains(" tc"),
+        "{out}"
+    );
+    let out = additional(&["+noedns", "ports.srv.global", "SRV"]);
+    assert!(out.contains(" tc") && !out.contains("IN SRV"), "{out}");
+}
+
+#[test]
+#[ignore = "needs knotd"]
+fn knot_reference_comparison_srv() {
+    let file = srv_file();
+    let (code, zone, stderr) = meshdns_check(&["--output", "zone", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "meshdns check --output zone failed:\n{stderr}\n{zone}");
+    assert!(
+        zone.contains("_http._tcp.web.srv.global. 30 IN SRV 0 100 80 web.srv.global."),
+        "{zone}"
+    );
+    let mut knot = Knot::serve(&zone);
+    let m = Meshdns::serve(&[&file], &[]);
+    use RecordType::*;
+    let mut queries = Vec::new();
+    for name in [
+        "_http._tcp.web.srv.global.",
+        "_HTTP._TCP.Web.Srv.Global.",
+        "_dns._udp.web.srv.global.",
+        "_grpc-web._tcp.web.srv.global.",
+        "_http._tcp.api.srv.global.",
+        "_dns._udp.api.srv.global.",
+        "_metrics._tcp.api.srv.global.",
+        "web.srv.global.",
+        "api.srv.global.",
+        "Api.SRV.global.",
+        "bad.srv.global.",
+        "_ok._tcp.bad.srv.global.",
+        "_tcp.web.srv.global.",
+        "_udp.web.srv.global.",
+        "_udp.bad.srv.global.",
+        "_nope._tcp.web.srv.global.",
+        "_dns._tcp.web.srv.global.",
+        "_http._tcp.srv.global.",
+        "_http._tcp.h.wild.srv.global.",
+        "h.wild.srv.global.",
+        "x.wild.srv.global.",
+        "_http._tcp.many.srv.global.",
+        "many.srv.global.",
+        "ports.srv.global.",
+        "_p7._tcp.ports.srv.global.",
+        // Not `_x._tcp.h.wild.srv.global.` or `_tcp.h.wild.srv.global.`:
+        // the wildcard answers them for meshdns (Istio's matching), Knot
+        // follows RFC 4592 (NXDOMAIN, NODATA).
+    ] {
+        queries.extend([(name, SRV), (name, A), (name, AAAA)]);
+    }
+    queries.extend([("_http._tcp.web.srv.global.", ANY), ("_http._tcp.web.srv.global.", TXT)]);
+    let diffs = compare_with_knot(knot.addr, m.dns, &queries);
     knot.proc.assert_alive();
     assert!(diffs.is_empty(), "meshdns differs from Knot DNS:\n{diffs}");
 }
