@@ -1278,3 +1278,27 @@ fn srv_additional_records_are_dropped_first_and_never_cause_tc() {
     assert_eq!((r.answers.len(), r.additionals.len()), (25, 1));
     assert_eq!(s.tcp(&q).answers.len(), 25);
 }
+
+#[test]
+fn srv_answers_of_the_longest_names_fit_one_tcp_message() {
+    use meshdns::index::port_limit;
+    use meshdns::index::testing::mk_with_ports;
+    let s = start();
+    let long = format!("{}.global", vec!["x".repeat(60); 4].join("."));
+    let names: Vec<String> = (0..300).map(|i| format!("p{i}")).collect();
+    let ports: Vec<(&str, u16, &str)> = names.iter().map(|p| (p.as_str(), 80, "TCP")).collect();
+    let addrs = (0..1000u128)
+        .map(|j| std::net::Ipv6Addr::from((0xfd00 << 112) | j).to_string())
+        .collect::<Vec<_>>();
+    let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    s.index.apply(mk_with_ports(
+        mk_entry("ns/long", None, &[(long.as_str(), &addrs)]),
+        &ports,
+    ));
+    let r = s.tcp(&with_edns(query(&format!("{long}."), RecordType::SRV), 1232));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(!r.metadata.truncation);
+    assert_eq!(r.answers.len(), port_limit(&long));
+    // The addresses did not fit beside them, and were dropped.
+    assert!(r.additionals.is_empty());
+}

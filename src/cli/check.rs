@@ -321,4 +321,38 @@ mod tests {
             "{out}"
         );
     }
+
+    #[test]
+    fn srv_records_in_text_and_zone_output() {
+        let manifest = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a, namespace: foo}\n\
+             spec: {hosts: [Web.bar.global, '*.w.global'], addresses: [240.0.0.1], resolution: STATIC, \
+             ports: [{name: HTTP, number: 80, protocol: HTTP}, {name: dns, number: 53, protocol: UDP}, {name: a.b, number: 1}]}\n";
+        let out = check_text(manifest);
+        for line in [
+            "_dns._udp.web.bar.global.   SRV   0 100 53 web.bar.global.",
+            "_http._tcp.web.bar.global.  SRV   0 100 80 web.bar.global.",
+            "web.bar.global.             SRV   0 100 80 web.bar.global.",
+            "foo/a  port a.b",
+            "6 records, 1 skipped",
+        ] {
+            assert!(out.contains(line), "no {line:?} in:\n{out}");
+        }
+        assert!(!out.contains("_http._tcp.*"), "no SRV for a wildcard host:\n{out}");
+
+        let index = mk_index();
+        let file = Path::new("/etc/meshdns/se.yaml");
+        index.reset(&file::source_id(file), file::load(file, manifest, &index).unwrap());
+        let zone = zone_file(&index.table());
+        let srv: Vec<&str> = zone.lines().filter(|l| l.contains(" SRV ")).collect();
+        assert_eq!(
+            srv,
+            [
+                "web.bar.global. 30 IN SRV 0 100 80 web.bar.global.",
+                "web.bar.global. 30 IN SRV 0 100 53 web.bar.global.",
+                "_http._tcp.web.bar.global. 30 IN SRV 0 100 80 web.bar.global.",
+                "_dns._udp.web.bar.global. 30 IN SRV 0 100 53 web.bar.global.",
+            ],
+            "{zone}"
+        );
+    }
 }

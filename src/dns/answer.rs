@@ -1,5 +1,7 @@
 //! Authoritative answers from the table: which rcode, which records, in
 //! which section. Pure: no I/O, no EDNS, no size limits (see `handler`).
+//! SRV records are made here from a host's ports (`_port._proto.<host>`
+//! and the bare host), with the host's addresses as additional records.
 
 use hickory_proto::op::{Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, NS, SRV};

@@ -237,8 +237,17 @@ impl Handler {
         // An answer must fit one message: hickory would set TC on a longer
         // one, which RFC 2181 §9 forbids over TCP. The index's per-name
         // address limit keeps that from happening.
-        let encoded = encode(message(&p, &request.queries), out);
-        if encoded.is_err() || out.len() > usize::from(u16::MAX) || out.get(2).is_some_and(|flags| flags & 0x02 != 0) {
+        let too_big = |encoded: Result<(), ()>, out: &[u8]| {
+            encoded.is_err() || out.len() > usize::from(u16::MAX) || out.get(2).is_some_and(|flags| flags & 0x02 != 0)
+        };
+        let mut encoded = encode(message(&p, &request.queries), out);
+        // Additional records go first here too: an SRV target's addresses
+        // beside a full answer could outgrow the message.
+        if too_big(encoded, out) && !p.reply.additional.is_empty() {
+            p.reply.additional.clear();
+            encoded = encode(message(&p, &request.queries), out);
+        }
+        if too_big(encoded, out) {
             warn!(%src, "TCP answer does not fit one message; answering SERVFAIL");
             p.metadata.response_code = ResponseCode::ServFail;
             p.metadata.authoritative = false;

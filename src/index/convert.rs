@@ -1,5 +1,6 @@
-//! ServiceEntry → records: which hosts are served and with which addresses.
-//! Pure; every host or address left out comes back with its reason, so
+//! ServiceEntry → records: which hosts are served and with which addresses,
+//! and which ports become SRV records under them. Pure; every host, address
+//! or port left out comes back with its reason, so
 //! `meshdns check`, the logs and the metrics all tell the same story.
 
 use std::net::IpAddr;

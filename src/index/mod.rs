@@ -53,6 +53,19 @@ pub fn address_limit(name: &str) -> usize {
     ((usize::from(u16::MAX) - fixed) / per_record).min(MAX_ADDRESSES_PER_NAME)
 }
 
+/// Most SRV ports `name` can carry after merging entries: the bare host's
+/// answer (one SRV record per port, the target spelled out in full, as
+/// RFC 2782 forbids compressing it) must fit one 64 KiB TCP message.
+/// Owners count in full too, since hickory stops compressing names after
+/// the first 120 in a message. Additional records are dropped before
+/// anything else, so they do not count.
+pub fn port_limit(name: &str) -> usize {
+    let wire = (name.len() + 2).min(255);
+    let fixed = 12 + (wire + 4) + 11; // header, question, OPT
+    let per_record = wire + 10 + 6 + wire; // owner, fixed fields, target
+    ((usize::from(u16::MAX) - fixed) / per_record).min(convert::MAX_PORTS_PER_ENTRY)
+}
+
 /// Entries changed by one reset after which freed memory is handed back.
 const TRIM_AFTER: usize = 1000;
 
@@ -537,7 +550,7 @@ impl Writer {
         let ports = if name.starts_with("*.") {
             None
         } else {
-            merged_ports(&list)
+            merged_ports(name, &list)
         };
         self.set_records(name, v4, v6, ports);
     }
@@ -581,19 +594,27 @@ impl Writer {
 
 /// The SRV ports of a host defined by `list` (in conflict order): the
 /// union of the entries' ports, oldest entry first, repeats removed, as
-/// for addresses. One entry's set is shared, not copied.
-fn merged_ports(list: &[Arc<store::Stored>]) -> Option<Arc<PortSet>> {
+/// for addresses, at most [`port_limit`]. One entry's set is shared, not
+/// copied.
+fn merged_ports(name: &str, list: &[Arc<store::Stored>]) -> Option<Arc<PortSet>> {
+    let limit = port_limit(name);
     let mut sets = list.iter().filter_map(|e| e.ports.as_ref());
     let first = sets.next()?;
     let mut rest = sets.peekable();
-    if rest.peek().is_none() {
+    if rest.peek().is_none() && first.0.len() <= limit {
         return Some(first.clone());
     }
-    let mut ports = first.0.to_vec();
-    for port in rest.flat_map(|s| s.0.iter()) {
-        if !ports.contains(port) {
-            ports.push(port.clone());
+    let mut ports: Vec<SrvPort> = Vec::new();
+    let mut seen: HashSet<&SrvPort> = HashSet::new();
+    for port in first.0.iter().chain(rest.flat_map(|s| s.0.iter())) {
+        if !seen.insert(port) {
+            continue;
         }
+        if ports.len() == limit {
+            warn!(%name, limit, "too many SRV ports for one name; extra ones skipped");
+            break;
+        }
+        ports.push(port.clone());
     }
     Some(Arc::new(PortSet(ports.into())))
 }

@@ -1,5 +1,7 @@
-//! The immutable table a DNS query reads: names → addresses, plus what the
-//! negative answers need (empty non-terminals, wildcards, zones). A new table
+//! The immutable table a DNS query reads: names → addresses and ports,
+//! plus what the negative answers need (empty non-terminals, wildcards,
+//! zones). SRV names (`_port._tcp|_udp.<host>`) are not stored: they are
+//! recognised from the query name and the host's ports. A new table
 //! is published for each change; readers never wait for writers.
 
 use std::sync::Arc;

@@ -650,3 +650,26 @@ fn one_entry_shares_its_ports_with_every_host() {
     );
     assert!(Arc::ptr_eq(a.port_set().unwrap(), b.port_set().unwrap()));
 }
+
+#[test]
+fn srv_ports_per_name_are_capped_so_the_answer_fits_one_tcp_message() {
+    use super::testing::mk_with_ports;
+    let index = mk_index();
+    let long = format!("{}.global", vec!["x".repeat(60); 4].join("."));
+    let names: Vec<String> = (0..512).map(|i| format!("p{i}")).collect();
+    for (n, half) in names.chunks(256).enumerate() {
+        let ports: Vec<(&str, u16, &str)> = half.iter().map(|p| (p.as_str(), 80, "TCP")).collect();
+        let entry = mk_entry(
+            &format!("foo/e{n}"),
+            None,
+            &[(long.as_str(), &["240.0.0.1"]), ("short.global", &["240.0.0.2"])],
+        );
+        index.apply(mk_with_ports(entry, &ports));
+    }
+    let table = index.table();
+    let limit = port_limit(&long);
+    assert!(limit < 256, "{limit}");
+    assert_eq!(table.nodes.get(&long).unwrap().ports().len(), limit);
+    assert_eq!(table.nodes.get("short.global").unwrap().ports().len(), 256);
+    assert_eq!(table.nodes.get("short.global").unwrap().ports()[255].name, "p255");
+}
