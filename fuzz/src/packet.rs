@@ -153,6 +153,7 @@ fn mk_se(i: usize, host: String, shape: u8) -> ServiceEntry {
             hosts: vec![host],
             addresses: v4.chain(v6).map(|a| a.to_string()).collect(),
             resolution: Some("STATIC".into()),
+            ..Spec::default()
         },
         status: None,
     }
