@@ -2,8 +2,9 @@
 # The short fuzz run: every target in fuzz/ under libFuzzer for SECONDS
 # each (default 60), one after the other, starting from the committed
 # corpus. Not part of CI; `cargo test --test fuzz_corpus` replays the
-# corpus there. Installs cargo-fuzz (under ~/.cache/meshdns/tools) if it is
-# missing; needs a nightly toolchain (`rustup toolchain install nightly`).
+# corpus there. Installs cargo-fuzz (under ~/.cache/meshdns/tools, at the
+# version scripts/install-tools.sh pins) if it is missing; needs a nightly
+# toolchain (`rustup toolchain install nightly`).
 #
 # New inputs go to fuzz/target/corpus/<target>, not the committed corpus;
 # merge the interesting ones with
@@ -15,11 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${1:-60}"
 
-tools="$HOME/.cache/meshdns/tools"
-export PATH="$tools/bin:$PATH"
-if ! command -v cargo-fuzz >/dev/null; then
-    cargo install cargo-fuzz --locked --root "$tools"
-fi
+# cargo-fuzz at the version scripts/install-tools.sh pins.
+PATH="$(../scripts/install-tools.sh fuzz):$PATH"
+export PATH
 
 # No sanitizer: the targets run safe Rust, and ASan would halve the
 # execution rate. Debug assertions and overflow checks stay on (the
