@@ -288,7 +288,8 @@ fn in_the_pod(dir: &Path) {
     dnsmasq.assert_alive();
     assert!(
         failures.is_empty(),
-        "{} failure(s):\n{}\n\nall lookups:\n{report}\ndnsmasq log:\n{log}",
+        // dnsmasq's and meshdns's logs follow, printed as their Procs drop.
+        "{} failure(s):\n{}\n\nall lookups:\n{report}",
         failures.len(),
         failures.join("\n")
     );
