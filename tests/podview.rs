@@ -18,11 +18,9 @@
 //! guard against that. A missing name must fail with "not found" in both
 //! libraries, quickly, not after a timeout.
 //!
-//! SRV: `res_search` (`tests/podview/srv.c`, glibc and musl) asks for SRV as
-//! an application can. meshdns serves no SRV records yet, so the SRV case checks
-//! what a pod gets today: NODATA (`NO_DATA`) for a name that exists, never
-//! NXDOMAIN, and `HOST_NOT_FOUND` for a missing one. When SRV records are
-//! served, that case gains their names and answers.
+//! SRV: meshdns serves no SRV records yet, so the SRV lookups (`res_search`
+//! in `tests/podview/srv.c`, glibc and musl) are in a test of their own,
+//! [`pod_view_srv`].
 //!
 //! The test touches only the namespaces it creates: the bind mounts over
 //! `/etc` live in the private mount namespace, and every process it starts
@@ -35,7 +33,7 @@ mod common;
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -63,16 +61,22 @@ const EAI_NONAME: i32 = -2;
 #[test]
 #[ignore = "needs unshare, ip, mount, dnsmasq, getent, cc, musl-gcc"]
 fn pod_view() {
+    in_a_pod("pod_view", addresses);
+}
+
+/// Both halves of the test: outside the namespaces `test` builds the pod and
+/// re-runs itself inside them, where `lookups` runs.
+fn in_a_pod(test: &str, lookups: fn(&mut Pod)) {
     match std::env::var_os(INSIDE_ENV) {
-        Some(dir) => in_the_pod(Path::new(&dir)),
-        None => make_the_pod(),
+        Some(dir) => Pod::start(Path::new(&dir)).run(lookups),
+        None => make_the_pod(test),
     }
 }
 
 // ---------------------------------------------------------------------------
-// Outside: build the programs, then re-run this test inside the namespaces.
+// Outside: build the programs, then re-run the test inside the namespaces.
 
-fn make_the_pod() {
+fn make_the_pod(test: &str) {
     let unshare = require_tool("unshare");
     for tool in ["ip", "mount", "dnsmasq", "getent"] {
         require_tool(tool);
@@ -111,13 +115,7 @@ fn make_the_pod() {
     cmd.args(["--net", "--mount", "--propagation", "private"])
         .args(["--pid", "--fork", "--kill-child", "--mount-proc", "--"])
         .arg(&me)
-        .args([
-            "--exact",
-            "pod_view",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", test, "--include-ignored", "--nocapture", "--test-threads=1"])
         .env(INSIDE_ENV, d);
     let out = run_bounded(cmd, Duration::from_secs(180));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -176,7 +174,77 @@ fn processes_mentioning(dir: &Path) -> Vec<String> {
 // ---------------------------------------------------------------------------
 // Inside: the pod.
 
+/// The pod: its files and programs in `dir`, meshdns, dnsmasq as kube-dns,
+/// and what the lookups found.
+struct Pod {
+    dir: PathBuf,
+    meshdns: Meshdns,
+    dnsmasq: Proc,
+    report: String,
+    failures: Vec<String>,
+}
+
+impl Pod {
+    fn start(dir: &Path) -> Pod {
+        // Bind mounts over /etc are only harmless in unshare's mount
+        // namespace, where this binary runs as PID 1.
+        assert_eq!(std::process::id(), 1, "{INSIDE_ENV} set outside the test's namespaces");
+        run(&["ip", "link", "set", "lo", "up"]);
+        for f in ["resolv.conf", "hosts", "nsswitch.conf"] {
+            let src = dir.join(f);
+            run(&["mount", "--bind", &src.to_string_lossy(), &format!("/etc/{f}")]);
+        }
+        assert_eq!(fs::read_to_string("/etc/resolv.conf").unwrap(), RESOLV_CONF);
+        let meshdns = Meshdns::serve(&[&repo_path("tests/podview/serviceentries.yaml")], &[]);
+        let dnsmasq = kube_dns(dir, meshdns.dns.port());
+        Pod {
+            dir: dir.to_path_buf(),
+            meshdns,
+            dnsmasq,
+            report: String::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    fn run(mut self, lookups: fn(&mut Pod)) {
+        lookups(&mut self);
+        println!("{}", self.report);
+        self.dnsmasq.assert_alive();
+        assert!(
+            self.failures.is_empty(),
+            // dnsmasq's and meshdns's logs follow, printed as their Procs drop.
+            "{} failure(s):\n{}\n\nall lookups:\n{}",
+            self.failures.len(),
+            self.failures.join("\n"),
+            self.report
+        );
+    }
+
+    /// One of the C programs built outside.
+    fn program(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Runs `lookup`, records what it got and how long it took; a failure
+    /// if `ok` says no or it took longer than LOOKUP_LIMIT.
+    fn lookup(
+        &mut self,
+        what: String,
+        lookup: impl FnOnce() -> Result<Vec<String>, String>,
+        ok: impl FnOnce(&Result<Vec<String>, String>) -> bool,
+    ) {
+        let start = Instant::now();
+        let got = lookup();
+        let took = start.elapsed();
+        let _ = writeln!(self.report, "{what:<60} {took:>9.1?}  {got:?}");
+        if !ok(&got) || took > LOOKUP_LIMIT {
+            self.failures.push(format!("{what}: got {got:?} in {took:?}"));
+        }
+    }
+}
+
 /// What a lookup must give.
+#[derive(Clone, Copy)]
 enum Want {
     /// These addresses, in any order.
     Addrs(&'static [&'static str]),
@@ -196,39 +264,10 @@ const CASES: &[(&str, &str, Want)] = &[
     ("missing", "nope.bar.global", Want::NotFound),
 ];
 
-/// SRV through `res_search`: (name, what glibc and musl must report). No SRV
-/// records are served yet; an existing name must be NODATA, not NXDOMAIN.
-const SRV_CASES: &[(&str, &str)] = &[
-    ("httpbin.bar.global", "res_search: NO_DATA"),
-    ("nope.bar.global", "res_search: HOST_NOT_FOUND"),
-];
-
-fn in_the_pod(dir: &Path) {
-    // Bind mounts over /etc are only harmless in unshare's mount namespace,
-    // where this binary runs as PID 1.
-    assert_eq!(std::process::id(), 1, "{INSIDE_ENV} set outside the test's namespaces");
-    run(&["ip", "link", "set", "lo", "up"]);
-    for f in ["resolv.conf", "hosts", "nsswitch.conf"] {
-        let src = dir.join(f);
-        run(&["mount", "--bind", &src.to_string_lossy(), &format!("/etc/{f}")]);
-    }
-    assert_eq!(fs::read_to_string("/etc/resolv.conf").unwrap(), RESOLV_CONF);
-
-    let m = Meshdns::serve(&[&repo_path("tests/podview/serviceentries.yaml")], &[]);
-    let mut dnsmasq = kube_dns(dir, m.dns.port());
-
+/// getaddrinfo (glibc: `getent ahosts` and gai.c; musl: gai.c) on CASES.
+fn addresses(pod: &mut Pod) {
     let getent = require_tool("getent");
-    let exe = |name: &str| dir.join(name);
-    let mut report = String::new();
-    let mut failures = Vec::new();
-    let mut check = |what: String, got: Result<Vec<String>, String>, took: Duration, ok: bool| {
-        let _ = writeln!(report, "{what:<60} {took:>9.1?}  {got:?}");
-        if !ok || took > LOOKUP_LIMIT {
-            failures.push(format!("{what}: got {got:?} in {took:?}"));
-        }
-    };
-
-    for (label, name, want) in CASES {
+    for &(label, name, want) in CASES {
         // (resolver, C program; None: getent)
         let resolvers = [
             ("glibc getent ahosts", None),
@@ -236,13 +275,12 @@ fn in_the_pod(dir: &Path) {
             ("musl getaddrinfo", Some("gai-musl")),
         ];
         for (resolver, program) in resolvers {
-            let start = Instant::now();
-            let got = match program {
+            let exe = program.map(|p| pod.program(p));
+            let lookup = || match &exe {
                 None => getent_ahosts(&getent, name),
-                Some(p) => lines_or_err(&exe(p), name),
+                Some(exe) => lines_or_err(exe, name),
             };
-            let took = start.elapsed();
-            let ok = match (want, &got) {
+            let ok = |got: &Result<Vec<String>, String>| match (want, got) {
                 (Want::Addrs(want), Ok(addrs)) => {
                     let mut want = want.to_vec();
                     want.sort_unstable();
@@ -252,47 +290,23 @@ fn in_the_pod(dir: &Path) {
                 (Want::NotFound, Err(e)) => e.starts_with(&format!("getaddrinfo: {EAI_NONAME} ")),
                 _ => false,
             };
-            check(format!("{label}: {resolver} {name}"), got, took, ok);
+            pod.lookup(format!("{label}: {resolver} {name}"), lookup, ok);
         }
     }
-
-    for (name, want) in SRV_CASES {
-        for resolver in ["glibc", "musl"] {
-            let start = Instant::now();
-            let got = lines_or_err(&exe(&format!("srv-{resolver}")), name);
-            let took = start.elapsed();
-            let ok = got.as_ref().err().is_some_and(|e| e == want);
-            check(
-                format!("SRV (not served yet): {resolver} res_search {name}"),
-                got,
-                took,
-                ok,
-            );
-        }
-    }
-    println!("{report}");
 
     // The search path was walked as in a pod: the cluster zone said NXDOMAIN,
-    // then the name went to meshdns as is.
-    let log = dnsmasq.log();
+    // then the name went to meshdns as is, whose AAAA answer was NODATA.
+    let log = pod.dnsmasq.log();
     for line in [
         "query[AAAA] httpbin.bar.global.default.svc.cluster.local from 127.0.0.1".to_string(),
         "config httpbin.bar.global.cluster.local is NXDOMAIN".to_string(),
-        format!("forwarded httpbin.bar.global to 127.0.0.1#{}", m.dns.port()),
+        format!("forwarded httpbin.bar.global to 127.0.0.1#{}", pod.meshdns.dns.port()),
         "reply httpbin.bar.global is NODATA-IPv6".to_string(),
     ] {
         if !log.contains(&line) {
-            failures.push(format!("dnsmasq log lacks {line:?}"));
+            pod.failures.push(format!("dnsmasq log lacks {line:?}"));
         }
     }
-    dnsmasq.assert_alive();
-    assert!(
-        failures.is_empty(),
-        // dnsmasq's and meshdns's logs follow, printed as their Procs drop.
-        "{} failure(s):\n{}\n\nall lookups:\n{report}",
-        failures.len(),
-        failures.join("\n")
-    );
 }
 
 /// dnsmasq on 127.0.0.1:53 as kube-dns runs it: `global` forwarded to
