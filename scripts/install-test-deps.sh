@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the tools the tests drive (Debian/Ubuntu, as root): the DNS
-# servers and clients of tests/e2e.rs, Prometheus, and what tests/image.rs
-# runs the image's binary with.
+# servers and clients of tests/e2e.rs, Prometheus, what tests/image.rs
+# runs the image's binary with, and the namespace tools and C compilers
+# (glibc's and musl's) of tests/podview.rs.
 # Idempotent: only runs apt-get when a tool is missing. The e2e tests use
 # their own configs and ports, so the unbound/knot system services these
 # packages may start are neither needed nor touched.
@@ -22,6 +23,14 @@ declare -A pkg_for=(
   [bwrap]=bubblewrap
   [setpriv]=util-linux
   [qemu-aarch64-static]=qemu-user-static
+  # tests/podview.rs: a pod's resolv.conf in a network namespace, names
+  # resolved by glibc and by musl (a C program built with musl-gcc)
+  [unshare]=util-linux
+  [mount]=mount
+  [ip]=iproute2
+  [getent]=libc-bin
+  [cc]=gcc
+  [musl-gcc]=musl-tools
 )
 
 have() { PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$1" >/dev/null 2>&1; }

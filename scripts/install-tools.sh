@@ -3,7 +3,7 @@
 # versions pinned here, into ~/.cache/meshdns/tools (or $MESHDNS_TOOLS):
 # cargo-audit and cargo-deny (supply-chain checks), and with `fuzz` as an
 # argument cargo-fuzz. Builds from crates.io with --locked the first time
-# (about 8 minutes for all on 2 cores); afterwards only checks versions.
+# (about 10 minutes on 2 cores); afterwards only checks versions.
 # Prints the bin directory to put on PATH.
 set -euo pipefail
 

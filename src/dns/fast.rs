@@ -198,3 +198,194 @@ fn parse(p: &[u8]) -> Option<Query<'_>> {
     }
     Some(q)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The guards that send a query to the general path, each at its limit
+    //! and one past it, and what the fast path reports for the metrics.
+    //! `tests/differential.rs` checks that the answers it does give match
+    //! the general path's; the fuzz target `packet` checks both over
+    //! arbitrary packets.
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::admin::Readiness;
+    use crate::dns::Handler;
+    use crate::dns::metrics::DnsMetrics;
+    use crate::index::testing::{mk_entry, mk_index};
+    use crate::index::{Index, MAX_LABELS};
+
+    const OPT: &[u8] = &[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0];
+
+    /// Wire labels, then the root.
+    fn mk_name(labels: &[&[u8]]) -> Vec<u8> {
+        let mut p = Vec::new();
+        for label in labels {
+            p.push(label.len() as u8);
+            p.extend_from_slice(label);
+        }
+        p.push(0);
+        p
+    }
+
+    /// A query with name bytes `name` (taken as they are), `qtype` class IN,
+    /// and `additional` records after the question.
+    fn mk_query(name: &[u8], qtype: u16, additional: &[&[u8]]) -> Vec<u8> {
+        let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0];
+        p.extend_from_slice(&(additional.len() as u16).to_be_bytes());
+        p.extend_from_slice(name);
+        p.extend_from_slice(&qtype.to_be_bytes());
+        p.extend_from_slice(&CLASS_IN.to_be_bytes());
+        additional.iter().for_each(|r| p.extend_from_slice(r));
+        p
+    }
+
+    fn mk_table() -> Arc<Table> {
+        let index = mk_index();
+        index.apply(mk_entry(
+            "foo/a",
+            None,
+            &[("httpbin.bar.global", &["240.0.0.2", "2001:db8::2"])],
+        ));
+        index.table()
+    }
+
+    /// Whether the fast path answers `packet` (parse and lookup both).
+    fn taken(packet: &[u8]) -> bool {
+        let table = mk_table();
+        let taken = respond(packet, &table, &mut Vec::new()).is_some();
+        assert_eq!(
+            taken,
+            parse(packet).is_some(),
+            "parse and respond disagree on {packet:02x?}"
+        );
+        taken
+    }
+
+    #[test]
+    fn labels_of_63_octets_are_taken_and_of_64_declined() {
+        let l63 = [b'a'; 63];
+        assert!(taken(&mk_query(&mk_name(&[&l63, b"bar", b"global"]), TYPE_A, &[])));
+        // 0x40 is an extended label type (RFC 6891 §5), not a length.
+        let l64 = [b'a'; 64];
+        assert!(!taken(&mk_query(&mk_name(&[&l64, b"bar", b"global"]), TYPE_A, &[])));
+    }
+
+    #[test]
+    fn names_of_255_octets_are_taken_and_of_256_declined() {
+        let (a, b, c) = ([b'a'; 63], [b'b'; 63], [b'c'; 63]);
+        let name_255 = mk_name(&[&a, &b, &c, &[b'd'; 54], b"global"]);
+        assert_eq!(name_255.len(), 255);
+        assert!(taken(&mk_query(&name_255, TYPE_A, &[])));
+        let name_256 = mk_name(&[&a, &b, &c, &[b'd'; 55], b"global"]);
+        assert_eq!(name_256.len(), 256);
+        assert!(!taken(&mk_query(&name_256, TYPE_A, &[])));
+        // Already past 255 octets before the root.
+        let name_324 = mk_name(&[&a, &b, &c, &[b'd'; 63], &[b'e'; 63], b"global"]);
+        assert!(!taken(&mk_query(&name_324, TYPE_A, &[])));
+    }
+
+    #[test]
+    fn sixteen_labels_are_taken_and_seventeen_declined() {
+        let mut labels: Vec<&[u8]> = vec![b"x"; FAST_LABELS - 1];
+        labels.push(b"global");
+        assert!(taken(&mk_query(&mk_name(&labels), TYPE_A, &[])));
+        labels.insert(0, b"y");
+        assert!(!taken(&mk_query(&mk_name(&labels), TYPE_A, &[])));
+        // The most a 255-octet name can have (127 and the root), and one more.
+        let mut labels: Vec<&[u8]> = vec![b"x"; MAX_LABELS - 2];
+        labels.push(b"g");
+        assert_eq!(mk_name(&labels).len(), 255);
+        assert!(!taken(&mk_query(&mk_name(&labels), TYPE_A, &[])));
+        labels.push(b"h");
+        assert!(!taken(&mk_query(&mk_name(&labels), TYPE_A, &[])));
+    }
+
+    #[test]
+    fn compression_pointers_in_the_question_are_declined() {
+        assert!(!taken(&mk_query(&[0xc0, 12], TYPE_A, &[])));
+        assert!(!taken(&mk_query(&[3, b'b', b'a', b'r', 0xc0, 12], TYPE_A, &[])));
+        // A pointer followed by enough bytes to pass for a 192-octet label
+        // of an in-zone name: only the label-type check declines it.
+        let mut name = vec![0xc0, 12];
+        name.extend_from_slice(&[b'x'; 191]);
+        name.extend_from_slice(&mk_name(&[b"global"]));
+        assert!(!taken(&mk_query(&name, TYPE_A, &[])));
+        // The other reserved label types, 0x40 and 0x80, likewise.
+        for first in [0x40, 0x80] {
+            name[0] = first;
+            assert!(!taken(&mk_query(&name, TYPE_A, &[])));
+        }
+    }
+
+    #[test]
+    fn a_second_opt_record_is_declined() {
+        let name = mk_name(&[b"httpbin", b"bar", b"global"]);
+        assert!(taken(&mk_query(&name, TYPE_A, &[OPT])));
+        assert!(!taken(&mk_query(&name, TYPE_A, &[OPT, OPT])));
+        // Counted twice, present once: the general path's FORMERR.
+        let mut once = mk_query(&name, TYPE_A, &[OPT]);
+        once[11] = 2;
+        assert!(!taken(&once));
+        // Counted, and not there at all.
+        let mut none = mk_query(&name, TYPE_A, &[]);
+        none[11] = 2;
+        assert!(!taken(&none));
+    }
+
+    #[test]
+    fn answers_report_their_query_type() {
+        let table = mk_table();
+        let name = mk_name(&[b"httpbin", b"bar", b"global"]);
+        for (qtype, want) in [(TYPE_A, RecordType::A), (TYPE_AAAA, RecordType::AAAA)] {
+            let got = respond(&mk_query(&name, qtype, &[]), &table, &mut Vec::new());
+            assert_eq!(got, Some((ResponseCode::NoError, want)));
+        }
+        let nxdomain = mk_name(&[b"nope", b"global"]);
+        let got = respond(&mk_query(&nxdomain, TYPE_AAAA, &[]), &table, &mut Vec::new());
+        assert_eq!(got, Some((ResponseCode::NXDomain, RecordType::AAAA)));
+    }
+
+    /// `meshdns_dns_requests_total{proto="udp", type=…}` after the fast path
+    /// answered one query of each type.
+    #[test]
+    fn fast_answers_are_counted_by_query_type() {
+        let registry = prometheus::Registry::new();
+        let ready = Readiness::register(&registry).unwrap();
+        ready.set_synced();
+        let index: Arc<Index> = Arc::new(mk_index());
+        index.apply(mk_entry("foo/a", None, &[("httpbin.bar.global", &["240.0.0.2"])]));
+        let handler = Handler::new(index, ready, DnsMetrics::register(&registry).unwrap());
+        let name = mk_name(&[b"httpbin", b"bar", b"global"]);
+        for (qtype, n) in [(TYPE_A, 2), (TYPE_AAAA, 1)] {
+            for _ in 0..n {
+                assert!(handler.respond_fast(&mk_query(&name, qtype, &[]), &mut Vec::new()));
+            }
+        }
+        let count = |proto: &str, qtype: &str| -> f64 {
+            let families = registry.gather();
+            let family = families
+                .iter()
+                .find(|f| f.name() == "meshdns_dns_requests_total")
+                .expect("registered");
+            family
+                .get_metric()
+                .iter()
+                .find(|m| {
+                    let label = |n: &str| {
+                        m.get_label()
+                            .iter()
+                            .find(|l| l.name() == n)
+                            .map(|l| l.value().to_string())
+                    };
+                    label("proto").as_deref() == Some(proto) && label("type").as_deref() == Some(qtype)
+                })
+                .map_or(0.0, |m| m.get_counter().get_value())
+        };
+        assert_eq!(count("udp", "A"), 2.0);
+        assert_eq!(count("udp", "AAAA"), 1.0);
+        assert_eq!(count("udp", "other"), 0.0);
+        assert_eq!(count("tcp", "A"), 0.0);
+    }
+}

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::time::timeout_at;
 use tracing::{debug, warn};
@@ -35,6 +35,11 @@ const READ_CHUNK: usize = 512;
 const WRITE_BATCH: usize = 16 << 10;
 /// A buffer grown for a large message is given back after it.
 const KEEP_CAPACITY: usize = 4 << 10;
+/// The most the input buffer can hold: it only grows while it is short of
+/// one whole message (at most 2 + 65535 bytes) plus a read chunk, and `Vec`
+/// at most doubles when it grows.
+#[doc(hidden)]
+pub const MAX_READ_BUFFER: usize = 2 * (2 + u16::MAX as usize + READ_CHUNK);
 /// How long the accept loop rests after an error such as EMFILE, so that it
 /// does not spin while the process is out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -176,9 +181,29 @@ impl Conn {
     }
 }
 
-/// Serves one connection; returns why it ended.
+/// Serves one connection on `stream` as [`serve`] does, but alone: no
+/// accept loop and no connection cap. For driving the framing over
+/// in-memory streams (the TCP framing fuzz target and its corpus replay).
+#[doc(hidden)]
+pub async fn serve_stream(
+    stream: impl AsyncRead + AsyncWrite + Unpin,
+    peer: SocketAddr,
+    handler: &Handler,
+    limits: &TcpLimits,
+) -> TcpClose {
+    let conn = Conn {
+        id: 0,
+        epoch: Instant::now(),
+        last_active: AtomicU64::new(0),
+        reclaimed: Notify::new(),
+    };
+    session(stream, peer, handler, limits, &conn).await
+}
+
+/// Serves one connection; returns why it ended. Generic over the stream
+/// only for [`serve_stream`]; the server runs it on a `TcpStream`.
 async fn session(
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
     peer: SocketAddr,
     handler: &Handler,
     limits: &TcpLimits,
@@ -250,6 +275,11 @@ async fn session(
             _ => 2,
         };
         buf.reserve(want.max(READ_CHUNK));
+        debug_assert!(
+            buf.capacity() <= MAX_READ_BUFFER,
+            "TCP read buffer grew to {}",
+            buf.capacity()
+        );
         let was_empty = buf.is_empty();
         match timeout_at(deadline.into(), stream.read_buf(&mut buf)).await {
             Err(_elapsed) => return on_timeout,
@@ -274,7 +304,7 @@ fn whole_message(buf: &[u8]) -> Option<usize> {
     (buf.len() >= 2 + len).then_some(len)
 }
 
-async fn write(stream: &mut TcpStream, out: &[u8], limits: &TcpLimits) -> Result<(), TcpClose> {
+async fn write(stream: &mut (impl AsyncWrite + Unpin), out: &[u8], limits: &TcpLimits) -> Result<(), TcpClose> {
     match tokio::time::timeout(limits.stall_timeout, stream.write_all(out)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(TcpClose::Error),

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{Entry, EntryId, HostAddrs, Index, SourceId, ZoneConfig};
+use super::{Entry, EntryId, HostAddrs, Index, Node, SourceId, Table, ZoneConfig};
 
 /// An index for `zones` with `config`, its metrics registered nowhere else.
 pub fn mk_index_with(zones: &[&str], config: ZoneConfig) -> Index {
@@ -76,4 +76,14 @@ pub fn mk_with_ports(mut entry: Entry, ports: &[(&str, u16, &str)]) -> Entry {
         .collect();
     entry.ports = (!ports.is_empty()).then(|| Arc::new(super::PortSet(ports.into())));
     entry
+}
+
+/// Every node of `table`, empty non-terminals included, sorted by name:
+/// two tables serve the same answers exactly when these are equal (and
+/// their zones and config are). For tests that compare a table built step
+/// by step with one built from scratch.
+pub fn all_nodes(table: &Table) -> Vec<(String, Node)> {
+    let mut nodes: Vec<_> = table.nodes.iter().map(|(k, n)| (k.to_string(), n.clone())).collect();
+    nodes.sort_by(|a, b| a.0.cmp(&b.0));
+    nodes
 }

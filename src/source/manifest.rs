@@ -345,9 +345,11 @@ fn located(e: &serde_saphyr::Error, doc: &str, first_line: usize) -> ManifestErr
 fn key_before(line: &str, column: usize) -> Option<&str> {
     let start = line.char_indices().nth(column.checked_sub(1)?)?.0;
     let before = line[..start].trim_end().strip_suffix(':')?;
+    // The key is the run of key characters just before the colon; the
+    // character before it may be any width (a fuzzer found a 4-byte one).
     let key = before
-        .rfind(|c: char| !(c.is_alphanumeric() || "_-./".contains(c)))
-        .map_or(before, |i| &before[i + 1..]);
+        .rsplit(|c: char| !(c.is_alphanumeric() || "_-./".contains(c)))
+        .next()?;
     (!key.is_empty()).then_some(key)
 }
 
@@ -636,6 +638,15 @@ mod tests {
             "]".repeat(60)
         );
         assert_eq!(parse(&ok).unwrap().ignored, 1);
+    }
+
+    #[test]
+    fn the_key_named_in_an_error_may_follow_any_character() {
+        assert_eq!(key_before("  hosts: {a: b}", 10), Some("hosts"));
+        assert_eq!(key_before("\u{de3d6}ports: 1", 9), Some("ports"));
+        assert_eq!(key_before("\u{de3d6}: 1", 4), None);
+        // What the fuzzer found: a 4-byte character right before the key.
+        assert!(parse("anes\") #\u{de3d6}V:\0\0\0\0\0\x05es\")").is_err());
     }
 
     #[test]
