@@ -65,7 +65,7 @@ fn pod_view() {
 }
 
 #[test]
-#[ignore = "needs SRV answers from meshdns (branch srv), and unshare, ip, mount, dnsmasq, cc, musl-gcc"]
+#[ignore = "needs SRV answers from meshdns (branch srv), and unshare, ip, mount, dnsmasq, getent, cc, musl-gcc"]
 fn pod_view_srv() {
     in_a_pod("pod_view_srv", srv);
 }
