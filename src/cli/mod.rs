@@ -335,9 +335,9 @@ impl ZoneArgs {
             .iter()
             .map(|z| index::reverse::parse_zone(z).map_err(|e| anyhow::anyhow!("--reverse-zone {z:?}: {e}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Index::new(zones, config, *default_address, registry)?
+        Index::new(zones, config, *default_address, registry)?
             .with_exported_only(*exported_only)
-            .with_reverse_zones(&reverse_zones)?)
+            .with_reverse_zones(&reverse_zones)
     }
 }
 
