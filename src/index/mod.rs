@@ -184,6 +184,8 @@ struct Writer {
     /// Not served PTR: shared by every entry without addresses.
     default_address: Option<IpAddr>,
     ptr: PtrMap,
+    /// Addresses over [`reverse::MAX_PTR_PER_ADDRESS`], for the gauge.
+    ptr_capped: HashSet<IpAddr>,
 }
 
 impl Index {
@@ -227,6 +229,7 @@ impl Index {
             owners: None,
             default_address,
             ptr: PtrMap::default(),
+            ptr_capped: HashSet::new(),
         };
         Ok(Self {
             options: ConvertOptions {
@@ -445,6 +448,7 @@ impl Index {
     fn publish(&self, w: &mut Writer) {
         w.serial = next_serial(w.serial);
         w.stats.entries = w.entries.len();
+        w.stats.ptr_capped = w.ptr_capped.len();
         let current = self.table.load();
         self.metrics.published(&w.stats);
         self.table.store(Arc::new(Table::new(
@@ -559,21 +563,31 @@ impl Writer {
                     // Stable: one entry's hosts keep the entry's order.
                     list.sort_by(|a, b| a.0.order().cmp(&b.0.order()));
                     let mut hosts: Vec<Arc<str>> = Vec::new();
+                    let mut capped = false;
                     for (_, host) in list.iter() {
                         if !hosts.contains(host) {
                             if hosts.len() == reverse::MAX_PTR_PER_ADDRESS {
                                 warn!(%addr, limit = hosts.len(), "too many hosts for one address; extra PTR records skipped");
+                                capped = true;
                                 break;
                             }
                             hosts.push(host.clone());
                         }
                     }
+                    if capped {
+                        self.ptr_capped.insert(addr);
+                    } else {
+                        self.ptr_capped.remove(&addr);
+                    }
                     hosts
                 }
                 _ => Vec::new(),
             };
+            let before = self.ptr.get(&addr).map_or(0, |h| h.len());
+            self.stats.ptr = self.stats.ptr + hosts.len() - before;
             if hosts.is_empty() {
                 owners.remove(&addr);
+                self.ptr_capped.remove(&addr);
                 self.ptr.remove(&addr);
             } else if self.ptr.get(&addr).is_none_or(|h| **h != *hosts) {
                 self.ptr.insert(addr, hosts.into());
@@ -759,6 +773,7 @@ pub fn log_stats(stats: &Stats) {
         a = stats.a,
         aaaa = stats.aaaa,
         conflicts = stats.conflicts,
+        ptr = stats.ptr,
         "table updated"
     );
 }

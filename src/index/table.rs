@@ -158,6 +158,10 @@ pub struct Stats {
     pub aaaa: usize,
     /// Names defined by more than one ServiceEntry.
     pub conflicts: usize,
+    /// PTR records, with reverse zones.
+    pub ptr: usize,
+    /// Addresses whose hosts exceed the PTR cap (the rest not served).
+    pub ptr_capped: usize,
 }
 
 #[derive(Clone, Debug)]
