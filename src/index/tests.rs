@@ -785,21 +785,33 @@ fn without_reverse_zones_no_ptr_is_kept() {
 #[test]
 fn ptr_hosts_per_address_are_capped_and_the_cap_is_counted() {
     let index = mk_reverse_index(None);
-    let names: Vec<String> = (0..=reverse::MAX_PTR_PER_ADDRESS).map(|i| format!("h{i:03}.global")).collect();
+    let names: Vec<String> = (0..=reverse::MAX_PTR_PER_ADDRESS)
+        .map(|i| format!("h{i:03}.global"))
+        .collect();
     for (i, name) in names.iter().enumerate() {
         let created = format!("2024-01-01T00:{:02}:{:02}Z", i / 60, i % 60);
-        index.apply(mk_entry(&format!("ns/e{i:03}"), Some(&created), &[(name, &["240.0.0.7"])]));
+        index.apply(mk_entry(
+            &format!("ns/e{i:03}"),
+            Some(&created),
+            &[(name, &["240.0.0.7"])],
+        ));
     }
     let table = index.table();
     let (_, hosts) = table.ptr_records().next().unwrap();
     assert_eq!(hosts.len(), reverse::MAX_PTR_PER_ADDRESS);
     assert_eq!(&*hosts[0], "h000.global");
-    assert_eq!((table.stats.ptr, table.stats.ptr_capped), (reverse::MAX_PTR_PER_ADDRESS, 1));
+    assert_eq!(
+        (table.stats.ptr, table.stats.ptr_capped),
+        (reverse::MAX_PTR_PER_ADDRESS, 1)
+    );
     // Every host still resolves forward.
     assert_eq!(resolve(&index, "h128.global."), "240.0.0.7");
     index.delete(&mk_entry("ns/e000", None, &[]).id);
     let table = index.table();
     let (_, hosts) = table.ptr_records().next().unwrap();
     assert_eq!((&*hosts[0], &*hosts[127]), ("h001.global", "h128.global"));
-    assert_eq!((table.stats.ptr, table.stats.ptr_capped), (reverse::MAX_PTR_PER_ADDRESS, 0));
+    assert_eq!(
+        (table.stats.ptr, table.stats.ptr_capped),
+        (reverse::MAX_PTR_PER_ADDRESS, 0)
+    );
 }
