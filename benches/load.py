@@ -79,6 +79,8 @@ stopped before it ends). It reports the legitimate client's p50/p99/max and
 loss, the flood's answered QPS, server CPU, RSS at the end, and the kernel's
 receive-buffer drops, with meshdns/Knot ratios. --meshdns-args adds meshdns
 variants with extra flags, to measure a setting's trade-off in the same run.
+--baseline PATH adds another meshdns binary (an older commit's build) as
+"meshdns-base" in every mode, for before/after figures from one run.
 
 TCP mode (--tcp-probes) plays hostile TCP clients against each server in
 turn: one that sends a byte of the length prefix and stalls, one that sends
@@ -998,6 +1000,10 @@ def parse_args():
                     help=f"Knot udp-workers (default: cores, {CORES}, or K with --server-cpus K)")
     ap.add_argument("--meshdns", default=None,
                     help="meshdns binary (default: $CARGO_TARGET_DIR/release/meshdns or target/release/meshdns)")
+    ap.add_argument("--baseline", default=None, metavar="PATH",
+                    help="another meshdns binary (e.g. built from an older commit), run with the same flags as "
+                         "the default variant in the same interleaved rounds, labelled meshdns-base: "
+                         "before/after figures from one run")
     ap.add_argument("--floor", default=None,
                     help="udp_floor binary, the latency floor run beside the servers (default: "
                          "examples/udp_floor next to the meshdns binary; build it with "
@@ -1092,6 +1098,11 @@ def main():
         servers.append(Meshdns(meshdns, args.workers, "meshdns", grace, cpus))
     else:
         servers.append(Meshdns(meshdns, None, "meshdns", grace, cpus))
+    if args.baseline:
+        base = os.path.abspath(args.baseline)
+        if not os.access(base, os.X_OK):
+            die(f"--baseline {base}: not an executable")
+        servers.append(Meshdns(base, args.workers if has_workers else None, "meshdns-base", grace, cpus))
     for i, extra in enumerate(args.meshdns_args, 1):
         servers.append(Meshdns(meshdns, args.workers if has_workers else None, f"meshdns-v{i}", grace, cpus,
                                extra.split()))

@@ -264,4 +264,13 @@ fn cluster_dns_snippets() {
     let cm = &yaml("deploy/coredns/kube-dns-stubdomains.yaml")[0];
     let stub: serde_json::Value = serde_json::from_str(at(cm, "data.stubDomains").as_str().unwrap()).unwrap();
     assert_eq!(stub, serde_json::json!({"global": ["MESHDNS_CLUSTER_IP"]}));
+    // The reverse zone's stanza, and its kube-dns form in a comment.
+    let reverse = repo("deploy/coredns/reverse.server");
+    for line in [
+        "240.in-addr.arpa:53 {",
+        "forward . MESHDNS_CLUSTER_IP",
+        r#"{"global": ["MESHDNS_CLUSTER_IP"], "240.in-addr.arpa": ["MESHDNS_CLUSTER_IP"]}"#,
+    ] {
+        assert!(reverse.contains(line), "{line}");
+    }
 }

@@ -22,7 +22,7 @@ use meshdns::dns::handler::parse;
 use meshdns::dns::metrics::{DnsMetrics, Proto};
 use meshdns::dns::{Handler, fast};
 use meshdns::index::testing::{mk_host_entry, mk_index_with};
-use meshdns::index::{Index, SourceId, ZoneConfig};
+use meshdns::index::{Index, SourceId, ZoneConfig, reverse};
 use meshdns::source::file;
 
 fn index(nameserver: &str) -> Arc<Index> {
@@ -33,7 +33,10 @@ fn index(nameserver: &str) -> Arc<Index> {
     // Two forward zones, and two nested in `global`: one under the
     // `*.baz.global` wildcard, one with an empty non-terminal between.
     let zones = ["global", "mesh.local", "in.baz.global", "deep.mid.global"];
-    let index = Arc::new(mk_index_with(&zones, config));
+    // And reverse zones for the example's addresses (PTR is the general
+    // path's; negative answers there may be the fast path's).
+    let reverse = ["240.in-addr.arpa", "2001:db8::/32"].map(|z| reverse::parse_zone(z).unwrap());
+    let index = Arc::new(mk_index_with(&zones, config).with_reverse_zones(&reverse).unwrap());
     let path = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/deploy/examples/serviceentries.yaml"
@@ -94,6 +97,20 @@ const NAMES: &[&str] = &[
     "_nope._tcp.httpbin.bar.global",
     "_http._tcp.reviews.baz-team.global",
     "_http._tcp.x.baz.global",
+    // Reverse names: PTR (httpbin, details, big), a non-terminal, an
+    // unknown address, a non-canonical octet, the apexes, and outside.
+    "2.0.0.240.in-addr.arpa",
+    "5.0.240.240.in-addr.arpa",
+    "0.1.0.240.in-addr.arpa",
+    "0.240.in-addr.arpa",
+    "9.9.9.240.in-addr.arpa",
+    "02.0.0.240.in-addr.arpa",
+    "240.in-addr.arpa",
+    "in-addr.arpa",
+    "2.0.0.10.in-addr.arpa",
+    "7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+    "0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+    "8.b.d.0.1.0.0.2.ip6.arpa",
     "example.com",
     "com",
     "",
@@ -291,6 +308,41 @@ fn fast_path_hands_srv_to_the_general_path() {
         assert!(fast::respond(&packet, &index.table(), &mut out).is_none(), "{name}");
         let reply = Message::from_vec(&general(&handler, &packet).unwrap()).unwrap();
         assert_eq!(reply.answers.len(), answers, "{name}");
+    }
+}
+
+/// PTR is never the fast path's, whatever the query type at an address
+/// with hosts: it declines, and the general path answers.
+#[test]
+fn fast_path_hands_ptr_to_the_general_path() {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::RecordType;
+    let index = index("localhost.");
+    let ready = Readiness::register(&prometheus::Registry::new()).unwrap();
+    ready.set_synced();
+    let handler = Handler::new(
+        index.clone(),
+        ready,
+        DnsMetrics::register(&prometheus::Registry::new()).unwrap(),
+    );
+    for (name, rtype, answers) in [
+        ("2.0.0.240.in-addr.arpa.", RecordType::PTR, 1),
+        ("2.0.0.240.IN-ADDR.arpa.", RecordType::A, 0),
+        ("5.0.240.240.in-addr.arpa.", RecordType::AAAA, 0),
+        ("9.9.9.240.in-addr.arpa.", RecordType::PTR, 0),
+    ] {
+        let mut m = Message::query();
+        m.add_query(Query::query(Name::from_str(name).unwrap(), rtype));
+        let packet = m.to_vec().unwrap();
+        let mut out = Vec::new();
+        let fast = fast::respond(&packet, &index.table(), &mut out);
+        let reply = Message::from_vec(&general(&handler, &packet).unwrap()).unwrap();
+        assert_eq!(reply.answers.len(), answers, "{name}");
+        if rtype == RecordType::PTR || name.starts_with("2.") || name.starts_with("5.") {
+            assert!(fast.is_none(), "{name} {rtype}");
+        } else {
+            assert_eq!(out, general(&handler, &packet).unwrap(), "{name}");
+        }
     }
 }
 

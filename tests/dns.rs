@@ -1302,3 +1302,104 @@ fn srv_answers_of_the_longest_names_fit_one_tcp_message() {
     // The addresses did not fit beside them, and were dropped.
     assert!(r.additionals.is_empty());
 }
+
+/// The example served with reverse zones `240.in-addr.arpa` and
+/// `2001:db8::/32`, plus a second host on httpbin's address.
+fn start_reverse() -> Server {
+    let zones = ["240.0.0.0/8", "2001:db8::/32"].map(|z| meshdns::index::reverse::parse_zone(z).unwrap());
+    let index = Arc::new(
+        mk_index_with(&["global"], ZoneConfig::default())
+            .with_reverse_zones(&zones)
+            .unwrap(),
+    );
+    let s = start_with(index.clone(), synced());
+    // Younger than the example's entries (no timestamp sorts first).
+    index.apply(mk_entry(
+        "zz/shared",
+        Some("2030-01-01T00:00:00Z"),
+        &[("alias.zz.global", &["240.0.0.2"])],
+    ));
+    s
+}
+
+fn assert_negative_in(r: &Message, rcode: ResponseCode, zone: &str) {
+    assert_eq!(r.metadata.response_code, rcode);
+    assert!(r.metadata.authoritative);
+    assert!(r.answers.is_empty(), "{:?}", r.answers);
+    assert_eq!(r.authorities.len(), 1);
+    assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
+    assert_eq!(r.authorities[0].name.to_string(), zone);
+}
+
+#[test]
+fn ptr_for_served_ipv4_and_ipv6_addresses() {
+    let s = start_reverse();
+    let r = s.ask("5.0.240.240.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(r.metadata.authoritative);
+    assert_eq!(rdata(&r.answers), ["5.0.240.240.in-addr.arpa. 30 details.bar.global."]);
+    let v6 = "7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.";
+    assert_eq!(
+        rdata(&s.ask(v6, RecordType::PTR).answers),
+        [format!("{v6} 30 ratings.bar.global.")]
+    );
+    // The owner keeps the query's case, over TCP too.
+    let r = s.tcp(&query("5.0.240.240.IN-ADDR.ARPA.", RecordType::PTR));
+    assert_eq!(rdata(&r.answers), ["5.0.240.240.IN-ADDR.ARPA. 30 details.bar.global."]);
+    // Other types at a PTR name: NODATA with the reverse zone's SOA.
+    assert_negative_in(
+        &s.ask("5.0.240.240.in-addr.arpa.", RecordType::A),
+        ResponseCode::NoError,
+        "240.in-addr.arpa.",
+    );
+}
+
+#[test]
+fn ptr_for_a_shared_address_lists_every_host_oldest_entry_first() {
+    let s = start_reverse();
+    assert_eq!(
+        rdata(&s.ask("2.0.0.240.in-addr.arpa.", RecordType::PTR).answers),
+        [
+            "2.0.0.240.in-addr.arpa. 30 httpbin.bar.global.",
+            "2.0.0.240.in-addr.arpa. 30 alias.zz.global.",
+        ]
+    );
+}
+
+#[test]
+fn reverse_apex_nxdomain_nodata_and_refused() {
+    let s = start_reverse();
+    let r = s.ask("240.in-addr.arpa.", RecordType::SOA);
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(r.answers[0].record_type(), RecordType::SOA);
+    assert_eq!(
+        rdata(&s.ask("8.b.d.0.1.0.0.2.ip6.arpa.", RecordType::NS).answers),
+        ["8.b.d.0.1.0.0.2.ip6.arpa. 30 localhost."]
+    );
+    assert_negative_in(
+        &s.ask("9.9.9.240.in-addr.arpa.", RecordType::PTR),
+        ResponseCode::NXDomain,
+        "240.in-addr.arpa.",
+    );
+    assert_negative_in(
+        &s.ask("1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", RecordType::PTR),
+        ResponseCode::NXDomain,
+        "8.b.d.0.1.0.0.2.ip6.arpa.",
+    );
+    // Empty non-terminals above a served address.
+    assert_negative_in(
+        &s.ask("0.240.in-addr.arpa.", RecordType::PTR),
+        ResponseCode::NoError,
+        "240.in-addr.arpa.",
+    );
+    assert_negative_in(
+        &s.ask("0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", RecordType::PTR),
+        ResponseCode::NoError,
+        "8.b.d.0.1.0.0.2.ip6.arpa.",
+    );
+    for name in ["2.0.0.10.in-addr.arpa.", "in-addr.arpa.", "arpa."] {
+        let r = s.ask(name, RecordType::PTR);
+        assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{name}");
+        assert!(r.answers.is_empty() && r.authorities.is_empty());
+    }
+}

@@ -1133,6 +1133,119 @@ fn knot_reference_comparison_several_zones() {
     assert!(diffs.is_empty(), "meshdns differs from Knot DNS:\n{diffs}");
 }
 
+// ---------------------------------------------------------------------------
+// PTR in reverse zones (tests/e2e/zones.yaml with --reverse-zone)
+
+const REVERSE_FLAGS: &[&str] = &[
+    "--zone",
+    "global",
+    "--zone",
+    "mesh.internal",
+    "--zone",
+    "inner.west.global",
+    "--reverse-zone",
+    "240.in-addr.arpa",
+    "--reverse-zone",
+    "2001:db8::/32",
+];
+
+/// `check --output zone` writes the forward and reverse zones; Knot
+/// serving them answers as meshdns does: PTR for IPv4 and IPv6, an
+/// address two hosts share, the reverse apexes, NXDOMAIN and NODATA with
+/// the reverse zone's SOA, REFUSED outside every zone.
+#[test]
+#[ignore = "needs knotd"]
+fn knot_reference_comparison_reverse_zones() {
+    let file = zones_file();
+    let mut args = vec!["--output", "zone"];
+    args.extend(REVERSE_FLAGS);
+    args.push(file.to_str().unwrap());
+    let (code, zones, stderr) = meshdns_check(&args);
+    assert_eq!(code, 0, "meshdns check --output zone failed:\n{stderr}\n{zones}");
+    println!("---- meshdns check --output zone ----\n{zones}----");
+    assert!(
+        zones.contains("1.0.1.240.in-addr.arpa. 30 IN PTR svc.shop.global.")
+            && zones.contains("$ORIGIN 8.b.d.0.1.0.0.2.ip6.arpa."),
+        "{zones}"
+    );
+    let mut knot = Knot::serve(&zones);
+    let m = Meshdns::serve(&[&file], REVERSE_FLAGS);
+    use RecordType::*;
+    let v6 = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.";
+    let mut queries = Vec::new();
+    for zone in ["240.in-addr.arpa.", "8.b.d.0.1.0.0.2.ip6.arpa.", "240.IN-ADDR.Arpa."] {
+        queries.extend([(zone, SOA), (zone, NS), (zone, PTR), (zone, A)]);
+    }
+    for name in [
+        // Shared by two hosts of one entry.
+        "1.0.1.240.in-addr.arpa.",
+        "1.0.1.240.IN-ADDR.ARPA.",
+        "2.0.1.240.in-addr.arpa.",
+        v6,
+        // Wildcard hosts have none.
+        "3.0.1.240.in-addr.arpa.",
+        "9.0.1.240.in-addr.arpa.",
+        "0.1.240.in-addr.arpa.",
+        "1.240.in-addr.arpa.",
+        "2.240.in-addr.arpa.",
+        "1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+        "0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+        "2.0.1.10.in-addr.arpa.",
+        "in-addr.arpa.",
+    ] {
+        queries.extend([(name, PTR), (name, A), (name, AAAA)]);
+    }
+    queries.extend([("1.0.1.240.in-addr.arpa.", ANY), ("1.0.1.240.in-addr.arpa.", TXT)]);
+    // The forward zones still answer.
+    queries.extend([("svc.shop.global.", A), ("svc.shop.mesh.internal.", AAAA)]);
+    let diffs = compare_with_knot(knot.addr, m.dns, &queries);
+    knot.proc.assert_alive();
+    assert!(diffs.is_empty(), "meshdns differs from Knot DNS:\n{diffs}");
+}
+
+/// PTR through dig and kdig, UDP and TCP.
+#[test]
+#[ignore = "needs dig and kdig"]
+fn dig_and_kdig_ptr() {
+    let (dig_bin, kdig_bin) = (require_tool("dig"), require_tool("kdig"));
+    let m = Meshdns::serve(&[&zones_file()], REVERSE_FLAGS);
+    for tcp in [false, true] {
+        let mut args = vec!["-x", "240.1.0.1"];
+        if tcp {
+            args.push("+tcp");
+        }
+        let r = dig(&dig_bin, m.dns, &args);
+        assert_eq!(
+            r.answers("PTR"),
+            ["svc.shop.global.", "svc.shop.mesh.internal."],
+            "{}",
+            r.dump()
+        );
+        let r = kdig(&kdig_bin, m.dns, &args);
+        assert_eq!(
+            r.answers("PTR"),
+            ["svc.shop.global.", "svc.shop.mesh.internal."],
+            "{}",
+            r.dump()
+        );
+        let mut args = vec!["-x", "2001:db8:1::1"];
+        if tcp {
+            args.push("+tcp");
+        }
+        let r = dig(&dig_bin, m.dns, &args);
+        assert_eq!(
+            r.answers("PTR"),
+            ["svc.shop.global.", "svc.shop.mesh.internal."],
+            "{}",
+            r.dump()
+        );
+        let r = dig(&dig_bin, m.dns, &["-x", "240.1.0.9"]);
+        assert!(r.rcode == "NXDOMAIN" && r.has_soa_authority(), "{}", r.dump());
+        let r = dig(&dig_bin, m.dns, &["-x", "10.1.0.1"]);
+        assert_eq!(r.rcode, "REFUSED", "{}", r.dump());
+    }
+}
+
 #[test]
 #[ignore = "needs dig"]
 fn exported_only_end_to_end() {

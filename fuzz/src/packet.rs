@@ -342,7 +342,7 @@ fn check_reply(
         assert_eq!(soa.record_type(), RecordType::SOA);
         // The owner is the zone, spelled as the query spelled it.
         let zone = match lookup {
-            Lookup::NxDomain(z) | Lookup::NoData(z) | Lookup::Apex(z) | Lookup::Records(z, _) => z,
+            Lookup::NxDomain(z) | Lookup::NoData(z) | Lookup::Apex(z) | Lookup::Records(z, _) | Lookup::Ptr(z, _) => z,
             Lookup::OutOfZone => unreachable!("checked above"),
         };
         let owner = qname.trim_to(zone.name.num_labels() as usize);

@@ -177,6 +177,19 @@ fn zone_file(table: &index::Table) -> String {
         {
             let _ = writeln!(out, "{}. {} IN NS {}", inner.key, c.ttl, c.nameserver);
         }
+        if zone.reverse {
+            // PTR of the addresses this zone (and no zone nested in it) holds.
+            for (addr, hosts) in table.ptr_records() {
+                let rev = index::reverse::reverse_name(*addr);
+                let inner = |z: &index::Zone| z.key.len() > zone.key.len() && name::in_zone(&rev, &z.key);
+                if name::in_zone(&rev, &zone.key) && !table.zones.iter().any(inner) {
+                    hosts
+                        .iter()
+                        .for_each(|h| _ = writeln!(out, "{rev}. {} IN PTR {h}.", c.ttl));
+                }
+            }
+            continue;
+        }
         let own: Vec<_> = table
             .records()
             .into_iter()
@@ -353,6 +366,64 @@ mod tests {
                 "_dns._udp.web.bar.global. 30 IN SRV 0 100 53 web.bar.global.",
             ],
             "{zone}"
+        );
+    }
+
+    #[test]
+    fn zone_output_writes_reverse_zones_with_ptr() {
+        let zones = ["240.0.0.0/8", "0.240.in-addr.arpa", "fd00::/8"].map(|z| index::reverse::parse_zone(z).unwrap());
+        let index = mk_index().with_reverse_zones(&zones).unwrap();
+        index.apply(mk_entry(
+            "foo/a",
+            None,
+            &[
+                ("a.global", &["240.0.0.1", "240.1.0.1", "fd00::1"]),
+                ("*.w.global", &["240.0.0.2"]),
+            ],
+        ));
+        index.apply(mk_entry("foo/b", None, &[("b.global", &["240.0.0.1"])]));
+        let out = zone_file(&index.table());
+        let zones: Vec<(&str, Vec<&str>)> = out
+            .split("$ORIGIN ")
+            .skip(1)
+            .map(|z| {
+                let mut lines = z.lines();
+                let origin = lines.next().unwrap();
+                (
+                    origin,
+                    lines.filter(|l| l.contains(" PTR ") || l.contains(" NS ")).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            zones,
+            [
+                (
+                    "0.240.in-addr.arpa.",
+                    vec![
+                        "@ 30 IN NS localhost.",
+                        "1.0.0.240.in-addr.arpa. 30 IN PTR a.global.",
+                        "1.0.0.240.in-addr.arpa. 30 IN PTR b.global.",
+                    ]
+                ),
+                (
+                    "d.f.ip6.arpa.",
+                    vec![
+                        "@ 30 IN NS localhost.",
+                        "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa. 30 IN PTR a.global.",
+                    ]
+                ),
+                (
+                    "240.in-addr.arpa.",
+                    vec![
+                        "@ 30 IN NS localhost.",
+                        "0.240.in-addr.arpa. 30 IN NS localhost.",
+                        "1.0.1.240.in-addr.arpa. 30 IN PTR a.global.",
+                    ]
+                ),
+                ("global.", vec!["@ 30 IN NS localhost."]),
+            ],
+            "{out}"
         );
     }
 }

@@ -218,6 +218,19 @@ struct ZoneArgs {
     )]
     zones: Vec<String>,
 
+    /// Reverse zone served authoritatively with PTR for the served
+    /// addresses (off by default): `240.in-addr.arpa`,
+    /// `8.b.d.0.1.0.0.2.ip6.arpa`, or a CIDR prefix on label boundaries
+    /// (`240.0.0.0/8`; IPv6 in multiples of 4 bits). Repeatable. Wildcard
+    /// hosts and --default-address get no PTR.
+    #[arg(
+        long = "reverse-zone",
+        value_name = "ZONE",
+        env = "MESHDNS_REVERSE_ZONE",
+        value_delimiter = ','
+    )]
+    reverse_zones: Vec<String>,
+
     /// TTL of answers, in seconds.
     #[arg(long, env = "MESHDNS_TTL", default_value_t = 30)]
     ttl: u32,
@@ -291,6 +304,7 @@ impl ZoneArgs {
     fn index(&self, registry: &prometheus::Registry) -> anyhow::Result<Index> {
         let Self {
             zones,
+            reverse_zones,
             ttl,
             negative_ttl,
             default_address,
@@ -317,7 +331,13 @@ impl ZoneArgs {
             nameserver: fqdn("--nameserver", nameserver)?,
             hostmaster: fqdn("--hostmaster", hostmaster)?,
         };
-        Ok(Index::new(zones, config, *default_address, registry)?.with_exported_only(*exported_only))
+        let reverse_zones = reverse_zones
+            .iter()
+            .map(|z| index::reverse::parse_zone(z).map_err(|e| anyhow::anyhow!("--reverse-zone {z:?}: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Index::new(zones, config, *default_address, registry)?
+            .with_exported_only(*exported_only)
+            .with_reverse_zones(&reverse_zones)
     }
 }
 

@@ -4,7 +4,7 @@
 //! and the bare host), with the host's addresses as additional records.
 
 use hickory_proto::op::{Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, NS, SRV};
+use hickory_proto::rr::rdata::{A, AAAA, NS, PTR, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::index::{Lookup, Node, SrvPort, Table, Zone};
@@ -70,6 +70,21 @@ pub fn answer(table: &Table, query: &Query) -> Reply {
                 let ports = host.ports().iter().filter(|p| p.matches(labels[0], labels[1]));
                 srv(table, qname, &target, host, ports)
             }
+            _ => negative(table, qname, zone, ResponseCode::NoError),
+        },
+        Lookup::Ptr(zone, hosts) => match qtype {
+            // The target is the host as the entry wrote it, lower-cased (its
+            // index key); the owner keeps the query's case.
+            RecordType::PTR | RecordType::ANY => positive(records(
+                hosts
+                    .iter()
+                    .filter_map(|h| Name::from_ascii(h).ok())
+                    .map(|mut n| {
+                        n.set_fqdn(true);
+                        RData::PTR(PTR(n))
+                    })
+                    .collect(),
+            )),
             _ => negative(table, qname, zone, ResponseCode::NoError),
         },
         Lookup::Apex(zone) => match qtype {

@@ -47,7 +47,9 @@ pub fn respond(packet: &[u8], table: &Table, out: &mut Vec<u8>) -> Option<(Respo
         Lookup::Records(zone, node) => (zone, Some(node), true),
         Lookup::Apex(zone) | Lookup::NoData(zone) => (zone, None, true),
         Lookup::NxDomain(zone) => (zone, None, false),
-        Lookup::OutOfZone => return None,
+        // PTR (any query type at an address with hosts) is the general
+        // path's: the fast path only writes A, AAAA and SOA.
+        Lookup::OutOfZone | Lookup::Ptr(..) => return None,
     };
     let ttl = table.config.ttl;
     out.clear();

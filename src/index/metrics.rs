@@ -12,6 +12,7 @@ pub struct IndexMetrics {
     entries: IntGauge,
     records: IntGaugeVec,
     conflicts: IntGauge,
+    ptr_capped: IntGauge,
     updates: IntCounter,
     last_update: Gauge,
     skipped: IntCounterVec,
@@ -23,6 +24,10 @@ impl IndexMetrics {
             entries: IntGauge::new("meshdns_serviceentries", "ServiceEntries in the table")?,
             records: IntGaugeVec::new(Opts::new("meshdns_records", "Records served, by type"), &["type"])?,
             conflicts: IntGauge::new("meshdns_conflicts", "Names defined by more than one ServiceEntry")?,
+            ptr_capped: IntGauge::new(
+                "meshdns_ptr_capped_addresses",
+                "Addresses with more hosts than one PTR answer holds (the rest not served)",
+            )?,
             updates: IntCounter::new("meshdns_table_updates_total", "Tables published")?,
             last_update: Gauge::new(
                 "meshdns_last_update_timestamp_seconds",
@@ -39,6 +44,7 @@ impl IndexMetrics {
         registry.register(Box::new(metrics.entries.clone()))?;
         registry.register(Box::new(metrics.records.clone()))?;
         registry.register(Box::new(metrics.conflicts.clone()))?;
+        registry.register(Box::new(metrics.ptr_capped.clone()))?;
         registry.register(Box::new(metrics.updates.clone()))?;
         registry.register(Box::new(metrics.last_update.clone()))?;
         registry.register(Box::new(metrics.skipped.clone()))?;
@@ -49,7 +55,9 @@ impl IndexMetrics {
         self.entries.set(stats.entries as i64);
         self.records.with_label_values(&["A"]).set(stats.a as i64);
         self.records.with_label_values(&["AAAA"]).set(stats.aaaa as i64);
+        self.records.with_label_values(&["PTR"]).set(stats.ptr as i64);
         self.conflicts.set(stats.conflicts as i64);
+        self.ptr_capped.set(stats.ptr_capped as i64);
         self.updates.inc();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -13,6 +13,7 @@ pub mod convert;
 mod metrics;
 pub mod name;
 mod nodes;
+pub mod reverse;
 mod store;
 mod table;
 #[doc(hidden)]
@@ -32,6 +33,7 @@ pub use self::convert::{Conversion, ConvertOptions, HostAddrs, PortSet, SkipReas
 use self::metrics::IndexMetrics;
 pub use self::nodes::Node;
 use self::nodes::Nodes;
+use self::reverse::PtrMap;
 use self::store::Store;
 pub use self::table::{Lookup, MAX_LABELS, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Stats, Table, Zone, ZoneConfig};
 use crate::serviceentry::ServiceEntry;
@@ -165,6 +167,9 @@ pub struct Index {
     metrics: IndexMetrics,
 }
 
+/// The entries listing one address, each with the host it lists it for.
+type Owners = SmallVec<[(Arc<store::Stored>, Arc<str>); 1]>;
+
 struct Writer {
     entries: Store,
     nodes: Nodes,
@@ -173,6 +178,14 @@ struct Writer {
     /// Shared names whose entries changed since the last
     /// [`Writer::relink_touched`], with how many entries defined each before.
     touched: HashMap<Arc<str>, usize>,
+    /// With reverse zones only: which entries list each address for which
+    /// host (the writer's side of `ptr`, changed in place, never copied).
+    owners: Option<HashMap<IpAddr, Owners>>,
+    /// Not served PTR: shared by every entry without addresses.
+    default_address: Option<IpAddr>,
+    ptr: PtrMap,
+    /// Addresses over [`reverse::MAX_PTR_PER_ADDRESS`], for the gauge.
+    ptr_capped: HashSet<IpAddr>,
 }
 
 impl Index {
@@ -203,6 +216,7 @@ impl Index {
             Arc::new(config),
             parsed.into(),
             Nodes::default(),
+            PtrMap::default(),
             serial,
             Stats::default(),
         );
@@ -212,6 +226,10 @@ impl Index {
             stats: Stats::default(),
             serial,
             touched: HashMap::new(),
+            owners: None,
+            default_address,
+            ptr: PtrMap::default(),
+            ptr_capped: HashSet::new(),
         };
         Ok(Self {
             options: ConvertOptions {
@@ -223,6 +241,37 @@ impl Index {
             table: ArcSwap::from_pointee(table),
             metrics: IndexMetrics::register(registry)?,
         })
+    }
+
+    /// Also serve PTR in `zones` (`--reverse-zone`, each as
+    /// [`reverse::parse_zone`] makes it). Set before any source loads.
+    pub fn with_reverse_zones(self, zones: &[Arc<str>]) -> anyhow::Result<Self> {
+        if zones.is_empty() {
+            return Ok(self);
+        }
+        let current = self.table.load_full();
+        let mut all: Vec<Zone> = current.zones.to_vec();
+        for z in zones {
+            all.push(Zone::new_reverse(z.clone()).map_err(|e| anyhow::anyhow!("invalid reverse zone {z:?}: {e}"))?);
+        }
+        all.sort_by(|a, b| {
+            b.name
+                .num_labels()
+                .cmp(&a.name.num_labels())
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        all.dedup_by(|a, b| a.key == b.key);
+        let table = Table::new(
+            current.config.clone(),
+            all.into(),
+            current.nodes.clone(),
+            current.ptr.clone(),
+            current.serial,
+            current.stats,
+        );
+        self.table.store(Arc::new(table));
+        self.lock().owners.get_or_insert_with(HashMap::new);
+        Ok(self)
     }
 
     /// Serve only entries exported to every namespace (`--exported-only`,
@@ -399,12 +448,14 @@ impl Index {
     fn publish(&self, w: &mut Writer) {
         w.serial = next_serial(w.serial);
         w.stats.entries = w.entries.len();
+        w.stats.ptr_capped = w.ptr_capped.len();
         let current = self.table.load();
         self.metrics.published(&w.stats);
         self.table.store(Arc::new(Table::new(
             current.config.clone(),
             current.zones.clone(),
             w.nodes.clone(),
+            w.ptr.clone(),
             w.serial,
             w.stats,
         )));
@@ -439,10 +490,14 @@ impl Writer {
                 now.push((name.clone(), before));
             }
         }
+        let id = entry.id.clone();
+        let was = self.entries.get(&id).cloned();
         self.entries.insert(entry);
         for (name, before) in now {
             self.relink(&name, before);
         }
+        let is = self.entries.get(&id).cloned();
+        self.reindex_ptr(was.as_ref(), is.as_ref());
         true
     }
 
@@ -459,11 +514,85 @@ impl Writer {
             .into_iter()
             .filter_map(|name| self.touch(&name, true).map(|before| (name, before)))
             .collect();
-        self.entries.remove(id);
+        let was = self.entries.remove(id);
         for (name, before) in now {
             self.relink(&name, before);
         }
+        self.reindex_ptr(was.as_ref(), None);
         true
+    }
+
+    /// With reverse zones: moves the PTR of the addresses `old` and `new`
+    /// (one entry before and after a change) list. Costs O(log N) per
+    /// address of the entry, plus the other entries listing it.
+    fn reindex_ptr(&mut self, old: Option<&Arc<store::Stored>>, new: Option<&Arc<store::Stored>>) {
+        let Some(owners) = self.owners.as_mut() else {
+            return;
+        };
+        let default = self.default_address;
+        // Wildcards and the default address name no one host: no PTR.
+        let pairs = |e: &Arc<store::Stored>| -> Vec<(IpAddr, Arc<str>)> {
+            e.hosts
+                .iter()
+                .filter(|h| !h.name.starts_with("*."))
+                .flat_map(|h| h.addrs.iter().map(|a| (*a, h.name.clone())))
+                .filter(|(a, _)| Some(*a) != default)
+                .collect()
+        };
+        let mut touched: SmallVec<[IpAddr; 4]> = SmallVec::new();
+        if let Some(old) = old {
+            for (addr, _) in pairs(old) {
+                if let Some(list) = owners.get_mut(&addr) {
+                    list.retain(|(e, _)| !Arc::ptr_eq(e, old));
+                }
+                touched.push(addr);
+            }
+        }
+        if let Some(new) = new {
+            for (addr, host) in pairs(new) {
+                owners.entry(addr).or_default().push((new.clone(), host));
+                touched.push(addr);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for addr in touched {
+            let list = owners.get_mut(&addr);
+            let hosts: Vec<Arc<str>> = match list {
+                Some(list) if !list.is_empty() => {
+                    // Stable: one entry's hosts keep the entry's order.
+                    list.sort_by(|a, b| a.0.order().cmp(&b.0.order()));
+                    let mut hosts: Vec<Arc<str>> = Vec::new();
+                    let mut capped = false;
+                    for (_, host) in list.iter() {
+                        if !hosts.contains(host) {
+                            if hosts.len() == reverse::MAX_PTR_PER_ADDRESS {
+                                warn!(%addr, limit = hosts.len(), "too many hosts for one address; extra PTR records skipped");
+                                capped = true;
+                                break;
+                            }
+                            hosts.push(host.clone());
+                        }
+                    }
+                    if capped {
+                        self.ptr_capped.insert(addr);
+                    } else {
+                        self.ptr_capped.remove(&addr);
+                    }
+                    hosts
+                }
+                _ => Vec::new(),
+            };
+            let before = self.ptr.get(&addr).map_or(0, |h| h.len());
+            self.stats.ptr = self.stats.ptr + hosts.len() - before;
+            if hosts.is_empty() {
+                owners.remove(&addr);
+                self.ptr_capped.remove(&addr);
+                self.ptr.remove(&addr);
+            } else if self.ptr.get(&addr).is_none_or(|h| **h != *hosts) {
+                self.ptr.insert(addr, hosts.into());
+            }
+        }
     }
 
     /// Before an entry that defines `name` (if `mine`) changes: how many
@@ -644,6 +773,7 @@ pub fn log_stats(stats: &Stats) {
         a = stats.a,
         aaaa = stats.aaaa,
         conflicts = stats.conflicts,
+        ptr = stats.ptr,
         "table updated"
     );
 }

@@ -10,6 +10,7 @@ use hickory_proto::rr::Name;
 
 use super::convert::SrvPort;
 use super::nodes::{Node, Nodes};
+use super::reverse::{self, Named, PtrMap};
 
 /// Zone-wide settings, fixed at start-up.
 #[derive(Clone, Debug)]
@@ -44,6 +45,9 @@ pub struct Zone {
     /// Lower-case, fully qualified (`global.`).
     pub name: Name,
     labels: Vec<Box<[u8]>>,
+    /// A reverse zone (`--reverse-zone`): its names are addresses, served
+    /// PTR from the table's reverse map, never from the names.
+    pub reverse: bool,
 }
 
 impl Zone {
@@ -52,7 +56,20 @@ impl Zone {
         let mut name = name;
         name.set_fqdn(true);
         let labels = name.iter().map(Box::from).collect();
-        Ok(Self { key, name, labels })
+        Ok(Self {
+            key,
+            name,
+            labels,
+            reverse: false,
+        })
+    }
+
+    /// A reverse zone; `key` as [`super::reverse::parse_zone`] makes it.
+    pub fn new_reverse(key: Arc<str>) -> Result<Self, hickory_proto::ProtoError> {
+        Ok(Self {
+            reverse: true,
+            ..Self::new(key)?
+        })
     }
 
     fn contains(&self, qname: &[&[u8]]) -> bool {
@@ -129,6 +146,8 @@ pub enum Lookup<'t> {
     /// an SRV name (see [`Table::srv`]), which has no A or AAAA: NODATA.
     NoData(&'t Zone),
     NxDomain(&'t Zone),
+    /// An address in a reverse zone: one PTR per host (never empty).
+    Ptr(&'t Zone, &'t [Arc<str>]),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -139,6 +158,10 @@ pub struct Stats {
     pub aaaa: usize,
     /// Names defined by more than one ServiceEntry.
     pub conflicts: usize,
+    /// PTR records, with reverse zones.
+    pub ptr: usize,
+    /// Addresses whose hosts exceed the PTR cap (the rest not served).
+    pub ptr_capped: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -146,6 +169,8 @@ pub struct Table {
     pub config: Arc<ZoneConfig>,
     pub zones: Arc<[Zone]>,
     pub(super) nodes: Nodes,
+    /// Address → hosts, for the reverse zones (empty without them).
+    pub(super) ptr: PtrMap,
     pub serial: u32,
     pub stats: Stats,
     /// The SOA RDATA on the wire, when no name in it can be compressed
@@ -179,6 +204,9 @@ impl Table {
         let own = labels.len() - zone.labels.len();
         if own == 0 {
             return Lookup::Apex(zone);
+        }
+        if zone.reverse {
+            return self.lookup_reverse(zone, labels);
         }
 
         let mut buf = [0u8; 256];
@@ -226,6 +254,30 @@ impl Table {
         }
     }
 
+    /// [`Table::lookup_labels`] below a reverse zone's apex: an address
+    /// with hosts has PTR; a name above one (a range holding one) is an
+    /// empty non-terminal, found by a range query rather than stored.
+    fn lookup_reverse<'t>(&'t self, zone: &'t Zone, labels: &[&[u8]]) -> Lookup<'t> {
+        let exists = match reverse::named(labels) {
+            Named::Address(addr) => match self.ptr.get(&addr) {
+                Some(hosts) => return Lookup::Ptr(zone, hosts),
+                None => false,
+            },
+            Named::Range(lo, hi) => self.ptr.range(lo..=hi).next().is_some(),
+            Named::Nothing => false,
+        };
+        if exists || self.zones.iter().any(|z| z.is_below(labels)) {
+            Lookup::NoData(zone)
+        } else {
+            Lookup::NxDomain(zone)
+        }
+    }
+
+    /// Every address with PTR, in address order, for `check`.
+    pub fn ptr_records(&self) -> impl Iterator<Item = (&std::net::IpAddr, &Arc<[Arc<str>]>)> {
+        self.ptr.iter()
+    }
+
     /// The host whose port `qname` (`_port._tcp|_udp.<host>`, in `zone`,
     /// as [`Table::lookup`] found it) names: the SRV answer is made from
     /// its ports. `None` when `qname` is no SRV name.
@@ -258,12 +310,20 @@ impl Table {
     }
 
     /// Builds a table; `soa_wire` is derived here.
-    pub(super) fn new(config: Arc<ZoneConfig>, zones: Arc<[Zone]>, nodes: Nodes, serial: u32, stats: Stats) -> Self {
+    pub(super) fn new(
+        config: Arc<ZoneConfig>,
+        zones: Arc<[Zone]>,
+        nodes: Nodes,
+        ptr: PtrMap,
+        serial: u32,
+        stats: Stats,
+    ) -> Self {
         let soa_wire = soa_wire(&config, &zones, serial);
         Self {
             config,
             zones,
             nodes,
+            ptr,
             serial,
             stats,
             soa_wire,

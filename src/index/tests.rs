@@ -17,6 +17,7 @@ fn resolve(index: &Index, qname: &str) -> String {
         Lookup::Apex(_) => "APEX".into(),
         Lookup::NoData(_) => "NODATA".into(),
         Lookup::NxDomain(_) => "NXDOMAIN".into(),
+        Lookup::Ptr(_, hosts) => format!("PTR {}", hosts.join(",")),
         Lookup::Records(_, node) => {
             let all: Vec<String> = node
                 .v4()
@@ -407,7 +408,7 @@ fn resolve_in(index: &Index, qname: &str) -> String {
         Lookup::Apex(z) => format!("APEX@{}", z.key),
         Lookup::NoData(z) => format!("NODATA@{}", z.key),
         Lookup::NxDomain(z) => format!("NXDOMAIN@{}", z.key),
-        Lookup::Records(z, _) => format!("{}@{}", resolve(index, qname), z.key),
+        Lookup::Records(z, _) | Lookup::Ptr(z, _) => format!("{}@{}", resolve(index, qname), z.key),
         Lookup::OutOfZone => "REFUSED".into(),
     }
 }
@@ -672,4 +673,145 @@ fn srv_ports_per_name_are_capped_so_the_answer_fits_one_tcp_message() {
     assert_eq!(table.nodes.get(&long).unwrap().ports().len(), limit);
     assert_eq!(table.nodes.get("short.global").unwrap().ports().len(), 256);
     assert_eq!(table.nodes.get("short.global").unwrap().ports()[255].name, "p255");
+}
+
+/// An index serving `global` with reverse zones `240.in-addr.arpa` and
+/// `fd00::/8`, and `default` as `--default-address`.
+fn mk_reverse_index(default: Option<&str>) -> Index {
+    let index = Index::new(
+        vec!["global".into()],
+        ZoneConfig::default(),
+        default.map(|d| d.parse().unwrap()),
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    let zones = ["240.in-addr.arpa", "fd00::/8"].map(|z| reverse::parse_zone(z).unwrap());
+    index.with_reverse_zones(&zones).unwrap()
+}
+
+#[test]
+fn ptr_for_ipv4_and_ipv6_addresses() {
+    let index = mk_reverse_index(None);
+    index.apply(mk_entry(
+        "foo/a",
+        None,
+        &[
+            ("httpbin.bar.global", &["240.0.0.2", "fd00::2"]),
+            ("*.w.global", &["240.0.0.9"]),
+        ],
+    ));
+    assert_eq!(resolve(&index, "2.0.0.240.in-addr.arpa."), "PTR httpbin.bar.global");
+    assert_eq!(resolve(&index, "2.0.0.240.IN-ADDR.ARPA."), "PTR httpbin.bar.global");
+    let v6 = reverse::reverse_name("fd00::2".parse().unwrap());
+    assert_eq!(resolve(&index, &format!("{v6}.")), "PTR httpbin.bar.global");
+    // The apex, empty non-terminals, unknown addresses and other names.
+    assert_eq!(resolve(&index, "240.in-addr.arpa."), "APEX");
+    assert_eq!(resolve(&index, "d.f.ip6.arpa."), "APEX");
+    assert_eq!(resolve(&index, "0.240.in-addr.arpa."), "NODATA");
+    assert_eq!(resolve(&index, "0.0.240.in-addr.arpa."), "NODATA");
+    assert_eq!(resolve(&index, "0.0.d.f.ip6.arpa."), "NODATA");
+    assert_eq!(resolve(&index, "3.0.0.240.in-addr.arpa."), "NXDOMAIN");
+    assert_eq!(resolve(&index, "1.240.in-addr.arpa."), "NXDOMAIN");
+    assert_eq!(resolve(&index, "02.0.0.240.in-addr.arpa."), "NXDOMAIN");
+    assert_eq!(resolve(&index, "x.240.in-addr.arpa."), "NXDOMAIN");
+    assert_eq!(resolve(&index, "1.d.f.ip6.arpa."), "NXDOMAIN");
+    // Wildcards name no one host.
+    assert_eq!(resolve(&index, "9.0.0.240.in-addr.arpa."), "NXDOMAIN");
+    // Outside every zone.
+    assert_eq!(resolve(&index, "2.0.0.10.in-addr.arpa."), "REFUSED");
+    assert_eq!(resolve(&index, "in-addr.arpa."), "REFUSED");
+    // Forward answers are unchanged.
+    assert_eq!(resolve(&index, "httpbin.bar.global."), "240.0.0.2,fd00::2");
+}
+
+#[test]
+fn shared_address_gets_every_host_in_conflict_order() {
+    let index = mk_reverse_index(None);
+    index.apply(mk_entry(
+        "z/new",
+        Some("2024-02-01T00:00:00Z"),
+        &[("b.global", &["240.0.0.1"])],
+    ));
+    index.apply(mk_entry(
+        "y/old",
+        Some("2024-01-01T00:00:00Z"),
+        &[("c.global", &["240.0.0.1"]), ("a.global", &["240.0.0.1"])],
+    ));
+    index.apply(mk_entry(
+        "x/newer",
+        Some("2024-03-01T00:00:00Z"),
+        &[("c.global", &["240.0.0.1"])],
+    ));
+    assert_eq!(
+        resolve(&index, "1.0.0.240.in-addr.arpa."),
+        "PTR c.global,a.global,b.global"
+    );
+    index.delete(&mk_entry("y/old", None, &[]).id);
+    assert_eq!(resolve(&index, "1.0.0.240.in-addr.arpa."), "PTR b.global,c.global");
+    // Moving an entry's address moves its PTR.
+    index.apply(mk_entry(
+        "z/new",
+        Some("2024-02-01T00:00:00Z"),
+        &[("b.global", &["240.0.1.1"])],
+    ));
+    assert_eq!(resolve(&index, "1.0.0.240.in-addr.arpa."), "PTR c.global");
+    assert_eq!(resolve(&index, "1.1.0.240.in-addr.arpa."), "PTR b.global");
+    index.delete(&mk_entry("x/newer", None, &[]).id);
+    assert_eq!(resolve(&index, "1.0.0.240.in-addr.arpa."), "NXDOMAIN");
+    assert_eq!(resolve(&index, "0.0.240.in-addr.arpa."), "NXDOMAIN");
+    assert_eq!(resolve(&index, "1.0.240.in-addr.arpa."), "NODATA");
+    // A reset that drops everything drops every PTR.
+    index.reset(&SourceId::Kube(None), Vec::new());
+    assert_eq!(resolve(&index, "1.1.0.240.in-addr.arpa."), "NXDOMAIN");
+    assert_eq!(index.table().ptr_records().count(), 0);
+}
+
+#[test]
+fn default_address_gets_no_ptr() {
+    let index = mk_reverse_index(Some("240.0.0.100"));
+    index.apply(mk_entry("foo/a", None, &[("a.global", &["240.0.0.100"])]));
+    assert_eq!(resolve(&index, "a.global."), "240.0.0.100");
+    assert_eq!(resolve(&index, "100.0.0.240.in-addr.arpa."), "NXDOMAIN");
+}
+
+#[test]
+fn without_reverse_zones_no_ptr_is_kept() {
+    let index = mk_index();
+    index.apply(mk_entry("foo/a", None, &[("a.global", &["240.0.0.1"])]));
+    assert_eq!(index.table().ptr_records().count(), 0);
+    assert_eq!(resolve(&index, "1.0.0.240.in-addr.arpa."), "REFUSED");
+}
+
+#[test]
+fn ptr_hosts_per_address_are_capped_and_the_cap_is_counted() {
+    let index = mk_reverse_index(None);
+    let names: Vec<String> = (0..=reverse::MAX_PTR_PER_ADDRESS)
+        .map(|i| format!("h{i:03}.global"))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let created = format!("2024-01-01T00:{:02}:{:02}Z", i / 60, i % 60);
+        index.apply(mk_entry(
+            &format!("ns/e{i:03}"),
+            Some(&created),
+            &[(name, &["240.0.0.7"])],
+        ));
+    }
+    let table = index.table();
+    let (_, hosts) = table.ptr_records().next().unwrap();
+    assert_eq!(hosts.len(), reverse::MAX_PTR_PER_ADDRESS);
+    assert_eq!(&*hosts[0], "h000.global");
+    assert_eq!(
+        (table.stats.ptr, table.stats.ptr_capped),
+        (reverse::MAX_PTR_PER_ADDRESS, 1)
+    );
+    // Every host still resolves forward.
+    assert_eq!(resolve(&index, "h128.global."), "240.0.0.7");
+    index.delete(&mk_entry("ns/e000", None, &[]).id);
+    let table = index.table();
+    let (_, hosts) = table.ptr_records().next().unwrap();
+    assert_eq!((&*hosts[0], &*hosts[127]), ("h001.global", "h128.global"));
+    assert_eq!(
+        (table.stats.ptr, table.stats.ptr_capped),
+        (reverse::MAX_PTR_PER_ADDRESS, 0)
+    );
 }
