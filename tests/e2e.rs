@@ -595,6 +595,16 @@ fn compare_with_knot(knot: SocketAddr, meshdns: SocketAddr, queries: &[(&str, Re
         if k_extra != g_extra {
             diff.push(format!("additional knot={k_extra:?} meshdns={g_extra:?}"));
         }
+        // The same records never take more bytes than Knot's: owner names
+        // point at the question as Knot's do.
+        let tcp = proto == "tcp";
+        let (k_len, g_len) = (
+            reply_len(knot, name, *rtype, tcp).expect("knot size"),
+            reply_len(meshdns, name, *rtype, tcp).expect("meshdns size"),
+        );
+        if g_len > k_len {
+            diff.push(format!("{g_len} bytes, Knot's {k_len}"));
+        }
         let verdict = match (diff.is_empty(), notes.is_empty()) {
             (false, _) => "DIFF",
             (true, false) => "note",

@@ -56,12 +56,12 @@ pub fn respond(packet: &[u8], table: &Table, out: &mut Vec<u8>) -> Option<(Respo
     let rcode = match node {
         Some(node) if q.qtype == TYPE_A && !node.v4().is_empty() => {
             header(&q, out, node.v4().len() as u16, 0, ResponseCode::NoError);
-            answers(&q, out, ttl, TYPE_A, node.v4().iter().map(|a| a.octets()));
+            answers(out, ttl, TYPE_A, node.v4().iter().map(|a| a.octets()));
             ResponseCode::NoError
         }
         Some(node) if q.qtype == TYPE_AAAA && !node.v6().is_empty() => {
             header(&q, out, node.v6().len() as u16, 0, ResponseCode::NoError);
-            answers(&q, out, ttl, TYPE_AAAA, node.v6().iter().map(|a| a.octets()));
+            answers(out, ttl, TYPE_AAAA, node.v6().iter().map(|a| a.octets()));
             ResponseCode::NoError
         }
         _ => {
@@ -72,10 +72,11 @@ pub fn respond(packet: &[u8], table: &Table, out: &mut Vec<u8>) -> Option<(Respo
                 ResponseCode::NXDomain
             };
             header(&q, out, 0, 1, rcode);
-            // The SOA owner is the query's own zone suffix, case kept.
+            // The SOA owner is the query's own zone suffix, case kept: a
+            // pointer into the question, which sits where it did in the query.
             let zone_labels = zone.name.num_labels() as usize;
-            let owner_start = q.label_starts[q.num_labels - zone_labels] as usize;
-            out.extend_from_slice(&packet[owner_start..q.question_end - 4]);
+            let owner_start = q.label_starts[q.num_labels - zone_labels];
+            out.extend_from_slice(&(0xc000 | owner_start).to_be_bytes());
             out.extend_from_slice(&TYPE_SOA.to_be_bytes());
             out.extend_from_slice(&CLASS_IN.to_be_bytes());
             out.extend_from_slice(&ttl.min(table.config.negative_ttl).to_be_bytes());
@@ -111,23 +112,12 @@ fn header(q: &Query<'_>, out: &mut Vec<u8>, answers: u16, authority: u16, rcode:
     out.extend_from_slice(&p[12..q.question_end]); // the question as asked
 }
 
-/// The first owner is written out in the query's case; the others point at
-/// it, as hickory's encoder does (it stops compressing after 120 names, which
-/// an answer within `EDNS_PAYLOAD` never reaches; see the assertion above).
-fn answers<const N: usize>(
-    q: &Query<'_>,
-    out: &mut Vec<u8>,
-    ttl: u32,
-    rtype: u16,
-    rdata: impl Iterator<Item = [u8; N]>,
-) {
-    let first = out.len();
-    for (i, data) in rdata.enumerate() {
-        if i == 0 {
-            out.extend_from_slice(&q.packet[12..q.question_end - 4]);
-        } else {
-            out.extend_from_slice(&(0xc000 | first as u16).to_be_bytes());
-        }
+/// Every owner points at the question's name (offset 12), as the general
+/// path's encoder makes it (it stops compressing after 120 names, which an
+/// answer within `EDNS_PAYLOAD` never reaches; see the assertion above).
+fn answers<const N: usize>(out: &mut Vec<u8>, ttl: u32, rtype: u16, rdata: impl Iterator<Item = [u8; N]>) {
+    for data in rdata {
+        out.extend_from_slice(&0xc00cu16.to_be_bytes());
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&CLASS_IN.to_be_bytes());
         out.extend_from_slice(&ttl.to_be_bytes());
@@ -263,6 +253,27 @@ mod tests {
             "parse and respond disagree on {packet:02x?}"
         );
         taken
+    }
+
+    /// Owner names point at the question, as Knot's do: a plain A answer
+    /// is the header, the question, 16 bytes per record and the OPT.
+    #[test]
+    fn owner_names_point_at_the_question() {
+        let table = mk_table();
+        let name = mk_name(&[b"HttpBin", b"bar", b"global"]);
+        let query = mk_query(&name, TYPE_A, &[OPT]);
+        let mut out = Vec::new();
+        respond(&query, &table, &mut out).unwrap();
+        assert_eq!(out.len(), 12 + name.len() + 4 + 16 + OPT.len());
+        let answer = &out[12 + name.len() + 4..];
+        assert_eq!(&answer[..2], &[0xc0, 12]);
+        assert_eq!(&answer[12..16], &[240, 0, 0, 2]);
+        // NXDOMAIN: the SOA's owner points at `global` inside the question.
+        let name = mk_name(&[b"nope", b"bar", b"GLOBAL"]);
+        respond(&mk_query(&name, TYPE_A, &[]), &table, &mut out).unwrap();
+        let soa = &out[12 + name.len() + 4..];
+        assert_eq!(&soa[..2], &[0xc0, 12 + 5 + 4]);
+        assert_eq!(&out[12 + 5 + 4..12 + 5 + 4 + 7], b"\x06GLOBAL");
     }
 
     #[test]

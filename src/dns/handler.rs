@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::Record;
+use hickory_proto::ProtoError;
+use hickory_proto::op::{Edns, EmitAndCount, Header, HeaderCounts, Metadata, OpCode, ResponseCode, emit_message_parts};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
-use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
+use hickory_server::zone_handler::Queries;
 use tracing::{debug, warn};
 
 use super::answer::{Reply, answer};
@@ -37,8 +37,6 @@ struct Prepared {
     edns: Option<Edns>,
     reply: Reply,
 }
-
-type Records<'a> = std::slice::Iter<'a, Record>;
 
 impl Handler {
     /// Until `ready`, every query gets SERVFAIL: a table still loading
@@ -104,18 +102,18 @@ impl Handler {
         self.metrics.request(Proto::Udp, qtype, request.as_slice().len());
         let mut p = self.prepare(request);
         let limit = udp_limit(request.edns.as_ref());
-        let mut fits = encode(message(&p, &request.queries), out).is_ok() && out.len() <= limit;
+        let mut fits = encode(&p, &request.queries, out).is_ok() && out.len() <= limit;
         // Additional records are dropped, all of them, before anything
         // else, and never cause TC (RFC 2181 §9).
         if !fits && !p.reply.additional.is_empty() {
             p.reply.additional.clear();
-            fits = encode(message(&p, &request.queries), out).is_ok() && out.len() <= limit;
+            fits = encode(&p, &request.queries, out).is_ok() && out.len() <= limit;
         }
         if !fits {
             p.metadata.truncation = true;
             p.reply.answers.clear();
             p.reply.authority.clear();
-            if encode(message(&p, &request.queries), out).is_err() {
+            if encode(&p, &request.queries, out).is_err() {
                 // Cannot happen for a header, a question and an OPT; stay safe.
                 p.metadata.response_code = ResponseCode::ServFail;
                 out.clear();
@@ -186,28 +184,50 @@ pub fn parse(packet: &[u8], src: SocketAddr, protocol: Protocol) -> Result<Reque
     Request::from_bytes(packet.to_vec(), src, protocol).map_err(|e| e.to_string())
 }
 
-fn message<'a>(
-    p: &'a Prepared,
-    queries: &'a Queries,
-) -> MessageResponse<'a, 'a, Records<'a>, Records<'a>, Records<'a>, Records<'a>> {
-    MessageResponseBuilder::new(queries, p.edns.as_ref()).build(
-        p.metadata,
-        &p.reply.answers,
-        &p.reply.authority,
-        &[],
-        &p.reply.additional,
-    )
+/// The question as the client sent it (case included), with each suffix of
+/// its name offered to the encoder's compression, so that owner names point
+/// at it as Knot's do (`a.b.global` at 12, `global` inside it). hickory's own
+/// (`Queries::as_emit_and_count`) offers the question's bytes with type and
+/// class, which no name matches. The fast path writes the same pointers.
+struct Question<'q>(&'q Queries);
+
+impl EmitAndCount for Question<'_> {
+    fn emit(&mut self, encoder: &mut BinEncoder<'_>) -> Result<usize, ProtoError> {
+        let start = encoder.offset();
+        let bytes = self.0.as_bytes();
+        encoder.emit_vec(bytes)?;
+        if self.0.len() == 1 {
+            // `parse` let through only whole, uncompressed question names.
+            let mut labels = Vec::with_capacity(8);
+            let mut i = 0;
+            while let Some(&len) = bytes.get(i).filter(|&&len| (1..=63).contains(&len)) {
+                labels.push(i);
+                i += 1 + usize::from(len);
+            }
+            if bytes.get(i) == Some(&0) {
+                for label in labels {
+                    encoder.store_label_pointer(start + label, start + i);
+                }
+            }
+        }
+        Ok(self.0.len())
+    }
 }
 
-fn encode<'a>(
-    message: MessageResponse<'a, 'a, Records<'a>, Records<'a>, Records<'a>, Records<'a>>,
-    out: &mut Vec<u8>,
-) -> Result<(), ()> {
+fn encode(p: &Prepared, queries: &Queries, out: &mut Vec<u8>) -> Result<(), ()> {
     out.clear();
-    message
-        .destructive_emit(&mut BinEncoder::new(out))
-        .map(drop)
-        .map_err(drop)
+    emit_message_parts(
+        &p.metadata,
+        &mut Question(queries),
+        &mut p.reply.answers.iter(),
+        &mut p.reply.authority.iter(),
+        &mut p.reply.additional.iter(),
+        p.edns.as_ref(),
+        None,
+        &mut BinEncoder::new(out),
+    )
+    .map(drop)
+    .map_err(drop)
 }
 
 impl Handler {
@@ -240,12 +260,12 @@ impl Handler {
         let too_big = |encoded: Result<(), ()>, out: &[u8]| {
             encoded.is_err() || out.len() > usize::from(u16::MAX) || out.get(2).is_some_and(|flags| flags & 0x02 != 0)
         };
-        let mut encoded = encode(message(&p, &request.queries), out);
+        let mut encoded = encode(&p, &request.queries, out);
         // Additional records go first here too: an SRV target's addresses
         // beside a full answer could outgrow the message.
         if too_big(encoded, out) && !p.reply.additional.is_empty() {
             p.reply.additional.clear();
-            encoded = encode(message(&p, &request.queries), out);
+            encoded = encode(&p, &request.queries, out);
         }
         if too_big(encoded, out) {
             warn!(%src, "TCP answer does not fit one message; answering SERVFAIL");
@@ -254,7 +274,7 @@ impl Handler {
             p.reply.answers.clear();
             p.reply.authority.clear();
             p.reply.additional.clear();
-            if encode(message(&p, &request.queries), out).is_err() {
+            if encode(&p, &request.queries, out).is_err() {
                 out.clear();
             }
         }

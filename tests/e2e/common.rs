@@ -442,6 +442,26 @@ pub fn query_udp_once(server: SocketAddr, name: &str, rtype: RecordType) -> io::
 }
 
 pub fn query_tcp(server: SocketAddr, name: &str, rtype: RecordType) -> io::Result<Message> {
+    let (q, buf) = exchange_tcp(server, name, rtype)?;
+    check_reply(&q, Message::from_vec(&buf).map_err(io::Error::other)?)
+}
+
+/// The length on the wire of the reply to one query (UDP, or TCP without
+/// its length prefix), for comparing answer sizes between servers.
+pub fn reply_len(server: SocketAddr, name: &str, rtype: RecordType, tcp: bool) -> io::Result<usize> {
+    if tcp {
+        return Ok(exchange_tcp(server, name, rtype)?.1.len());
+    }
+    let q = build_query(name, rtype);
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+    sock.connect(server)?;
+    sock.send(&q.to_vec().map_err(io::Error::other)?)?;
+    let mut buf = vec![0u8; 65535];
+    sock.recv(&mut buf)
+}
+
+fn exchange_tcp(server: SocketAddr, name: &str, rtype: RecordType) -> io::Result<(Message, Vec<u8>)> {
     let q = build_query(name, rtype);
     let wire = q.to_vec().map_err(io::Error::other)?;
     let timeout = Duration::from_secs(2);
@@ -455,7 +475,7 @@ pub fn query_tcp(server: SocketAddr, name: &str, rtype: RecordType) -> io::Resul
     s.read_exact(&mut len)?;
     let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
     s.read_exact(&mut buf)?;
-    check_reply(&q, Message::from_vec(&buf).map_err(io::Error::other)?)
+    Ok((q, buf))
 }
 
 // ---------------------------------------------------------------------------
