@@ -23,6 +23,11 @@ pub const MAX_ATTEMPTS: usize = 5;
 /// The field manager the API server records for our writes.
 pub const FIELD_MANAGER: &str = "meshdns-stub-domain";
 
+/// The ClusterIP this command last wrote into a ConfigMap, recorded on it,
+/// so that a block or key still forwarding there is ours to move when the
+/// ClusterIP changes (anything else needs `--force`).
+pub const ANNOTATION: &str = "meshdns/stub-domain-cluster-ip";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     CoreDns,
@@ -50,10 +55,16 @@ struct Plan {
 
 fn plan(kind: Kind, at: &ObjectRef, cm: &ConfigMap, zones: &[String], ip: IpAddr, force: bool) -> anyhow::Result<Plan> {
     let value = cm.data.as_ref().and_then(|d| d.get(kind.key()));
+    let previous = cm
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION))
+        .and_then(|ip| ip.parse().ok());
     match kind {
         Kind::CoreDns => {
             let old = value.ok_or_else(|| anyhow!("ConfigMap {at} has no Corefile key"))?;
-            let edit = corefile::apply(old, zones, ip, force).with_context(|| format!("ConfigMap {at}: Corefile"))?;
+            let edit = corefile::apply(old, zones, ip, previous, force).with_context(|| format!("ConfigMap {at}: Corefile"))?;
             Ok(Plan {
                 new: (edit.text != *old).then_some(edit.text),
                 old: old.clone(),
@@ -62,7 +73,7 @@ fn plan(kind: Kind, at: &ObjectRef, cm: &ConfigMap, zones: &[String], ip: IpAddr
             })
         }
         Kind::KubeDns => {
-            let edit = kubedns::apply(value.map(String::as_str), zones, ip, force)
+            let edit = kubedns::apply(value.map(String::as_str), zones, ip, previous, force)
                 .with_context(|| format!("ConfigMap {at}"))?;
             Ok(Plan {
                 old: value.cloned().unwrap_or_default(),
@@ -201,6 +212,11 @@ async fn write<S: Store>(
             .data
             .get_or_insert_with(Default::default)
             .insert(kind.key().into(), new);
+        updated
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(ANNOTATION.into(), ip.to_string());
         match store.replace(&at.name, &updated).await {
             Ok(written) => {
                 let version = written.metadata.resource_version.unwrap_or_default();
@@ -342,6 +358,7 @@ mod tests {
         );
         assert_eq!(out.matches("409 Conflict").count(), 2, "{out}");
         assert!(out.contains("updated (resourceVersion 9 → 10)"), "{out}");
+        assert_eq!(cm.metadata.annotations.unwrap()[ANNOTATION], "10.96.0.10");
         assert!(out.contains("ConfigMap kube-system/kube-dns: not found, skipped"), "{out}");
     }
 

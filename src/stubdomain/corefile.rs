@@ -65,6 +65,9 @@ pub enum Change {
     /// A block for the zone already forwards to the ClusterIP.
     Kept { zone: String, line: usize },
     Added { zone: String },
+    /// The block this command wrote before forwards to the Service's
+    /// previous ClusterIP: replaced without `--force`.
+    Updated { zone: String, line: usize, from: IpAddr },
     /// `--force`: the foreign block was replaced (or, when it served other
     /// zones too, the zone's key was taken out of it and a block added).
     Replaced(Foreign),
@@ -75,6 +78,9 @@ impl fmt::Display for Change {
         match self {
             Change::Kept { zone, line } => write!(f, "zone {zone}: already forwarded (line {line})"),
             Change::Added { zone } => write!(f, "zone {zone}: server block added"),
+            Change::Updated { zone, line, from } => {
+                write!(f, "zone {zone}: server block (line {line}) moved from the old ClusterIP {from}")
+            }
             Change::Replaced(foreign) => write!(f, "replaced: {foreign}"),
         }
     }
@@ -97,9 +103,17 @@ pub fn server_block(zone: &str, ip: IpAddr) -> String {
 
 /// Adds or replaces the server block of each zone in `corefile` (zones
 /// normalized: lower case, no trailing dot). A block that forwards to `ip`
-/// already is kept as it is; one that does not is replaced only when
+/// already is kept as it is. One that forwards to `previous` alone (the
+/// ClusterIP this command last wrote, recorded on the ConfigMap) and
+/// serves only that zone is replaced. Any other is replaced only when
 /// `force` is set, and otherwise reported in [`Edit::foreign`].
-pub fn apply(corefile: &str, zones: &[String], ip: IpAddr, force: bool) -> Result<Edit, ParseError> {
+pub fn apply(
+    corefile: &str,
+    zones: &[String],
+    ip: IpAddr,
+    previous: Option<IpAddr>,
+    force: bool,
+) -> Result<Edit, ParseError> {
     let blocks = scan(corefile)?;
     let mut changes = Vec::new();
     let mut foreign = Vec::new();
@@ -131,6 +145,23 @@ pub fn apply(corefile: &str, zones: &[String], ip: IpAddr, force: bool) -> Resul
                 line: b.line,
                 forward: b.forward.as_ref().map(|args| args.join(" ")),
             };
+            let outdated = previous.filter(|&p| b.keys.len() == 1 && b.forwards_only_to(p));
+            if let Some(from) = outdated {
+                if placed {
+                    let end = if corefile[b.end..].starts_with('\n') { b.end + 1 } else { b.end };
+                    edits.push((b.start, end, String::new()));
+                } else {
+                    let block = server_block(zone, ip);
+                    edits.push((b.start, b.end, block.trim_end_matches('\n').to_string()));
+                    placed = true;
+                }
+                changes.push(Change::Updated {
+                    zone: zone.clone(),
+                    line: b.line,
+                    from,
+                });
+                continue;
+            }
             if !force {
                 foreign.push(found);
                 continue;
@@ -437,7 +468,7 @@ mod tests {
     }
 
     fn mk_apply(corefile: &str, zones: &[&str], force: bool) -> Edit {
-        apply(corefile, &mk_zones(zones), mk_ip(), force).unwrap()
+        apply(corefile, &mk_zones(zones), mk_ip(), None, force).unwrap()
     }
 
     #[test]
@@ -519,6 +550,27 @@ mod tests {
     }
 
     #[test]
+    fn the_block_for_the_previous_cluster_ip_moves_without_force() {
+        let old: IpAddr = "10.96.0.9".parse().unwrap();
+        let corefile = format!("{}{}# after\n", mk_corefile(), server_block("global", old));
+        let edit = apply(&corefile, &mk_zones(&["global"]), mk_ip(), Some(old), false).unwrap();
+        assert_eq!(edit.text, format!("{}{}# after\n", mk_corefile(), server_block("global", mk_ip())));
+        assert_eq!(
+            edit.changes,
+            [Change::Updated {
+                zone: "global".into(),
+                line: 21,
+                from: old
+            }]
+        );
+        assert!(edit.foreign.is_empty());
+        // Another address is still foreign.
+        let other: IpAddr = "10.96.0.8".parse().unwrap();
+        let edit = apply(&corefile, &mk_zones(&["global"]), mk_ip(), Some(other), false).unwrap();
+        assert_eq!(edit.foreign.len(), 1);
+    }
+
+    #[test]
     fn other_ports_transports_and_zones_are_not_ours() {
         let corefile = "global:1053 {\n  forward . 1.1.1.1\n}\ntls://global {\n  forward . 1.1.1.1\n}\n\
                         a.global {\n  forward . 1.1.1.1\n}\n";
@@ -594,7 +646,7 @@ mod tests {
             (".:53 {\n  x \"open\n}\n", ParseError::OpenQuote(2)),
             ("a:53,", ParseError::MissingKey(1)),
         ] {
-            assert_eq!(apply(corefile, &mk_zones(&["global"]), mk_ip(), true), Err(error), "{corefile}");
+            assert_eq!(apply(corefile, &mk_zones(&["global"]), mk_ip(), None, true), Err(error), "{corefile}");
         }
     }
 

@@ -44,8 +44,16 @@ pub struct Edit {
 }
 
 /// Merges each zone (normalized) → `[ip]` into `stub_domains` (absent or
-/// blank: `{}`). A key that maps elsewhere is replaced only with `force`.
-pub fn apply(stub_domains: Option<&str>, zones: &[String], ip: IpAddr, force: bool) -> Result<Edit, Error> {
+/// blank: `{}`). A key that maps to `previous` alone (the ClusterIP this
+/// command last wrote) is updated; one that maps elsewhere is replaced only
+/// with `force`.
+pub fn apply(
+    stub_domains: Option<&str>,
+    zones: &[String],
+    ip: IpAddr,
+    previous: Option<IpAddr>,
+    force: bool,
+) -> Result<Edit, Error> {
     let original = stub_domains.unwrap_or("");
     let mut object = if original.trim().is_empty() {
         Ordered::default()
@@ -87,7 +95,8 @@ pub fn apply(stub_domains: Option<&str>, zones: &[String], ip: IpAddr, force: bo
                 value: object.0[i].1.to_string(),
             })
             .collect();
-        if !force {
+        let outdated = previous.filter(|&p| others.iter().all(|&i| maps_only_to(&object.0[i].1, p)));
+        if !force && outdated.is_none() {
             foreign.extend(reports);
             continue;
         }
@@ -100,7 +109,10 @@ pub fn apply(stub_domains: Option<&str>, zones: &[String], ip: IpAddr, force: bo
             i += 1;
             !drop.contains(&(i - 1))
         });
-        changes.extend(reports.iter().map(|f| format!("replaced: {f}")));
+        match outdated {
+            Some(from) => changes.push(format!("zone {zone}: moved from the old ClusterIP {from}")),
+            None => changes.extend(reports.iter().map(|f| format!("replaced: {f}"))),
+        }
         changed = true;
     }
     let text = changed.then(|| {
@@ -178,7 +190,7 @@ mod tests {
 
     fn mk_apply(stub: Option<&str>, zones: &[&str], force: bool) -> Edit {
         let zones: Vec<String> = zones.iter().map(|z| z.to_string()).collect();
-        apply(stub, &zones, mk_ip(), force).unwrap()
+        apply(stub, &zones, mk_ip(), None, force).unwrap()
     }
 
     #[test]
@@ -235,9 +247,24 @@ mod tests {
     }
 
     #[test]
+    fn the_previous_cluster_ip_moves_without_force() {
+        let old: IpAddr = "10.96.0.9".parse().unwrap();
+        let stub = "{\"a\": [\"1.1.1.1\"], \"global\": [\"10.96.0.9\"]}\n";
+        let edit = apply(Some(stub), &["global".into()], mk_ip(), Some(old), false).unwrap();
+        assert_eq!(
+            edit.text.as_deref(),
+            Some("{\"a\":[\"1.1.1.1\"],\"global\":[\"10.96.0.10\"]}\n")
+        );
+        assert_eq!(edit.changes, ["zone global: moved from the old ClusterIP 10.96.0.9"]);
+        let other: IpAddr = "10.96.0.8".parse().unwrap();
+        let edit = apply(Some(stub), &["global".into()], mk_ip(), Some(other), false).unwrap();
+        assert_eq!(edit.foreign.len(), 1);
+    }
+
+    #[test]
     fn not_an_object_is_an_error() {
         for stub in ["[]", "{", "{\"a\": 1", "null"] {
-            assert!(apply(Some(stub), &["global".into()], mk_ip(), true).is_err(), "{stub}");
+            assert!(apply(Some(stub), &["global".into()], mk_ip(), None, true).is_err(), "{stub}");
         }
     }
 }
