@@ -292,7 +292,10 @@ fn stub_domain_job_and_rbac_agree() {
     );
 
     let job = &yaml("deploy/stub-domain/job.yaml")[0];
-    assert_eq!((job["apiVersion"].as_str(), job["kind"].as_str()), (Some("batch/v1"), Some("Job")));
+    assert_eq!(
+        (job["apiVersion"].as_str(), job["kind"].as_str()),
+        (Some("batch/v1"), Some("Job"))
+    );
     let namespace = at(job, "metadata.namespace").as_str().unwrap();
     let pod = at(job, "spec.template.spec");
     assert_eq!(pod["restartPolicy"], "Never");
@@ -323,7 +326,12 @@ fn stub_domain_job_and_rbac_agree() {
 
     let rbac = yaml("deploy/stub-domain/rbac.yaml");
     let kinds: Vec<&str> = rbac.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    assert!(kinds.iter().all(|k| ["ServiceAccount", "Role", "RoleBinding"].contains(k)), "{kinds:?}");
+    assert!(
+        kinds
+            .iter()
+            .all(|k| ["ServiceAccount", "Role", "RoleBinding"].contains(k)),
+        "{kinds:?}"
+    );
     let sa = rbac.iter().find(|d| d["kind"] == "ServiceAccount").unwrap();
     assert_eq!(at(sa, "metadata.name"), account);
     assert_eq!(at(sa, "metadata.namespace"), namespace);
@@ -341,14 +349,23 @@ fn stub_domain_job_and_rbac_agree() {
             .iter()
             .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == binding["roleRef"]["name"])
             .expect("the bound Role is shipped");
-        assert_eq!(at(role, "metadata.namespace"), ns, "a RoleBinding binds a Role of its namespace");
+        assert_eq!(
+            at(role, "metadata.namespace"),
+            ns,
+            "a RoleBinding binds a Role of its namespace"
+        );
         for rule in role["rules"].as_array().unwrap() {
             assert_eq!(rule["apiGroups"], serde_json::json!([""]));
             let names = rule["resourceNames"].as_array().expect("resourceNames on every rule");
             for resource in rule["resources"].as_array().unwrap() {
                 for name in names {
                     for verb in rule["verbs"].as_array().unwrap() {
-                        granted.push(format!("{ns} {} {} {}", resource.as_str().unwrap(), name.as_str().unwrap(), verb.as_str().unwrap()));
+                        granted.push(format!(
+                            "{ns} {} {} {}",
+                            resource.as_str().unwrap(),
+                            name.as_str().unwrap(),
+                            verb.as_str().unwrap()
+                        ));
                     }
                 }
             }

@@ -85,7 +85,9 @@ impl Fixture for Cluster {
         }))
         .unwrap();
         self.rt
-            .block_on(Api::<ConfigMap>::namespaced(self.client.clone(), "kube-system").create(&PostParams::default(), &cm))
+            .block_on(
+                Api::<ConfigMap>::namespaced(self.client.clone(), "kube-system").create(&PostParams::default(), &cm),
+            )
             .unwrap();
     }
 
@@ -164,16 +166,26 @@ fn edits_both_configmaps_once() {
         "+{\"acme.local\":[\"1.2.3.4\"],\"global\":[\"10.96.0.53\"]}",
         "ConfigMap kube-system/coredns: dry run, not written",
     ] {
-        assert!(run.stdout.lines().any(|l| l == line), "no line {line:?} in:\n{}", run.stdout);
+        assert!(
+            run.stdout.lines().any(|l| l == line),
+            "no line {line:?} in:\n{}",
+            run.stdout
+        );
     }
     assert_eq!(c.read("coredns", "Corefile"), (core_v0.clone(), Some(COREFILE.into())));
-    assert_eq!(c.read("kube-dns", "stubDomains"), (kd_v0.clone(), Some(STUB_DOMAINS.into())));
+    assert_eq!(
+        c.read("kube-dns", "stubDomains"),
+        (kd_v0.clone(), Some(STUB_DOMAINS.into()))
+    );
 
     // The edit: every other byte of the Corefile kept, the other stub domain too.
     let run = c.stub(&c.admin(), &svc);
     assert!(run.ok, "{}", run.stderr);
     let (core_v1, corefile) = c.read("coredns", "Corefile");
-    assert_eq!(corefile.unwrap(), format!("{COREFILE}{}", block("global", "10.96.0.53")));
+    assert_eq!(
+        corefile.unwrap(),
+        format!("{COREFILE}{}", block("global", "10.96.0.53"))
+    );
     let (kd_v1, stub) = c.read("kube-dns", "stubDomains");
     assert_eq!(
         stub_domains(&stub.unwrap()),
@@ -184,7 +196,12 @@ fn edits_both_configmaps_once() {
     // A second run writes nothing.
     let run = c.stub(&c.admin(), &svc);
     assert!(run.ok, "{}", run.stderr);
-    assert_eq!(run.stdout.matches("unchanged, not written").count(), 2, "{}", run.stdout);
+    assert_eq!(
+        run.stdout.matches("unchanged, not written").count(),
+        2,
+        "{}",
+        run.stdout
+    );
     assert_eq!(c.read("coredns", "Corefile").0, core_v1);
     assert_eq!(c.read("kube-dns", "stubDomains").0, kd_v1);
 
@@ -259,7 +276,12 @@ fn foreign_blocks_need_force() {
     let (v, _) = c.read("coredns", "Corefile");
     let run = c.stub(&c.admin(), &svc);
     assert!(run.ok, "{}", run.stderr);
-    assert!(run.stdout.contains("ConfigMap kube-system/kube-dns: not found, skipped"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("ConfigMap kube-system/kube-dns: not found, skipped"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(c.read("coredns", "Corefile"), (v, Some(by_hand)));
 }
 
@@ -271,7 +293,11 @@ fn missing_service_or_configmaps_are_clear_errors() {
     let c = Cluster::start();
     let run = c.stub(&c.admin(), &["--service", "kube-system/meshdns"]);
     assert!(!run.ok);
-    assert!(run.stderr.contains("Service kube-system/meshdns not found"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Service kube-system/meshdns not found"),
+        "{}",
+        run.stderr
+    );
 
     c.service("kube-system", "headless", "None");
     let run = c.stub(&c.admin(), &["--service", "kube-system/headless"]);
@@ -282,7 +308,8 @@ fn missing_service_or_configmaps_are_clear_errors() {
     let run = c.stub(&c.admin(), &["--service", "kube-system/meshdns"]);
     assert!(!run.ok);
     assert!(
-        run.stderr.contains("neither ConfigMap kube-system/coredns (CoreDNS) nor kube-system/kube-dns (kube-dns) exists"),
+        run.stderr
+            .contains("neither ConfigMap kube-system/coredns (CoreDNS) nor kube-system/kube-dns (kube-dns) exists"),
         "{}",
         run.stderr
     );
@@ -310,7 +337,13 @@ fn shipped_rbac_is_enough_and_no_more() {
     let dir = common::repo_path("deploy/stub-domain");
     let (ok, applied) = kubectl(
         &c.admin(),
-        &["apply", "--server-side", "--field-manager=meshdns-test", "-k", dir.to_str().unwrap()],
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=meshdns-test",
+            "-k",
+            dir.to_str().unwrap(),
+        ],
     );
     assert!(ok, "{applied}");
     for what in [
@@ -359,7 +392,12 @@ fn shipped_rbac_is_enough_and_no_more() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = c.stub(&kubeconfig, &args);
     assert!(run.ok, "{}", run.stderr);
-    assert!(c.read("coredns", "Corefile").1.unwrap().ends_with(&block("global", "10.96.0.53")));
+    assert!(
+        c.read("coredns", "Corefile")
+            .1
+            .unwrap()
+            .ends_with(&block("global", "10.96.0.53"))
+    );
     let run = c.stub(&kubeconfig, &args);
     assert!(run.ok && run.stdout.matches("unchanged").count() == 2, "{}", run.stdout);
 
@@ -378,8 +416,15 @@ fn shipped_rbac_is_enough_and_no_more() {
         (false, &["list", "secrets"]),
         (false, &["get", "secrets/anything"]),
     ] {
-        let (ok, answer) = kubectl(&kubeconfig, &[&["auth", "can-i", "-n", "kube-system"][..], what].concat());
-        assert_eq!((ok, answer.trim()), (allowed, if allowed { "yes" } else { "no" }), "{what:?}");
+        let (ok, answer) = kubectl(
+            &kubeconfig,
+            &[&["auth", "can-i", "-n", "kube-system"][..], what].concat(),
+        );
+        assert_eq!(
+            (ok, answer.trim()),
+            (allowed, if allowed { "yes" } else { "no" }),
+            "{what:?}"
+        );
     }
     for what in [&["get", "configmaps/coredns"][..], &["update", "configmaps/coredns"]] {
         let (ok, answer) = kubectl(&kubeconfig, &[&["auth", "can-i", "-n", "default"][..], what].concat());
@@ -392,7 +437,10 @@ fn shipped_rbac_is_enough_and_no_more() {
         &["-n", "kube-system", "create", "configmap", "new"],
     ] {
         let (ok, answer) = kubectl(&kubeconfig, args);
-        assert!(!ok && answer.contains("forbidden"), "{args:?} should be forbidden: {answer}");
+        assert!(
+            !ok && answer.contains("forbidden"),
+            "{args:?} should be forbidden: {answer}"
+        );
     }
     // The stub-domain run itself, on another ConfigMap: forbidden, and says so.
     let run = c.stub(

@@ -64,7 +64,8 @@ fn plan(kind: Kind, at: &ObjectRef, cm: &ConfigMap, zones: &[String], ip: IpAddr
     match kind {
         Kind::CoreDns => {
             let old = value.ok_or_else(|| anyhow!("ConfigMap {at} has no Corefile key"))?;
-            let edit = corefile::apply(old, zones, ip, previous, force).with_context(|| format!("ConfigMap {at}: Corefile"))?;
+            let edit = corefile::apply(old, zones, ip, previous, force)
+                .with_context(|| format!("ConfigMap {at}: Corefile"))?;
             Ok(Plan {
                 new: (edit.text != *old).then_some(edit.text),
                 old: old.clone(),
@@ -129,7 +130,9 @@ async fn cluster_ip(api: &Api<Service>, at: &ObjectRef) -> anyhow::Result<IpAddr
         .and_then(|s| s.cluster_ip)
         .filter(|ip| !ip.is_empty() && ip != "None")
         .ok_or_else(|| {
-            anyhow!("Service {at} has no ClusterIP (headless or ExternalName): cluster DNS needs an address to forward to")
+            anyhow!(
+                "Service {at} has no ClusterIP (headless or ExternalName): cluster DNS needs an address to forward to"
+            )
         })?;
     ip.parse()
         .map_err(|_| anyhow!("Service {at} has ClusterIP {ip:?}, which is not an IP address"))
@@ -144,7 +147,11 @@ async fn apply<S: Store>(
 ) -> anyhow::Result<()> {
     let mut found = Vec::new();
     for (kind, at, store) in stores {
-        match store.get(&at.name).await.with_context(|| format!("cannot read ConfigMap {at}"))? {
+        match store
+            .get(&at.name)
+            .await
+            .with_context(|| format!("cannot read ConfigMap {at}"))?
+        {
             None => writeln!(out, "ConfigMap {at}: not found, skipped")?,
             Some(cm) => {
                 let plan = plan(*kind, at, &cm, &opts.zones, ip, opts.force)?;
@@ -177,7 +184,10 @@ async fn apply<S: Store>(
         }
         let version = cm.metadata.resource_version.clone().unwrap_or_default();
         match &plan.new {
-            None => writeln!(out, "ConfigMap {at}: unchanged, not written (resourceVersion {version})")?,
+            None => writeln!(
+                out,
+                "ConfigMap {at}: unchanged, not written (resourceVersion {version})"
+            )?,
             Some(new) if opts.dry_run => {
                 let label = format!("{at} {}", kind.key());
                 write!(out, "{}", diff::unified(&plan.old, new, &label, &label))?;
@@ -227,7 +237,10 @@ async fn write<S: Store>(
                 if attempt == MAX_ATTEMPTS {
                     break;
                 }
-                writeln!(out, "ConfigMap {at}: changed since it was read (409 Conflict), reading it again")?;
+                writeln!(
+                    out,
+                    "ConfigMap {at}: changed since it was read (409 Conflict), reading it again"
+                )?;
                 cm = store
                     .get(&at.name)
                     .await
@@ -354,12 +367,18 @@ mod tests {
         // The other writer's edits survive: the plan was made again.
         assert_eq!(
             cm.data.unwrap()["Corefile"],
-            format!(".:53 {{\n}}\n# edited 2\n# edited 1\n{}", corefile::server_block("global", "10.96.0.10".parse().unwrap()))
+            format!(
+                ".:53 {{\n}}\n# edited 2\n# edited 1\n{}",
+                corefile::server_block("global", "10.96.0.10".parse().unwrap())
+            )
         );
         assert_eq!(out.matches("409 Conflict").count(), 2, "{out}");
         assert!(out.contains("updated (resourceVersion 9 → 10)"), "{out}");
         assert_eq!(cm.metadata.annotations.unwrap()[ANNOTATION], "10.96.0.10");
-        assert!(out.contains("ConfigMap kube-system/kube-dns: not found, skipped"), "{out}");
+        assert!(
+            out.contains("ConfigMap kube-system/kube-dns: not found, skipped"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -367,7 +386,12 @@ mod tests {
         let coredns = mk_fake(Some(mk_configmap("Corefile", "", 1)), MAX_ATTEMPTS);
         let kube_dns = mk_fake(None, 0);
         let (result, _) = mk_run(&mk_options(false, false), &coredns, &kube_dns);
-        assert!(result.unwrap_err().to_string().contains("still conflicting after 5 attempts"));
+        assert!(
+            result
+                .unwrap_err()
+                .to_string()
+                .contains("still conflicting after 5 attempts")
+        );
         assert_eq!(*coredns.writes.borrow(), 0);
     }
 

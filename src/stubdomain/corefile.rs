@@ -63,11 +63,20 @@ impl fmt::Display for Foreign {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// A block for the zone already forwards to the ClusterIP.
-    Kept { zone: String, line: usize },
-    Added { zone: String },
+    Kept {
+        zone: String,
+        line: usize,
+    },
+    Added {
+        zone: String,
+    },
     /// The block this command wrote before forwards to the Service's
     /// previous ClusterIP: replaced without `--force`.
-    Updated { zone: String, line: usize, from: IpAddr },
+    Updated {
+        zone: String,
+        line: usize,
+        from: IpAddr,
+    },
     /// `--force`: the foreign block was replaced (or, when it served other
     /// zones too, the zone's key was taken out of it and a block added).
     Replaced(Foreign),
@@ -79,7 +88,10 @@ impl fmt::Display for Change {
             Change::Kept { zone, line } => write!(f, "zone {zone}: already forwarded (line {line})"),
             Change::Added { zone } => write!(f, "zone {zone}: server block added"),
             Change::Updated { zone, line, from } => {
-                write!(f, "zone {zone}: server block (line {line}) moved from the old ClusterIP {from}")
+                write!(
+                    f,
+                    "zone {zone}: server block (line {line}) moved from the old ClusterIP {from}"
+                )
             }
             Change::Replaced(foreign) => write!(f, "replaced: {foreign}"),
         }
@@ -123,7 +135,12 @@ pub fn apply(
     for zone in zones {
         let matching: Vec<(&Block, usize)> = blocks
             .iter()
-            .filter_map(|b| b.keys.iter().position(|k| key_zone(&k.text).as_deref() == Some(zone)).map(|i| (b, i)))
+            .filter_map(|b| {
+                b.keys
+                    .iter()
+                    .position(|k| key_zone(&k.text).as_deref() == Some(zone))
+                    .map(|i| (b, i))
+            })
             .collect();
         if matching.is_empty() {
             append.push_str(&server_block(zone, ip));
@@ -148,7 +165,11 @@ pub fn apply(
             let outdated = previous.filter(|&p| b.keys.len() == 1 && b.forwards_only_to(p));
             if let Some(from) = outdated {
                 if placed {
-                    let end = if corefile[b.end..].starts_with('\n') { b.end + 1 } else { b.end };
+                    let end = if corefile[b.end..].starts_with('\n') {
+                        b.end + 1
+                    } else {
+                        b.end
+                    };
                     edits.push((b.start, end, String::new()));
                 } else {
                     let block = server_block(zone, ip);
@@ -173,7 +194,11 @@ pub fn apply(
                 edits.push((b.start, b.end, block.trim_end_matches('\n').to_string()));
                 placed = true;
             } else {
-                let end = if corefile[b.end..].starts_with('\n') { b.end + 1 } else { b.end };
+                let end = if corefile[b.end..].starts_with('\n') {
+                    b.end + 1
+                } else {
+                    b.end
+                };
                 edits.push((b.start, end, String::new()));
             }
             changes.push(Change::Replaced(found));
@@ -197,11 +222,7 @@ pub fn apply(
         }
         text.push_str(&append);
     }
-    Ok(Edit {
-        text,
-        changes,
-        foreign,
-    })
+    Ok(Edit { text, changes, foreign })
 }
 
 /// Takes key `i` out of a block with several keys: the span up to the next
@@ -315,9 +336,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
         match c {
             '\n' => line += 1,
             c if c.is_whitespace() => {}
-            '#' => {
-                while chars.next_if(|&(_, c)| c != '\n').is_some() {}
-            }
+            '#' => while chars.next_if(|&(_, c)| c != '\n').is_some() {},
             '"' => {
                 let start_line = line;
                 let mut value = String::new();
@@ -480,7 +499,11 @@ mod tests {
         assert!(edit.foreign.is_empty());
         // The block is formatted as deploy/coredns/global.server.
         let shipped = include_str!("../../deploy/coredns/global.server");
-        let shipped: String = shipped.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+        let shipped: String = shipped
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert_eq!(
             shipped.replace("MESHDNS_CLUSTER_IP", "10.96.0.10"),
             server_block("global", mk_ip())
@@ -488,13 +511,22 @@ mod tests {
         // And applying again changes nothing.
         let again = mk_apply(&edit.text, &["global"], false);
         assert_eq!(again.text, edit.text);
-        assert_eq!(again.changes, [Change::Kept { zone: "global".into(), line: 21 }]);
+        assert_eq!(
+            again.changes,
+            [Change::Kept {
+                zone: "global".into(),
+                line: 21
+            }]
+        );
     }
 
     #[test]
     fn no_trailing_newline_and_empty_file() {
         let edit = mk_apply(".:53 {\n  forward . 8.8.8.8\n}", &["global"], false);
-        assert_eq!(edit.text, format!(".:53 {{\n  forward . 8.8.8.8\n}}\n{}", server_block("global", mk_ip())));
+        assert_eq!(
+            edit.text,
+            format!(".:53 {{\n  forward . 8.8.8.8\n}}\n{}", server_block("global", mk_ip()))
+        );
         assert_eq!(mk_apply("", &["global"], false).text, server_block("global", mk_ip()));
     }
 
@@ -503,7 +535,10 @@ mod tests {
         for corefile in [
             // deploy/coredns/global.server as the README says to fill it in.
             include_str!("../../deploy/coredns/global.server").replace("MESHDNS_CLUSTER_IP", "10.96.0.10"),
-            format!("{}# ours\nGLOBAL. {{\n  forward . dns://10.96.0.10:53 # the meshdns Service\n}}\n", mk_corefile()),
+            format!(
+                "{}# ours\nGLOBAL. {{\n  forward . dns://10.96.0.10:53 # the meshdns Service\n}}\n",
+                mk_corefile()
+            ),
             "global:53 {\n  log\n  forward global 10.96.0.10 {\n    force_tcp\n  }\n  cache 60\n}\n".into(),
             "dns://global.:53 { forward . 10.96.0.10 }\n".into(),
         ] {
@@ -515,7 +550,10 @@ mod tests {
 
     #[test]
     fn a_foreign_block_needs_force() {
-        let corefile = format!("{}global:53 {{\n    errors\n    forward . 10.0.0.9\n}}\n# after\n", mk_corefile());
+        let corefile = format!(
+            "{}global:53 {{\n    errors\n    forward . 10.0.0.9\n}}\n# after\n",
+            mk_corefile()
+        );
         let edit = mk_apply(&corefile, &["global"], false);
         assert_eq!(edit.text, corefile);
         assert_eq!(
@@ -554,7 +592,10 @@ mod tests {
         let old: IpAddr = "10.96.0.9".parse().unwrap();
         let corefile = format!("{}{}# after\n", mk_corefile(), server_block("global", old));
         let edit = apply(&corefile, &mk_zones(&["global"]), mk_ip(), Some(old), false).unwrap();
-        assert_eq!(edit.text, format!("{}{}# after\n", mk_corefile(), server_block("global", mk_ip())));
+        assert_eq!(
+            edit.text,
+            format!("{}{}# after\n", mk_corefile(), server_block("global", mk_ip()))
+        );
         assert_eq!(
             edit.changes,
             [Change::Updated {
@@ -610,7 +651,10 @@ mod tests {
         let forced = mk_apply(corefile, &["global"], true);
         assert_eq!(
             forced.text,
-            format!("other:53 {{\n  forward . 1.1.1.1\n}}\n{}", server_block("global", mk_ip()))
+            format!(
+                "other:53 {{\n  forward . 1.1.1.1\n}}\n{}",
+                server_block("global", mk_ip())
+            )
         );
         let forced = mk_apply("a:53, global {\n  forward . 1.1.1.1\n}\n", &["global"], true);
         assert_eq!(
@@ -618,7 +662,10 @@ mod tests {
             format!("a:53 {{\n  forward . 1.1.1.1\n}}\n{}", server_block("global", mk_ip()))
         );
         let forced = mk_apply("a:53,\n  global b {\n}\n", &["global"], true);
-        assert_eq!(forced.text, format!("a:53,\n  b {{\n}}\n{}", server_block("global", mk_ip())));
+        assert_eq!(
+            forced.text,
+            format!("a:53,\n  b {{\n}}\n{}", server_block("global", mk_ip()))
+        );
     }
 
     #[test]
@@ -646,7 +693,11 @@ mod tests {
             (".:53 {\n  x \"open\n}\n", ParseError::OpenQuote(2)),
             ("a:53,", ParseError::MissingKey(1)),
         ] {
-            assert_eq!(apply(corefile, &mk_zones(&["global"]), mk_ip(), None, true), Err(error), "{corefile}");
+            assert_eq!(
+                apply(corefile, &mk_zones(&["global"]), mk_ip(), None, true),
+                Err(error),
+                "{corefile}"
+            );
         }
     }
 

@@ -122,11 +122,7 @@ pub fn apply(
         }
         text
     });
-    Ok(Edit {
-        text,
-        changes,
-        foreign,
-    })
+    Ok(Edit { text, changes, foreign })
 }
 
 fn normalize(key: &str) -> String {
@@ -140,7 +136,8 @@ fn maps_only_to(value: &Value, ip: IpAddr) -> bool {
     !servers.is_empty()
         && servers.iter().all(|s| {
             s.as_str().is_some_and(|s| {
-                s.parse::<IpAddr>() == Ok(ip) || s.parse::<SocketAddr>().is_ok_and(|sa| sa.ip() == ip && sa.port() == 53)
+                s.parse::<IpAddr>() == Ok(ip)
+                    || s.parse::<SocketAddr>().is_ok_and(|sa| sa.ip() == ip && sa.port() == 53)
             })
         })
 }
@@ -195,7 +192,11 @@ mod tests {
 
     #[test]
     fn merges_and_keeps_the_other_keys_in_order() {
-        let edit = mk_apply(Some("{\"z.example\": [\"1.2.3.4\"], \"acme.local\": [\"5.6.7.8\"]}\n"), &["global"], false);
+        let edit = mk_apply(
+            Some("{\"z.example\": [\"1.2.3.4\"], \"acme.local\": [\"5.6.7.8\"]}\n"),
+            &["global"],
+            false,
+        );
         assert_eq!(
             edit.text.as_deref(),
             Some("{\"z.example\":[\"1.2.3.4\"],\"acme.local\":[\"5.6.7.8\"],\"global\":[\"10.96.0.10\"]}\n")
@@ -214,8 +215,15 @@ mod tests {
     #[test]
     fn the_documented_stub_domain_counts_as_done() {
         let shipped = include_str!("../../deploy/coredns/kube-dns-stubdomains.yaml");
-        let line = shipped.lines().find(|l| l.trim_start().starts_with('{')).unwrap().trim();
-        for stub in [line.replace("MESHDNS_CLUSTER_IP", "10.96.0.10"), "{\"Global.\": [\"10.96.0.10:53\"]}".into()] {
+        let line = shipped
+            .lines()
+            .find(|l| l.trim_start().starts_with('{'))
+            .unwrap()
+            .trim();
+        for stub in [
+            line.replace("MESHDNS_CLUSTER_IP", "10.96.0.10"),
+            "{\"Global.\": [\"10.96.0.10:53\"]}".into(),
+        ] {
             let edit = mk_apply(Some(&stub), &["global"], false);
             assert_eq!(edit.text, None, "{stub}");
             assert_eq!(edit.changes, ["zone global: already forwarded"]);
@@ -240,7 +248,12 @@ mod tests {
             forced.text.as_deref(),
             Some("{\"a\":[\"1.1.1.1\"],\"global\":[\"10.96.0.10\"]}")
         );
-        for value in ["[]", "[\"10.96.0.10\", \"10.0.0.9\"]", "\"10.96.0.10\"", "[\"10.96.0.10:5353\"]"] {
+        for value in [
+            "[]",
+            "[\"10.96.0.10\", \"10.0.0.9\"]",
+            "\"10.96.0.10\"",
+            "[\"10.96.0.10:5353\"]",
+        ] {
             let stub = format!("{{\"global\": {value}}}");
             assert_eq!(mk_apply(Some(&stub), &["global"], false).foreign.len(), 1, "{value}");
         }
@@ -264,7 +277,10 @@ mod tests {
     #[test]
     fn not_an_object_is_an_error() {
         for stub in ["[]", "{", "{\"a\": 1", "null"] {
-            assert!(apply(Some(stub), &["global".into()], mk_ip(), None, true).is_err(), "{stub}");
+            assert!(
+                apply(Some(stub), &["global".into()], mk_ip(), None, true).is_err(),
+                "{stub}"
+            );
         }
     }
 }

@@ -82,7 +82,9 @@ pub fn reverse_zone(value: &str) -> Result<String, String> {
         return if (z.ends_with(".in-addr.arpa") || z.ends_with(".ip6.arpa")) && !z.starts_with('*') {
             Ok(z)
         } else {
-            Err(format!("{value:?} is not a reverse zone (a name under in-addr.arpa or ip6.arpa, or a CIDR)"))
+            Err(format!(
+                "{value:?} is not a reverse zone (a name under in-addr.arpa or ip6.arpa, or a CIDR)"
+            ))
         };
     };
     let addr: IpAddr = addr.parse().map_err(|_| format!("{addr:?} is not an IP address"))?;
@@ -97,7 +99,9 @@ pub fn reverse_zone(value: &str) -> Result<String, String> {
     };
     let max = if addr.is_ipv4() { 32 } else { 128 };
     if len == 0 || len > max || !len.is_multiple_of(step) {
-        return Err(format!("/{len} is not on a label boundary (IPv4: /8 to /32 by 8; IPv6: /4 to /128 by 4)"));
+        return Err(format!(
+            "/{len} is not on a label boundary (IPv4: /8 to /32 by 8; IPv6: /4 to /128 by 4)"
+        ));
     }
     if bits.checked_shl(len).unwrap_or(0) != 0 {
         return Err(format!("{value:?} has bits set below the prefix"));
@@ -106,7 +110,13 @@ pub fn reverse_zone(value: &str) -> Result<String, String> {
     let mut out: Vec<String> = digits[..labels]
         .iter()
         .rev()
-        .map(|d| if addr.is_ipv4() { d.to_string() } else { format!("{d:x}") })
+        .map(|d| {
+            if addr.is_ipv4() {
+                d.to_string()
+            } else {
+                format!("{d:x}")
+            }
+        })
         .collect();
     out.push(if addr.is_ipv4() { "in-addr.arpa" } else { "ip6.arpa" }.into());
     Ok(out.join("."))
