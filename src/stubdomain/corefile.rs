@@ -12,6 +12,7 @@
 //! not understand (a server block without braces, unbalanced braces, an
 //! open quote) is an error, and nothing is edited.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -129,17 +130,24 @@ pub fn apply(
     let blocks = scan(corefile)?;
     let mut changes = Vec::new();
     let mut foreign = Vec::new();
-    // (start, end, replacement) on the original text, never overlapping.
-    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    // What happens to each block, by its index: one entry per block, so
+    // that no two edits overlap.
+    let mut edits: BTreeMap<usize, BlockEdit> = BTreeMap::new();
     let mut append = String::new();
+    let mut seen = Vec::new();
     for zone in zones {
-        let matching: Vec<(&Block, usize)> = blocks
+        if seen.contains(&zone) {
+            continue;
+        }
+        seen.push(zone);
+        let matching: Vec<(usize, usize)> = blocks
             .iter()
-            .filter_map(|b| {
+            .enumerate()
+            .filter_map(|(n, b)| {
                 b.keys
                     .iter()
                     .position(|k| key_zone(&k.text).as_deref() == Some(zone))
-                    .map(|i| (b, i))
+                    .map(|i| (n, i))
             })
             .collect();
         if matching.is_empty() {
@@ -147,73 +155,80 @@ pub fn apply(
             changes.push(Change::Added { zone: zone.clone() });
             continue;
         }
-        let ours = matching.iter().find(|(b, _)| b.forwards_only_to(ip));
-        if let Some((b, _)) = ours {
+        let ours = matching.iter().find(|&&(n, _)| blocks[n].forwards_only_to(ip));
+        if let Some(&(n, _)) = ours {
             changes.push(Change::Kept {
                 zone: zone.clone(),
-                line: b.line,
+                line: blocks[n].line,
             });
         }
         let mut placed = ours.is_some();
-        for (b, i) in matching.iter().filter(|(b, _)| !b.forwards_only_to(ip)) {
+        for &(n, i) in matching.iter().filter(|&&(n, _)| !blocks[n].forwards_only_to(ip)) {
+            let b = &blocks[n];
             let found = Foreign {
                 zone: zone.clone(),
-                key: b.keys[*i].text.clone(),
+                key: b.keys[i].text.clone(),
                 line: b.line,
                 forward: b.forward.as_ref().map(|args| args.join(" ")),
             };
-            let outdated = previous.filter(|&p| b.keys.len() == 1 && b.forwards_only_to(p));
-            if let Some(from) = outdated {
-                if placed {
-                    let end = if corefile[b.end..].starts_with('\n') {
-                        b.end + 1
-                    } else {
-                        b.end
-                    };
-                    edits.push((b.start, end, String::new()));
-                } else {
-                    let block = server_block(zone, ip);
-                    edits.push((b.start, b.end, block.trim_end_matches('\n').to_string()));
-                    placed = true;
-                }
-                changes.push(Change::Updated {
-                    zone: zone.clone(),
-                    line: b.line,
-                    from,
-                });
-                continue;
-            }
-            if !force {
+            let single = b.keys.len() == 1;
+            let outdated = previous.filter(|&p| single && b.forwards_only_to(p));
+            if outdated.is_none() && !force {
                 foreign.push(found);
                 continue;
             }
-            if b.keys.len() > 1 {
-                edits.push(remove_key(corefile, b, *i));
-            } else if !placed {
-                let block = server_block(zone, ip);
-                edits.push((b.start, b.end, block.trim_end_matches('\n').to_string()));
-                placed = true;
+            if !single {
+                // Shared with other zones: only this zone's key goes, and
+                // the zone gets a block of its own below.
+                match edits.entry(n).or_insert_with(|| BlockEdit::RemoveKeys(Vec::new())) {
+                    BlockEdit::RemoveKeys(keys) => keys.push(i),
+                    _ => unreachable!("a block with several keys is only ever edited by key"),
+                }
+            } else if placed {
+                edits.insert(n, BlockEdit::Delete);
             } else {
-                let end = if corefile[b.end..].starts_with('\n') {
-                    b.end + 1
-                } else {
-                    b.end
-                };
-                edits.push((b.start, end, String::new()));
+                edits.insert(n, BlockEdit::Replace(server_block(zone, ip)));
+                placed = true;
             }
-            changes.push(Change::Replaced(found));
+            changes.push(match outdated {
+                Some(from) => Change::Updated {
+                    zone: zone.clone(),
+                    line: b.line,
+                    from,
+                },
+                None => Change::Replaced(found),
+            });
         }
-        if force && !placed {
+        if !placed && force {
             append.push_str(&server_block(zone, ip));
         }
     }
-    edits.sort_by_key(|e| e.0);
+
     let mut text = String::with_capacity(corefile.len() + append.len() + 1);
     let mut at = 0;
-    for (start, end, replacement) in &edits {
-        text.push_str(&corefile[at..*start]);
-        text.push_str(replacement);
-        at = *end;
+    for (n, edit) in &edits {
+        let b = &blocks[*n];
+        let through_newline = if corefile[b.end..].starts_with('\n') {
+            b.end + 1
+        } else {
+            b.end
+        };
+        let (start, end, replacement) = match edit {
+            BlockEdit::Replace(block) => (b.start, b.end, block.trim_end_matches('\n').to_string()),
+            BlockEdit::Delete => (b.start, through_newline, String::new()),
+            BlockEdit::RemoveKeys(gone) if gone.len() == b.keys.len() => (b.start, through_newline, String::new()),
+            BlockEdit::RemoveKeys(gone) => {
+                let kept: Vec<&str> = (0..b.keys.len())
+                    .filter(|k| !gone.contains(k))
+                    .map(|k| b.keys[k].text.as_str())
+                    .collect();
+                let last = b.keys.last().expect("several keys");
+                (b.start, last.end, kept.join(" "))
+            }
+        };
+        text.push_str(&corefile[at..start]);
+        text.push_str(&replacement);
+        at = end;
     }
     text.push_str(&corefile[at..]);
     if !append.is_empty() {
@@ -225,21 +240,15 @@ pub fn apply(
     Ok(Edit { text, changes, foreign })
 }
 
-/// Takes key `i` out of a block with several keys: the span up to the next
-/// key, or for the last key the span from the end of the one before it.
-fn remove_key(corefile: &str, b: &Block, i: usize) -> (usize, usize, String) {
-    let key = &b.keys[i];
-    if let Some(next) = b.keys.get(i + 1) {
-        return (key.start, next.start, String::new());
-    }
-    let prev = &b.keys[i - 1];
-    // The previous key's trailing comma goes too: `a:53, b:53 {` → `a:53 {`.
-    let prev_end = if corefile[prev.start..prev.end].ends_with(',') {
-        prev.end - 1
-    } else {
-        prev.end
-    };
-    (prev_end, key.end, String::new())
+/// What [`apply`] does to one existing block.
+#[derive(Debug)]
+enum BlockEdit {
+    /// Our block in its place.
+    Replace(String),
+    Delete,
+    /// These keys (by index) go; the block stays with the others, or goes
+    /// when none is left.
+    RemoveKeys(Vec<usize>),
 }
 
 /// The zone a server block key serves with plain DNS on port 53, normalized;
@@ -664,7 +673,32 @@ mod tests {
         let forced = mk_apply("a:53,\n  global b {\n}\n", &["global"], true);
         assert_eq!(
             forced.text,
-            format!("a:53,\n  b {{\n}}\n{}", server_block("global", mk_ip()))
+            format!("a:53 b {{\n}}\n{}", server_block("global", mk_ip()))
+        );
+    }
+
+    #[test]
+    fn two_of_our_zones_in_one_shared_block() {
+        let corefile = "global:53, other:53 b {\n  forward . 1.1.1.1\n}\n# after\n";
+        let forced = mk_apply(corefile, &["global", "other"], true);
+        assert_eq!(
+            forced.text,
+            format!(
+                "b {{\n  forward . 1.1.1.1\n}}\n# after\n{}{}",
+                server_block("global", mk_ip()),
+                server_block("other", mk_ip())
+            )
+        );
+        // Every key ours: the block goes.
+        let forced = mk_apply(corefile, &["global", "other", "b", "global"], true);
+        assert_eq!(
+            forced.text,
+            format!(
+                "# after\n{}{}{}",
+                server_block("global", mk_ip()),
+                server_block("other", mk_ip()),
+                server_block("b", mk_ip())
+            )
         );
     }
 
@@ -698,6 +732,30 @@ mod tests {
                 Err(error),
                 "{corefile}"
             );
+        }
+    }
+
+    /// Every prefix and every suffix of a busy Corefile: an edit or an
+    /// error, never a panic, and a second apply of an edit changes nothing.
+    #[test]
+    fn cut_anywhere() {
+        let corefile = format!(
+            "{}# c {{\nglobal:53, other b {{\n  forward . 1.1.1.1 {{\n  }}\n}}\n(s) {{ x \"}} {{\\\" ü\" }}\n\
+             import y\nother.:53 {{ forward . 10.96.0.10 }}\nglobal {{\n}}\n",
+            mk_corefile()
+        );
+        for (i, _) in corefile.char_indices() {
+            for text in [&corefile[..i], &corefile[i..]] {
+                for force in [false, true] {
+                    if let Ok(edit) = apply(text, &mk_zones(&["global", "other", "b"]), mk_ip(), None, force)
+                        && edit.foreign.is_empty()
+                    {
+                        let again = apply(&edit.text, &mk_zones(&["global", "other", "b"]), mk_ip(), None, false)
+                            .unwrap_or_else(|e| panic!("{e}: {:?}", edit.text));
+                        assert_eq!(again.text, edit.text, "{text:?}");
+                    }
+                }
+            }
         }
     }
 
