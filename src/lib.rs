@@ -4,7 +4,9 @@
 //! [`source`] (Kubernetes, files) → [`index`] (ServiceEntry → records,
 //! the published table) → [`dns`] (answers from the table, on the wire).
 //! [`cli`] wires them together and runs `check`; [`admin`] serves health
-//! and metrics.
+//! and metrics. [`stubdomain`], beside the data path, points cluster DNS
+//! at meshdns (`meshdns stub-domain`); `cli` → `stubdomain` → `source`,
+//! `index`.
 //!
 //! Imports only run down: `cli` → `source`, `dns`, `admin` → `index` →
 //! [`serviceentry`] and [`sys`]. Nothing below imports anything above it,
@@ -19,5 +21,6 @@ pub mod dns;
 pub mod index;
 pub mod serviceentry;
 pub mod source;
+pub mod stubdomain;
 #[allow(unsafe_code)]
 pub mod sys;

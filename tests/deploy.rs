@@ -274,3 +274,119 @@ fn cluster_dns_snippets() {
         assert!(reverse.contains(line), "{line}");
     }
 }
+
+/// deploy/stub-domain/: the Job runs `stub-domain` as its own
+/// ServiceAccount, restricted like the Deployment, and its Roles grant
+/// exactly what its arguments name: get on the Service, get and update on
+/// the two ConfigMaps, by name. deploy/ does not apply it.
+#[test]
+fn stub_domain_job_and_rbac_agree() {
+    let k = &yaml("deploy/stub-domain/kustomization.yaml")[0];
+    let mut listed: Vec<&str> = k["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["job.yaml", "rbac.yaml"]);
+    let top = &yaml("deploy/kustomization.yaml")[0];
+    assert!(
+        !top["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("stub-domain")),
+        "kubectl apply -k deploy/ must not edit cluster DNS"
+    );
+
+    let job = &yaml("deploy/stub-domain/job.yaml")[0];
+    assert_eq!(
+        (job["apiVersion"].as_str(), job["kind"].as_str()),
+        (Some("batch/v1"), Some("Job"))
+    );
+    let namespace = at(job, "metadata.namespace").as_str().unwrap();
+    let pod = at(job, "spec.template.spec");
+    assert_eq!(pod["restartPolicy"], "Never");
+    let account = pod["serviceAccountName"].as_str().unwrap();
+    assert_ne!(account, "meshdns", "not the serving Deployment's ServiceAccount");
+    let c = container(job);
+    assert_restricted(c, &pod["securityContext"]);
+    resources(c);
+    assert_eq!(c["image"], container(&yaml("deploy/deployment.yaml")[0])["image"]);
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "stub-domain");
+    let flag = |name: &str| -> (String, String) {
+        let value = args
+            .iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")))
+            .unwrap_or_else(|| panic!("the Job names --{name}= explicitly"));
+        let (ns, n) = value.split_once('/').unwrap();
+        (ns.to_string(), n.to_string())
+    };
+    let service = flag("service");
+    let coredns = flag("coredns-configmap");
+    let kube_dns = flag("kube-dns-configmap");
+
+    let rbac = yaml("deploy/stub-domain/rbac.yaml");
+    let kinds: Vec<&str> = rbac.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert!(
+        kinds
+            .iter()
+            .all(|k| ["ServiceAccount", "Role", "RoleBinding"].contains(k)),
+        "{kinds:?}"
+    );
+    let sa = rbac.iter().find(|d| d["kind"] == "ServiceAccount").unwrap();
+    assert_eq!(at(sa, "metadata.name"), account);
+    assert_eq!(at(sa, "metadata.namespace"), namespace);
+
+    // Every (namespace, resource, name, verb) the ServiceAccount is granted.
+    let mut granted = Vec::new();
+    for binding in rbac.iter().filter(|d| d["kind"] == "RoleBinding") {
+        let ns = at(binding, "metadata.namespace").as_str().unwrap();
+        assert_eq!(
+            binding["subjects"],
+            serde_json::json!([{"kind": "ServiceAccount", "name": account, "namespace": namespace}])
+        );
+        assert_eq!(at(binding, "roleRef.kind"), "Role");
+        let role = rbac
+            .iter()
+            .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == binding["roleRef"]["name"])
+            .expect("the bound Role is shipped");
+        assert_eq!(
+            at(role, "metadata.namespace"),
+            ns,
+            "a RoleBinding binds a Role of its namespace"
+        );
+        for rule in role["rules"].as_array().unwrap() {
+            assert_eq!(rule["apiGroups"], serde_json::json!([""]));
+            let names = rule["resourceNames"].as_array().expect("resourceNames on every rule");
+            for resource in rule["resources"].as_array().unwrap() {
+                for name in names {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        granted.push(format!(
+                            "{ns} {} {} {}",
+                            resource.as_str().unwrap(),
+                            name.as_str().unwrap(),
+                            verb.as_str().unwrap()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    granted.sort();
+    let mut wanted = vec![format!("{} services {} get", service.0, service.1)];
+    for (ns, name) in [&coredns, &kube_dns] {
+        for verb in ["get", "update"] {
+            wanted.push(format!("{ns} configmaps {name} {verb}"));
+        }
+    }
+    wanted.sort();
+    assert_eq!(granted, wanted);
+}

@@ -6,6 +6,7 @@
 
 mod check;
 mod runtime;
+mod stub_domain;
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -47,6 +48,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Validate manifests and print the records they would produce.
     Check(CheckArgs),
+    /// Point CoreDNS and/or kube-dns at the meshdns Service for the zones.
+    StubDomain(stub_domain::StubDomainArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -203,6 +206,9 @@ struct CheckArgs {
     zone: ZoneArgs,
 }
 
+/// `--zone`'s default, for `serve`, `check` and `stub-domain`.
+const DEFAULT_ZONE: &str = "global";
+
 #[derive(Debug, clap::Args)]
 struct ZoneArgs {
     /// Zone served authoritatively; hosts outside every zone are ignored.
@@ -214,7 +220,7 @@ struct ZoneArgs {
         value_name = "ZONE",
         env = "MESHDNS_ZONE",
         value_delimiter = ',',
-        default_value = "global"
+        default_value = DEFAULT_ZONE
     )]
     zones: Vec<String>,
 
@@ -281,6 +287,7 @@ pub fn main() -> ExitCode {
             runtime::init_logging(args.log.log_format, args.log.log_level.as_deref()).and_then(|()| args.run())
         }
         Command::Check(args) => args.run(),
+        Command::StubDomain(args) => args.run(),
     };
     match result {
         Ok(code) => code,

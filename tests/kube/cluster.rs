@@ -1,5 +1,5 @@
-//! The real kube-apiserver harness that `tests/kube.rs` and `tests/soak.rs`
-//! share (each includes it with `#[path]`, beside `e2e/common.rs` as
+//! The real kube-apiserver harness that `tests/kube.rs`, `tests/soak.rs` and
+//! `tests/stubdomain.rs` share (each includes it with `#[path]`, beside `e2e/common.rs` as
 //! `common`): etcd + kube-apiserver on 127.0.0.1, started by
 //! `tests/kube/apiserver.sh`, a kube-rs client as admin, and what those
 //! tests ask of the shared `meshdns serve` launcher.
