@@ -284,12 +284,19 @@ fn servicemonitor_component_matches_the_service_and_is_off_by_default() {
     let selector = at(sm, "spec.selector.matchLabels").as_object().unwrap();
     assert!(!selector.is_empty());
     for (key, value) in selector {
-        assert_eq!(&at(s, "metadata.labels")[key], value, "the Service lacks label {key}={value}");
+        assert_eq!(
+            &at(s, "metadata.labels")[key],
+            value,
+            "the Service lacks label {key}={value}"
+        );
     }
     let namespace = &yaml("deploy/kustomization.yaml")[0]["namespace"];
     assert_eq!(&s["metadata"]["namespace"], namespace);
     assert_eq!(&sm["metadata"]["namespace"], namespace);
-    assert_eq!(at(sm, "spec.namespaceSelector.matchNames"), &serde_json::json!([namespace]));
+    assert_eq!(
+        at(sm, "spec.namespaceSelector.matchNames"),
+        &serde_json::json!([namespace])
+    );
 
     let endpoints = at(sm, "spec.endpoints").as_array().unwrap();
     assert_eq!(endpoints.len(), 1);
@@ -317,7 +324,10 @@ fn servicemonitor_component_matches_the_service_and_is_off_by_default() {
 
     // Off by default: deploy/ does not reach into monitoring/.
     let top = &yaml("deploy/kustomization.yaml")[0];
-    assert!(top["components"].is_null(), "deploy/kustomization.yaml lists components");
+    assert!(
+        top["components"].is_null(),
+        "deploy/kustomization.yaml lists components"
+    );
     for key in ["resources", "components", "bases"] {
         let refs = top[key].as_array().map(Vec::as_slice).unwrap_or_default();
         assert!(

@@ -550,11 +550,18 @@ mod tests {
             get("/apis/networking.istio.io/v1beta1/namespaces/istio-system/serviceentries?watch=1"),
             ns("istio-system")
         );
-        assert_eq!(get("/apis/networking.istio.io/v1/serviceentries?limit=500"), None, "a list");
+        assert_eq!(
+            get("/apis/networking.istio.io/v1/serviceentries?limit=500"),
+            None,
+            "a list"
+        );
         assert_eq!(get("/apis/networking.istio.io/v1/serviceentries?watch=false"), None);
         assert_eq!(get("/apis/networking.istio.io/v1/namespaces/a/pods?watch=true"), None);
         assert_eq!(get("/apis/networking.istio.io/v1"), None);
-        let post = request(http::Method::POST, "/apis/networking.istio.io/v1/serviceentries?watch=true");
+        let post = request(
+            http::Method::POST,
+            "/apis/networking.istio.io/v1/serviceentries?watch=true",
+        );
         assert_eq!(watch_of(&post), None);
     }
 
@@ -598,7 +605,12 @@ mod tests {
         assert!(sync.oldest_ms() >= before);
 
         sync.synced(&all, 1_000);
-        send(http::StatusCode::OK, &sync, "/apis/networking.istio.io/v1/serviceentries").await;
+        send(
+            http::StatusCode::OK,
+            &sync,
+            "/apis/networking.istio.io/v1/serviceentries",
+        )
+        .await;
         assert_eq!(sync.oldest_ms(), 1_000, "a list is not a watch");
         let code = send(http::StatusCode::SERVICE_UNAVAILABLE, &sync, watch).await;
         assert_eq!(code, http::StatusCode::SERVICE_UNAVAILABLE, "passed through");
