@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cluster::{Cluster, se};
@@ -30,6 +30,12 @@ const RULES: &str = "deploy/monitoring/meshdns-rules.yaml";
 const PROMETHEUS_RULE: &str = "deploy/monitoring/meshdns-prometheusrule.yaml";
 const RULE_TESTS: &str = "deploy/monitoring/tests/meshdns-rules-test.yaml";
 const DASHBOARD: &str = "deploy/monitoring/meshdns-dashboard.json";
+
+/// One cluster at a time, as in tests/kube.rs: each needs a core to start.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -399,6 +405,7 @@ fn every_queried_metric_is_in_a_live_scrape() {
     }
 
     let now = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let _serial = serial();
     let c = Cluster::start();
     c.create("v1", "default", "before", se(&["before.bar.global"], &["240.0.0.10"]));
     let files = tempfile::tempdir().unwrap();
@@ -517,6 +524,7 @@ impl Relay {
 #[test]
 #[ignore = "needs kube-apiserver, kubectl and etcd (tests/kube/apiserver.sh build)"]
 fn a_quiet_watch_is_proven_in_sync_when_it_is_reopened() {
+    let _serial = serial();
     let c = Cluster::start();
     c.create("v1", "default", "httpbin", se(&["httpbin.bar.global"], &["240.0.0.2"]));
     let url = &c.env["APISERVER_URL"];
