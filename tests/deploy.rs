@@ -390,3 +390,75 @@ fn stub_domain_job_and_rbac_agree() {
     wanted.sort();
     assert_eq!(granted, wanted);
 }
+
+/// The ServiceMonitor Component scrapes the Service's `metrics` port, which
+/// targets the container's admin port, and it is off by default, so that
+/// `kubectl apply -k deploy/` needs no monitoring CRDs (tests/kube.rs applies
+/// deploy/ to an API server that has none).
+#[test]
+fn servicemonitor_component_matches_the_service_and_is_off_by_default() {
+    let k = &yaml("deploy/monitoring/servicemonitor/kustomization.yaml")[0];
+    assert_eq!(k["apiVersion"], "kustomize.config.k8s.io/v1alpha1");
+    assert_eq!(k["kind"], "Component");
+    assert_eq!(k["resources"], serde_json::json!(["servicemonitor.yaml"]));
+
+    let sm = &yaml("deploy/monitoring/servicemonitor/servicemonitor.yaml")[0];
+    assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(sm["kind"], "ServiceMonitor");
+    let s = &yaml("deploy/service.yaml")[0];
+    let selector = at(sm, "spec.selector.matchLabels").as_object().unwrap();
+    assert!(!selector.is_empty());
+    for (key, value) in selector {
+        assert_eq!(
+            &at(s, "metadata.labels")[key],
+            value,
+            "the Service lacks label {key}={value}"
+        );
+    }
+    let namespace = &yaml("deploy/kustomization.yaml")[0]["namespace"];
+    assert_eq!(&s["metadata"]["namespace"], namespace);
+    assert_eq!(&sm["metadata"]["namespace"], namespace);
+    assert_eq!(
+        at(sm, "spec.namespaceSelector.matchNames"),
+        &serde_json::json!([namespace])
+    );
+
+    let endpoints = at(sm, "spec.endpoints").as_array().unwrap();
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["path"], "/metrics");
+    let port = endpoints[0]["port"].as_str().unwrap();
+    let service_port = s["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == port)
+        .unwrap_or_else(|| panic!("the Service has no port named {port}"));
+    assert_eq!(service_port["port"].as_u64(), Some(9253));
+    assert_eq!(service_port["protocol"], "TCP");
+    // …which is the container port the admin endpoint (--admin-addr's default) serves.
+    let d = &yaml("deploy/deployment.yaml")[0];
+    let target = service_port["targetPort"].as_str().unwrap();
+    let container_port = container(d)["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == target)
+        .unwrap_or_else(|| panic!("no container port {target}"));
+    assert_eq!(container_port["containerPort"].as_u64(), Some(9253));
+    assert_eq!(at(container(d), "readinessProbe.httpGet.port"), target);
+
+    // Off by default: deploy/ does not reach into monitoring/.
+    let top = &yaml("deploy/kustomization.yaml")[0];
+    assert!(
+        top["components"].is_null(),
+        "deploy/kustomization.yaml lists components"
+    );
+    for key in ["resources", "components", "bases"] {
+        let refs = top[key].as_array().map(Vec::as_slice).unwrap_or_default();
+        assert!(
+            refs.iter().all(|r| !r.as_str().unwrap().contains("monitoring")),
+            "deploy/kustomization.yaml {key}: {refs:?}"
+        );
+    }
+    assert!(!repo("deploy/kustomization.yaml").contains("monitoring"));
+}

@@ -6,10 +6,11 @@
 //! table is never empty or half built. Objects are read as `DynamicObject`
 //! so one malformed ServiceEntry is skipped without failing the list.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
@@ -49,6 +50,8 @@ pub struct KubeMetrics {
     watch_errors: IntCounter,
     /// Unix milliseconds of the last event of any kind.
     last_event_ms: Arc<AtomicU64>,
+    /// When each watch was last known in sync with the API server.
+    sync: SyncTimes,
 }
 
 impl KubeMetrics {
@@ -68,12 +71,14 @@ impl KubeMetrics {
                 "Watch errors (each retried with backoff)",
             )?,
             last_event_ms: Arc::new(AtomicU64::new(unix_ms())),
+            sync: SyncTimes::default(),
         };
         registry.register(Box::new(metrics.events.clone()))?;
         registry.register(Box::new(metrics.relists.clone()))?;
         registry.register(Box::new(metrics.malformed.clone()))?;
         registry.register(Box::new(metrics.watch_errors.clone()))?;
         registry.register(Box::new(LastEventAge::new(metrics.last_event_ms.clone())?))?;
+        registry.register(Box::new(LastSync::new(metrics.sync.clone())?))?;
         Ok(metrics)
     }
 
@@ -89,8 +94,9 @@ fn unix_ms() -> u64 {
 }
 
 /// `meshdns_kube_last_event_age_seconds`, computed at scrape time (since
-/// start-up until the first event). A quiet cluster raises it too, so alert
-/// on it together with `meshdns_kube_watch_errors_total`.
+/// start-up until the first event). A quiet cluster raises it too, so do
+/// not alert on it: `meshdns_kube_last_sync_timestamp_seconds` tells a
+/// quiet watch from a dead one.
 struct LastEventAge {
     gauge: Gauge,
     last_ms: Arc<AtomicU64>,
@@ -116,6 +122,133 @@ impl prometheus::core::Collector for LastEventAge {
         self.gauge.set(age_ms as f64 / 1000.0);
         self.gauge.collect()
     }
+}
+
+/// When each watch (by its [`SourceId`]) was last known to be in sync with
+/// the API server, in Unix milliseconds; 0 until its first list completes.
+///
+/// A quiet, healthy cluster sends no events, so events alone cannot tell a
+/// healthy watch from a dead one. What proves a watch in sync: its (re)list
+/// completed, an event arrived, or the API server accepted the watch again
+/// (HTTP 2xx) from the last resourceVersion. kube-rs reopens every watch at
+/// least every 290 s (its server-side timeout, and its idle timeout for a
+/// connection that went silent), so a healthy watch is proven at least
+/// that often; a failing one is not proven at all, however it fails.
+#[derive(Clone, Default)]
+struct SyncTimes(Arc<Mutex<HashMap<SourceId, u64>>>);
+
+impl SyncTimes {
+    /// A watch that exists but has not listed yet (it holds the gauge at 0).
+    fn expect(&self, watch: &SourceId) {
+        self.lock().entry(watch.clone()).or_insert(0);
+    }
+
+    /// A list completed or an event arrived.
+    fn synced(&self, watch: &SourceId, now_ms: u64) {
+        self.lock().insert(watch.clone(), now_ms);
+    }
+
+    /// The API server accepted the watch again: in sync, if it has listed.
+    fn reopened(&self, watch: &SourceId, now_ms: u64) {
+        if let Some(at) = self.lock().get_mut(watch).filter(|at| **at > 0) {
+            *at = now_ms;
+        }
+    }
+
+    /// The oldest over the watches: 0 when there is none, or one has not
+    /// listed yet.
+    fn oldest_ms(&self) -> u64 {
+        self.lock().values().copied().min().unwrap_or(0)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SourceId, u64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `meshdns_kube_last_sync_timestamp_seconds`, read at scrape time.
+struct LastSync {
+    gauge: Gauge,
+    sync: SyncTimes,
+}
+
+impl LastSync {
+    fn new(sync: SyncTimes) -> prometheus::Result<Self> {
+        let gauge = Gauge::new(
+            "meshdns_kube_last_sync_timestamp_seconds",
+            "Unix time the ServiceEntry watch was last known in sync (a list completed, an event arrived, \
+             or the watch was reopened); the oldest over the watches, 0 until every first list completes",
+        )?;
+        Ok(Self { gauge, sync })
+    }
+}
+
+impl prometheus::core::Collector for LastSync {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.gauge.set(self.sync.oldest_ms() as f64 / 1000.0);
+        self.gauge.collect()
+    }
+}
+
+/// The watch a request opens, if it is one: a GET with `watch=true` on
+/// ServiceEntries, in one namespace or all of them.
+fn watch_of(request: &http::Request<kube::client::Body>) -> Option<SourceId> {
+    let uri = request.uri();
+    let is_watch = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    if request.method() != http::Method::GET || !is_watch {
+        return None;
+    }
+    let mut segments = uri.path().trim_end_matches('/').rsplit('/');
+    if segments.next() != Some(PLURAL) {
+        return None;
+    }
+    let namespace = match (segments.next(), segments.next()) {
+        (Some(ns), Some("namespaces")) => Some(Arc::from(ns)),
+        _ => None,
+    };
+    Some(SourceId::Kube(namespace))
+}
+
+/// The client's requests, passed through; a watch the API server accepts
+/// counts as in sync (see [`SyncTimes`]).
+#[derive(Clone)]
+struct ObservedClient {
+    inner: Client,
+    sync: SyncTimes,
+}
+
+impl tower_service::Service<http::Request<kube::client::Body>> for ObservedClient {
+    type Response = http::Response<kube::client::Body>;
+    type Error = kube::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<kube::client::Body>) -> Self::Future {
+        let watch = watch_of(&request);
+        let (inner, sync) = (self.inner.clone(), self.sync.clone());
+        Box::pin(async move {
+            let response = inner.send(request).await?;
+            if let Some(watch) = watch.filter(|_| response.status().is_success()) {
+                sync.reopened(&watch, unix_ms());
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// `client`, with its watches observed for `meshdns_kube_last_sync_timestamp_seconds`.
+fn observed(client: Client, sync: SyncTimes) -> Client {
+    let namespace = client.default_namespace().to_string();
+    Client::new(ObservedClient { inner: client, sync }, namespace)
 }
 
 /// `--kubeconfig`/`--context` when given, else kube's inference
@@ -182,6 +315,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let resource = discover_with_retry(&client).await;
     info!(version = %resource.version, "watching ServiceEntries");
+    let client = observed(client, metrics.sync.clone());
     let namespaces: Vec<Option<String>> = match opts.namespaces.is_empty() {
         true => vec![None],
         false => opts.namespaces.iter().cloned().map(Some).collect(),
@@ -197,6 +331,7 @@ pub async fn run(
             config = config.labels(selector);
         }
         let source = SourceId::Kube(ns.as_deref().map(Arc::from));
+        metrics.sync.expect(&source);
         watch(api, config, source, index.clone(), metrics.clone(), synced_tx.clone())
     });
     let all = futures::future::try_join_all(watches);
@@ -296,18 +431,21 @@ async fn follow(
                 info!(%source, entries = entries.len(), malformed = malformed.len(), "list complete; table swapped in");
                 index.reset_keeping(&source, entries, &malformed);
                 metrics.relists.inc();
+                metrics.sync.synced(&source, unix_ms());
                 if std::mem::take(&mut first_sync) {
                     let _ = synced.send(()).await;
                 }
             }
             watcher::Event::Apply(obj) => {
                 metrics.events.with_label_values(&["apply"]).inc();
+                metrics.sync.synced(&source, unix_ms());
                 if let Some(entry) = to_entry(&source, obj, index, metrics) {
                     index.apply(entry);
                 }
             }
             watcher::Event::Delete(obj) => {
                 metrics.events.with_label_values(&["delete"]).inc();
+                metrics.sync.synced(&source, unix_ms());
                 index.delete(&entry_id(&source, &obj));
             }
         }
@@ -390,6 +528,95 @@ mod tests {
         assert_eq!(se.metadata.creation_timestamp.as_deref(), Some("2024-05-01T10:00:00Z"));
         assert_eq!(se.spec.hosts, ["a.global"]);
         assert_eq!(se.status.unwrap().addresses[0].value, "240.240.0.1");
+    }
+
+    fn request(method: http::Method, uri: &str) -> http::Request<kube::client::Body> {
+        http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(kube::client::Body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn watch_requests_are_told_by_method_query_and_path() {
+        let get = |uri| watch_of(&request(http::Method::GET, uri));
+        let ns = |n: &str| Some(SourceId::Kube(Some(n.into())));
+        assert_eq!(
+            get("/apis/networking.istio.io/v1/serviceentries?&watch=true&timeoutSeconds=290&allowWatchBookmarks=true"),
+            Some(SourceId::Kube(None))
+        );
+        assert_eq!(
+            get("/apis/networking.istio.io/v1beta1/namespaces/istio-system/serviceentries?watch=1"),
+            ns("istio-system")
+        );
+        assert_eq!(
+            get("/apis/networking.istio.io/v1/serviceentries?limit=500"),
+            None,
+            "a list"
+        );
+        assert_eq!(get("/apis/networking.istio.io/v1/serviceentries?watch=false"), None);
+        assert_eq!(get("/apis/networking.istio.io/v1/namespaces/a/pods?watch=true"), None);
+        assert_eq!(get("/apis/networking.istio.io/v1"), None);
+        let post = request(
+            http::Method::POST,
+            "/apis/networking.istio.io/v1/serviceentries?watch=true",
+        );
+        assert_eq!(watch_of(&post), None);
+    }
+
+    /// An API server that answers every request with `status`.
+    #[derive(Clone)]
+    struct FakeApi(http::StatusCode);
+
+    impl tower_service::Service<http::Request<kube::client::Body>> for FakeApi {
+        type Response = http::Response<kube::client::Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<kube::client::Body>) -> Self::Future {
+            let mut response = http::Response::new(kube::client::Body::empty());
+            *response.status_mut() = self.0;
+            std::future::ready(Ok(response))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_accepted_watch_counts_as_in_sync() {
+        let all = SourceId::Kube(None);
+        let send = |status, sync: &SyncTimes, uri: &str| {
+            let client = observed(Client::new(FakeApi(status), "default"), sync.clone());
+            let request = request(http::Method::GET, uri);
+            async move { client.send(request).await.unwrap().status() }
+        };
+        let watch = "/apis/networking.istio.io/v1/serviceentries?watch=true";
+        let sync = SyncTimes::default();
+        sync.expect(&all);
+        assert_eq!(send(http::StatusCode::OK, &sync, watch).await, http::StatusCode::OK);
+        assert_eq!(sync.oldest_ms(), 0, "not before the first list");
+
+        sync.synced(&all, 1_000);
+        let before = unix_ms();
+        send(http::StatusCode::OK, &sync, watch).await;
+        assert!(sync.oldest_ms() >= before);
+
+        sync.synced(&all, 1_000);
+        send(
+            http::StatusCode::OK,
+            &sync,
+            "/apis/networking.istio.io/v1/serviceentries",
+        )
+        .await;
+        assert_eq!(sync.oldest_ms(), 1_000, "a list is not a watch");
+        let code = send(http::StatusCode::SERVICE_UNAVAILABLE, &sync, watch).await;
+        assert_eq!(code, http::StatusCode::SERVICE_UNAVAILABLE, "passed through");
+        assert_eq!(sync.oldest_ms(), 1_000, "a refused watch proves nothing");
+        send(http::StatusCode::FORBIDDEN, &sync, watch).await;
+        assert_eq!(sync.oldest_ms(), 1_000);
     }
 
     #[test]

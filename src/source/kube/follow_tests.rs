@@ -279,3 +279,75 @@ async fn the_end_of_the_stream_is_an_error() {
         run.end
     );
 }
+
+/// `meshdns_kube_last_sync_timestamp_seconds` as scraped from `registry`.
+fn last_sync_gauge(registry: &Registry) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .find(|f| f.name() == "meshdns_kube_last_sync_timestamp_seconds")
+        .map(|f| f.get_metric()[0].get_gauge().get_value())
+        .expect("the gauge is registered")
+}
+
+/// A quiet cluster sends no events, so the sync time must not rest on
+/// them alone: lists, events and reopened watches prove a watch in sync,
+/// errors never do, and nothing counts before the first list.
+#[tokio::test]
+async fn last_sync_moves_on_lists_events_and_reopened_watches_only() {
+    let index = mk_index();
+    let registry = Registry::new();
+    let metrics = KubeMetrics::register(&registry).unwrap();
+    let source = SourceId::Kube(None);
+    let feed = |events: Vec<Event>| {
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let (source, index, metrics) = (source.clone(), &index, &metrics);
+        async move {
+            follow(futures::stream::iter(events), source, index, metrics, tx)
+                .await
+                .unwrap_err();
+        }
+    };
+    assert_eq!(last_sync_gauge(&registry), 0.0, "no watch yet");
+    metrics.sync.expect(&source);
+
+    // Before the first list completes: 0, whatever happens.
+    metrics.sync.reopened(&source, 5_000);
+    feed(vec![Ok(Init), Ok(InitApply(mk_se("a", "240.0.0.1"))), mk_gone()]).await;
+    assert_eq!(last_sync_gauge(&registry), 0.0);
+
+    // The list completes: now.
+    let before = unix_ms();
+    feed(vec![Ok(Init), Ok(InitApply(mk_se("a", "240.0.0.1"))), Ok(InitDone)]).await;
+    assert!(metrics.sync.oldest_ms() >= before);
+
+    // Errors leave it where it was.
+    metrics.sync.synced(&source, 1_000);
+    feed(vec![mk_gone(), mk_gone()]).await;
+    assert_eq!(metrics.sync.oldest_ms(), 1_000);
+    assert_eq!(last_sync_gauge(&registry), 1.0);
+
+    // An event proves it, and so does a delete.
+    let before = unix_ms();
+    feed(vec![Ok(Apply(mk_se("b", "240.0.0.2")))]).await;
+    assert!(metrics.sync.oldest_ms() >= before);
+    metrics.sync.synced(&source, 1_000);
+    feed(vec![Ok(Delete(mk_se("b", "240.0.0.2")))]).await;
+    assert!(metrics.sync.oldest_ms() >= before);
+
+    // A quiet cluster: no events, but the API server accepts the watch again.
+    metrics.sync.synced(&source, 1_000);
+    metrics.sync.reopened(&source, 2_000);
+    assert_eq!(last_sync_gauge(&registry), 2.0);
+
+    // Two watches: the older one counts, and 0 until both have listed.
+    let other = SourceId::Kube(Some("other".into()));
+    metrics.sync.expect(&other);
+    assert_eq!(last_sync_gauge(&registry), 0.0);
+    metrics.sync.reopened(&other, 3_000);
+    assert_eq!(last_sync_gauge(&registry), 0.0, "a reopened watch before its list");
+    metrics.sync.synced(&other, 3_000);
+    assert_eq!(last_sync_gauge(&registry), 2.0);
+    metrics.sync.reopened(&source, 4_000);
+    assert_eq!(last_sync_gauge(&registry), 3.0);
+}
