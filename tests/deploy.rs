@@ -120,7 +120,11 @@ fn service_maps_53_to_the_container_ports() {
 
 #[test]
 fn rbac_grants_only_list_and_watch_on_serviceentries() {
-    for file in ["deploy/rbac.yaml", "deploy/sidecar/rbac.yaml"] {
+    for file in [
+        "deploy/rbac.yaml",
+        "deploy/sidecar/rbac.yaml",
+        "deploy/sidecar/istiocoredns-rbac.yaml",
+    ] {
         let role = yaml(file).into_iter().find(|d| d["kind"] == "ClusterRole").unwrap();
         let expected = serde_json::json!(
             [{"apiGroups": ["networking.istio.io"], "resources": ["serviceentries"], "verbs": ["list", "watch"]}]
@@ -253,6 +257,54 @@ fn sidecar_variant_forwards_to_loopback() {
             .any(|a| a == "--dns-addr=127.0.0.1:1053")
     );
     assert!(repo("deploy/sidecar/global.server").contains("forward . 127.0.0.1:1053"));
+}
+
+#[test]
+fn istiocoredns_variant_swaps_the_plugin_container() {
+    let patch = &yaml("deploy/sidecar/istiocoredns-patch.yaml")[0];
+    let containers = at(patch, "spec.template.spec.containers").as_array().unwrap();
+    let plugin = containers
+        .iter()
+        .find(|c| c["name"] == "istio-coredns-plugin")
+        .expect("the plugin container is named");
+    assert_eq!(plugin["$patch"], "delete");
+    let c = container(patch);
+    assert_restricted(c, &Value::Null);
+    resources(c);
+    assert_eq!(at(c, "livenessProbe.httpGet.path"), "/healthz");
+    assert!(c["readinessProbe"].is_null());
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "serve");
+    let flag = |name: &str| args.iter().find_map(|a| a.strip_prefix(name)).unwrap();
+    let grpc: std::net::SocketAddr = flag("--grpc-addr=").parse().unwrap();
+    let dns: std::net::SocketAddr = flag("--dns-addr=").parse().unwrap();
+    assert!(grpc.ip().is_loopback() && dns.ip().is_loopback(), "loopback only");
+
+    // The Corefile's grpc plugin sends `global` to that address, and only
+    // `global`: everything else goes on as before.
+    let corefile = repo("deploy/sidecar/istiocoredns.Corefile");
+    let lines: Vec<&str> = corefile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    assert_eq!(lines.iter().filter(|l| l.starts_with("grpc ")).count(), 1);
+    assert!(lines.contains(&format!("grpc global {grpc}").as_str()), "{corefile}");
+    assert!(lines.contains(&"except global"), "forward must not take global");
+
+    let binding = yaml("deploy/sidecar/istiocoredns-rbac.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "ClusterRoleBinding")
+        .unwrap();
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "istiocoredns-service-account", "namespace": "istio-system"}])
+    );
 }
 
 #[test]

@@ -545,6 +545,49 @@ fn deploy_manifests_apply_and_rbac_is_minimal() {
     containers.sort();
     assert_eq!(containers, ["coredns", "meshdns"]);
 
+    // The istiocoredns variant swaps the plugin container for meshdns.
+    let istiocoredns = c.dir.path().join("istiocoredns.yaml");
+    std::fs::write(
+        &istiocoredns,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n---\n\
+         apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: istiocoredns-service-account, namespace: istio-system}\n---\n\
+         apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: istiocoredns, namespace: istio-system}\nspec:\n  \
+         selector: {matchLabels: {app: istiocoredns}}\n  template:\n    metadata: {labels: {app: istiocoredns}}\n    \
+         spec:\n      serviceAccountName: istiocoredns-service-account\n      containers:\n      \
+         - {name: coredns, image: coredns/coredns:1.1.2}\n      \
+         - {name: istio-coredns-plugin, image: istio/coredns-plugin:0.2-istio-1.1}\n",
+    )
+    .unwrap();
+    kubectl(&["apply", "--server-side", "-f", istiocoredns.to_str().unwrap()]);
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        repo.join("deploy/sidecar/istiocoredns-rbac.yaml").to_str().unwrap(),
+    ]);
+    let patch = std::fs::read_to_string(repo.join("deploy/sidecar/istiocoredns-patch.yaml")).unwrap();
+    kubectl(&[
+        "-n",
+        "istio-system",
+        "patch",
+        "deployment",
+        "istiocoredns",
+        "--patch",
+        &patch,
+    ]);
+    let containers = kubectl(&[
+        "-n",
+        "istio-system",
+        "get",
+        "deployment",
+        "istiocoredns",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name}",
+    ]);
+    let mut containers: Vec<&str> = containers.split_whitespace().collect();
+    containers.sort();
+    assert_eq!(containers, ["coredns", "meshdns"]);
+
     // meshdns with the ServiceAccount's token: enough to serve…
     let token = c.rt.block_on(async {
         let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(c.client.clone(), "kube-system");

@@ -222,6 +222,10 @@ pub fn check(handler: &Handler, table: &Table, synced: bool, packet: &[u8]) {
         let keep_open = handler.respond_tcp(packet, src(), &mut tcp);
         assert!(tcp.is_empty(), "TCP answered a response or runt");
         assert_eq!(keep_open, packet.len() >= 12);
+        assert!(
+            meshdns::dns::grpc::query(handler, packet, src()).is_err(),
+            "gRPC answered a response or runt"
+        );
         return;
     }
 
@@ -259,6 +263,10 @@ pub fn check(handler: &Handler, table: &Table, synced: bool, packet: &[u8]) {
     if !udp_tc {
         assert_eq!(tcp, udp, "TCP and UDP replies differ for an answer that fits");
     }
+
+    // gRPC answers through the same path as TCP, byte for byte.
+    let grpc = meshdns::dns::grpc::query(handler, packet, src()).expect("a gRPC reply");
+    assert_eq!(grpc.msg, tcp, "gRPC and TCP replies differ");
 }
 
 /// Checks one reply to `packet` (`request` when it parsed); returns its TC bit.
@@ -294,8 +302,8 @@ fn check_reply(
             let limit = udp_limit_for(request.and_then(|r| r.edns.as_ref()).map(|e| e.max_payload()));
             assert!(reply.len() <= limit, "{} bytes over UDP, limit {limit}", reply.len());
         }
-        Proto::Tcp => {
-            assert!(!tc, "TC over TCP");
+        Proto::Tcp | Proto::Grpc => {
+            assert!(!tc, "TC over a whole-message transport");
             assert!(reply.len() <= usize::from(u16::MAX));
         }
     }

@@ -23,6 +23,7 @@ use tracing::info;
 use self::check::Output;
 use self::runtime::{LogFormat, Signals, parse_duration, parse_size};
 use crate::admin::{self, AdminState, Readiness};
+use crate::dns::grpc::{GrpcConfig, GrpcServer, TlsPem};
 use crate::dns::metrics::DnsMetrics;
 use crate::dns::{self, DnsServer, Handler, TcpLimits};
 use crate::index::{self, Index, ZoneConfig, name};
@@ -114,7 +115,63 @@ struct ServeArgs {
     tcp: TcpArgs,
 
     #[command(flatten)]
+    grpc: GrpcArgs,
+
+    #[command(flatten)]
     log: LogArgs,
+}
+
+/// CoreDNS's gRPC protocol, for its `grpc` plugin (the istiocoredns
+/// topology: `grpc global 127.0.0.1:8053` in the Corefile).
+#[derive(Debug, clap::Args)]
+struct GrpcArgs {
+    /// Also serve DNS over CoreDNS's gRPC protocol (`coredns.dns.DnsService`,
+    /// as its `grpc` plugin sends it) on this address, e.g. 127.0.0.1:8053.
+    /// Off by default. Plaintext unless --grpc-tls-cert and --grpc-tls-key
+    /// are given.
+    #[arg(long, env = "MESHDNS_GRPC_ADDR", value_name = "ADDR")]
+    grpc_addr: Option<SocketAddr>,
+
+    /// PEM certificate chain for gRPC over TLS; needs --grpc-tls-key.
+    #[arg(long, env = "MESHDNS_GRPC_TLS_CERT", value_name = "PATH", requires_all = ["grpc_addr", "grpc_tls_key"])]
+    grpc_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --grpc-tls-cert.
+    #[arg(long, env = "MESHDNS_GRPC_TLS_KEY", value_name = "PATH", requires_all = ["grpc_addr", "grpc_tls_cert"])]
+    grpc_tls_key: Option<PathBuf>,
+
+    /// Concurrent gRPC streams (queries in flight) per connection: the
+    /// HTTP/2 limit announced to the client, and a cap on requests being
+    /// handled.
+    #[arg(long, env = "MESHDNS_GRPC_MAX_STREAMS", value_name = "N", default_value_t = dns::grpc::DEFAULT_MAX_STREAMS,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    grpc_max_streams: u32,
+}
+
+impl GrpcArgs {
+    /// The address and config, `None` when gRPC is off. Reads the TLS files.
+    fn config(&self) -> anyhow::Result<Option<(SocketAddr, GrpcConfig)>> {
+        let Some(addr) = self.grpc_addr else {
+            return Ok(None);
+        };
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("{flag} {}: cannot read", path.display()))
+        };
+        let tls = match (&self.grpc_tls_cert, &self.grpc_tls_key) {
+            (Some(cert), Some(key)) => Some(TlsPem {
+                cert: read("--grpc-tls-cert", cert)?,
+                key: read("--grpc-tls-key", key)?,
+            }),
+            (None, None) => None,
+            // clap's `requires` rejects these first.
+            _ => bail!("--grpc-tls-cert and --grpc-tls-key go together"),
+        };
+        let config = GrpcConfig {
+            max_streams: self.grpc_max_streams,
+            tls,
+        };
+        Ok(Some((addr, config)))
+    }
 }
 
 /// Limits on DNS over TCP. Each connection costs a task and a small buffer
@@ -362,12 +419,14 @@ impl ServeArgs {
             shutdown_grace,
             udp_recv_buffer,
             tcp,
+            grpc,
             log: _,
         } = self;
         if udp_recv_buffer < 4096 {
             bail!("--udp-recv-buffer must be at least 4k");
         }
         let tcp = tcp.limits()?;
+        let grpc = grpc.config()?;
         let workers = workers.map_or_else(
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
             usize::from,
@@ -424,8 +483,12 @@ impl ServeArgs {
                     tcp,
                 },
             )?;
+            let grpc = grpc
+                .map(|(addr, config)| GrpcServer::bind(addr, dns.handler(), config))
+                .transpose()?;
             let admin_listener = admin::bind(admin_addr).await?;
-            info!(dns = %dns.local_addr(), admin = %admin_listener.local_addr()?, workers, "serving");
+            let grpc_addr = grpc.as_ref().map(|g| g.local_addr().to_string());
+            info!(dns = %dns.local_addr(), admin = %admin_listener.local_addr()?, grpc = grpc_addr, workers, "serving");
             let admin_state = AdminState {
                 ready: ready.clone(),
                 registry: registry.clone(),
@@ -433,6 +496,12 @@ impl ServeArgs {
             };
 
             let dns = dns.run();
+            let grpc = async {
+                match grpc {
+                    Some(grpc) => grpc.run().await,
+                    None => std::future::pending().await,
+                }
+            };
             let admin = admin::serve(admin_listener, admin_state);
             let watch = async {
                 let Some((client, opts)) = kube else {
@@ -451,6 +520,7 @@ impl ServeArgs {
             let serving = async {
                 tokio::select! {
                     r = dns => r,
+                    r = grpc => r,
                     r = admin => r,
                 }
             };
@@ -470,6 +540,52 @@ mod tests {
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn grpc_is_off_by_default_and_tls_needs_both_files() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["meshdns", "serve"], args].concat());
+        let Ok(Cli {
+            command: Command::Serve(args),
+        }) = parse(&[])
+        else {
+            panic!("not serve");
+        };
+        assert!(args.grpc.config().unwrap().is_none());
+        assert_eq!(
+            args.grpc.grpc_max_streams,
+            crate::dns::grpc::GrpcConfig::default().max_streams
+        );
+        let Ok(Cli {
+            command: Command::Serve(args),
+        }) = parse(&["--grpc-addr=127.0.0.1:8053"])
+        else {
+            panic!("not serve");
+        };
+        let (addr, config) = args.grpc.config().unwrap().unwrap();
+        assert_eq!(addr, "127.0.0.1:8053".parse().unwrap());
+        assert!(config.tls.is_none());
+        for args in [
+            &["--grpc-addr=127.0.0.1:8053", "--grpc-tls-cert=c.pem"][..],
+            &["--grpc-addr=127.0.0.1:8053", "--grpc-tls-key=k.pem"],
+            &["--grpc-tls-cert=c.pem", "--grpc-tls-key=k.pem"],
+            &["--grpc-addr=127.0.0.1:8053", "--grpc-max-streams=0"],
+        ] {
+            let error = parse(args).unwrap_err().to_string();
+            assert!(error.contains("--grpc-"), "{args:?}: {error}");
+        }
+        let Ok(Cli {
+            command: Command::Serve(args),
+        }) = parse(&[
+            "--grpc-addr=127.0.0.1:8053",
+            "--grpc-tls-cert=/nonexistent/c.pem",
+            "--grpc-tls-key=/nonexistent/k.pem",
+        ])
+        else {
+            panic!("not serve");
+        };
+        let error = format!("{:#}", args.grpc.config().unwrap_err());
+        assert!(error.contains("--grpc-tls-cert /nonexistent/c.pem"), "{error}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The answer to one parsed request, whatever the transport: protocol
 //! checks (opcode, EDNS, question count, readiness), the answer from the
-//! table, UDP size limits, metrics. `udp` and `tcp` only move bytes. Also
+//! table, UDP size limits, metrics. `udp`, `tcp` and `grpc` only move bytes. Also
 //! what a request must be to parse ([`parse`]), and the FORMERR for one
 //! that does not ([`Handler::respond_malformed`]).
 
@@ -236,6 +236,14 @@ impl Handler {
     /// message is too short to carry an ID, so the caller should close the
     /// stream.
     pub fn respond_tcp(&self, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+        self.respond_whole(Proto::Tcp, packet, src, out)
+    }
+
+    /// Answers one message whole into `out`, for a transport that carries
+    /// up to 65535 bytes (TCP, gRPC): no truncation, and a message that
+    /// does not parse gets FORMERR. As [`Handler::respond_tcp`], counted
+    /// under `proto`.
+    pub fn respond_whole(&self, proto: Proto, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
         out.clear();
         if let Some(reason) = unanswerable(packet) {
             self.metrics.dropped(reason);
@@ -245,17 +253,17 @@ impl Handler {
         let request = match parse(packet, src, Protocol::Tcp) {
             Ok(request) => request,
             Err(error) => {
-                debug!(%error, %src, "malformed TCP request");
-                self.respond_malformed(Proto::Tcp, packet, out);
+                debug!(%error, %src, proto = proto.label(), "malformed request");
+                self.respond_malformed(proto, packet, out);
                 return true;
             }
         };
         let start = Instant::now();
         let qtype = request.queries.queries().first().map(|q| q.query_type());
-        self.metrics.request(Proto::Tcp, qtype, packet.len());
+        self.metrics.request(proto, qtype, packet.len());
         let mut p = self.prepare(&request);
         // An answer must fit one message: hickory would set TC on a longer
-        // one, which RFC 2181 §9 forbids over TCP. The index's per-name
+        // one, which RFC 2181 §9 forbids over TCP (and gRPC has no TC). The index's per-name
         // address limit keeps that from happening.
         let too_big = |encoded: Result<(), ()>, out: &[u8]| {
             encoded.is_err() || out.len() > usize::from(u16::MAX) || out.get(2).is_some_and(|flags| flags & 0x02 != 0)
@@ -268,7 +276,7 @@ impl Handler {
             encoded = encode(&p, &request.queries, out);
         }
         if too_big(encoded, out) {
-            warn!(%src, "TCP answer does not fit one message; answering SERVFAIL");
+            warn!(%src, proto = proto.label(), "answer does not fit one message; answering SERVFAIL");
             p.metadata.response_code = ResponseCode::ServFail;
             p.metadata.authoritative = false;
             p.reply.answers.clear();

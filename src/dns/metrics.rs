@@ -41,6 +41,17 @@ const RCODES: [(ResponseCode, &str); 7] = [
 pub enum Proto {
     Udp = 0,
     Tcp = 1,
+    Grpc = 2,
+}
+
+impl Proto {
+    pub fn label(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+            Proto::Grpc => "grpc",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +119,7 @@ impl TcpClose {
 #[derive(Clone)]
 pub struct DnsMetrics {
     /// [proto][type index, `other` last]
-    requests: [[IntCounter; TYPES.len() + 1]; 2],
+    requests: [[IntCounter; TYPES.len() + 1]; 3],
     /// [rcode index, `other` last]
     responses: [IntCounter; RCODES.len() + 1],
     duration: Histogram,
@@ -191,7 +202,7 @@ impl DnsMetrics {
             })
         };
         Ok(Self {
-            requests: [by_type("udp"), by_type("tcp")],
+            requests: [Proto::Udp, Proto::Tcp, Proto::Grpc].map(|p| by_type(p.label())),
             responses: std::array::from_fn(|i| responses.with_label_values(&[RCODES.get(i).map_or("other", |r| r.1)])),
             duration,
             request_size,

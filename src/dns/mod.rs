@@ -2,11 +2,13 @@
 //! its own `SO_REUSEPORT` socket, and our TCP accept loop ([`tcp`]) on a
 //! thread of its own, all answering through [`handler::Handler`] on one
 //! address. TCP clients can thus take at most one core, and never delay
-//! the admin endpoint or the Kubernetes watch.
+//! the admin endpoint or the Kubernetes watch. [`grpc`] serves CoreDNS's
+//! gRPC protocol on an address of its own, through the same handler.
 
 pub mod answer;
 pub mod edns;
 pub mod fast;
+pub mod grpc;
 pub mod handler;
 pub mod metrics;
 pub mod tcp;
@@ -104,6 +106,12 @@ impl DnsServer {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The handler every transport answers through, for another listener
+    /// ([`grpc::GrpcServer`]) to share.
+    pub fn handler(&self) -> Arc<Handler> {
+        self.handler.clone()
     }
 
     /// Serves until a listener fails: each UDP socket on a thread of its
