@@ -14,7 +14,6 @@ pub mod diff;
 pub mod kubedns;
 
 use std::fmt;
-use std::net::IpAddr;
 use std::str::FromStr;
 
 pub use self::cluster::run;
@@ -71,55 +70,10 @@ pub fn zone(value: &str) -> Result<String, String> {
 }
 
 /// A `--reverse-zone`: a name under `in-addr.arpa` or `ip6.arpa`, or a CIDR
-/// prefix on a label boundary (`240.0.0.0/8` → `240.in-addr.arpa`,
-/// `fd00::/8` → `d.f.ip6.arpa`).
-///
-/// Kept small and on its own so that it can give way to the conversion
-/// `serve --reverse-zone` uses once both are on one branch.
+/// prefix on a label boundary (`240.0.0.0/8` → `240.in-addr.arpa`), read
+/// exactly as `serve --reverse-zone` reads it.
 pub fn reverse_zone(value: &str) -> Result<String, String> {
-    let Some((addr, len)) = value.split_once('/') else {
-        let z = zone(value)?;
-        return if (z.ends_with(".in-addr.arpa") || z.ends_with(".ip6.arpa")) && !z.starts_with('*') {
-            Ok(z)
-        } else {
-            Err(format!(
-                "{value:?} is not a reverse zone (a name under in-addr.arpa or ip6.arpa, or a CIDR)"
-            ))
-        };
-    };
-    let addr: IpAddr = addr.parse().map_err(|_| format!("{addr:?} is not an IP address"))?;
-    let len: u32 = len.parse().map_err(|_| format!("{len:?} is not a prefix length"))?;
-    let (bits, step, digits): (u128, u32, Vec<u8>) = match addr {
-        IpAddr::V4(a) => (u128::from(u32::from(a)) << 96, 8, a.octets().to_vec()),
-        IpAddr::V6(a) => (
-            u128::from(a),
-            4,
-            a.octets().iter().flat_map(|b| [b >> 4, b & 0xf]).collect(),
-        ),
-    };
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    if len == 0 || len > max || !len.is_multiple_of(step) {
-        return Err(format!(
-            "/{len} is not on a label boundary (IPv4: /8 to /32 by 8; IPv6: /4 to /128 by 4)"
-        ));
-    }
-    if bits.checked_shl(len).unwrap_or(0) != 0 {
-        return Err(format!("{value:?} has bits set below the prefix"));
-    }
-    let labels = (len / step) as usize;
-    let mut out: Vec<String> = digits[..labels]
-        .iter()
-        .rev()
-        .map(|d| {
-            if addr.is_ipv4() {
-                d.to_string()
-            } else {
-                format!("{d:x}")
-            }
-        })
-        .collect();
-    out.push(if addr.is_ipv4() { "in-addr.arpa" } else { "ip6.arpa" }.into());
-    Ok(out.join("."))
+    crate::index::reverse::parse_zone(value).map(|z| z.to_string())
 }
 
 #[cfg(test)]
