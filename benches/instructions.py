@@ -63,7 +63,18 @@ def measure(server, d, n, tool, seconds, args):
         if res["lost"] > res["completed"] / 100:
             load.die(f"{server.label} under {tool} lost {res['lost']} of {res['sent']} queries: lower --qps")
     finally:
-        load.stop(proc, signals=(load.signal.SIGTERM, load.signal.SIGTERM), grace=120)
+        # strace does not pass a SIGTERM on: signal the server it runs.
+        target = proc.pid
+        if tool == "strace":
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                target = int(f.read().split()[0])
+        for _ in range(2):
+            try:
+                os.kill(target, load.signal.SIGTERM)
+            except ProcessLookupError:
+                break
+            load.time.sleep(0.05)
+        load.stop(proc, signals=(), grace=120)
     text = open(out).read()
     if tool == "callgrind":
         m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
