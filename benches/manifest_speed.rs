@@ -1,5 +1,6 @@
 //! How fast `manifest::parse` reads a big file: 100,000 ServiceEntry
-//! documents (about 17 MB, as a `--file` of that many entries would be).
+//! documents (about 17 MB, as a `--file` of that many entries would be),
+//! in kubectl's block style and in the flow style `benches/load.py` writes.
 //! `cargo run --release --example manifest_speed [documents] [runs]`;
 //! prints each run and the median, in documents and MB a second.
 
@@ -11,13 +12,18 @@ fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("a number"));
     let documents = args.next().unwrap_or(100_000);
     let runs = args.next().unwrap_or(5);
-    let text = entries(documents);
+    for (style, text) in [("block", entries(documents)), ("flow", flow_entries(documents))] {
+        measure(style, &text, documents, runs);
+    }
+}
+
+fn measure(style: &str, text: &str, documents: usize, runs: usize) {
     let mb = text.len() as f64 / 1e6;
-    println!("{documents} documents, {mb:.1} MB");
+    println!("{style} style: {documents} documents, {mb:.1} MB");
     let mut seconds = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
-        let parsed = manifest::parse(&text).expect("valid manifests");
+        let parsed = manifest::parse(text).expect("valid manifests");
         seconds.push(started.elapsed().as_secs_f64());
         assert_eq!(parsed.entries.len(), documents);
     }
@@ -41,6 +47,21 @@ fn entries(n: usize) -> String {
         let ns = i % 200;
         text.push_str(&format!(
             "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: s{i}\n  namespace: ns{ns}\nspec:\n  hosts: [s{i}.ns{ns}.global]\n  addresses: [240.{}.{}.{}]\n  resolution: DNS\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        ));
+    }
+    text
+}
+
+/// The same entries as `benches/load.py` writes them.
+fn flow_entries(n: usize) -> String {
+    let mut text = String::with_capacity(n * 200);
+    for i in 0..n {
+        let ns = i % 100;
+        text.push_str(&format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: svc{i}, namespace: ns{ns}}}\nspec: {{hosts: [svc{i}.ns{ns}.global], addresses: [240.{}.{}.{}], resolution: DNS}}\n---\n",
             i >> 16,
             (i >> 8) & 255,
             i & 255

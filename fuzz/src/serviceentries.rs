@@ -3,7 +3,8 @@
 //! applied, deleted and reset in any order. After every step the table
 //! must equal one built from scratch from the entries that survive, node
 //! for node (empty non-terminals and their counts included), with the same
-//! statistics and the same per-name entry lists.
+//! statistics and the same per-name entry lists. Every YAML document the
+//! fast reader takes must read the same through serde-saphyr.
 //!
 //! Input: a flags byte (a default address or none), then up to 16
 //! operations, each an op byte and, for most, a body of `u16 % 4096` bytes
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use meshdns::index::testing::all_nodes;
 use meshdns::index::{Entry, EntryId, Index, SourceId, ZoneConfig};
 use meshdns::serviceentry::ServiceEntry;
-use meshdns::source::file;
+use meshdns::source::{file, manifest};
 
 use super::input::Input;
 
@@ -36,9 +37,13 @@ fn mk_index(default_address: Option<IpAddr>) -> Index {
 }
 
 /// The YAML body's entries as the file source reads them, or none if it
-/// does not parse.
+/// does not parse. Every document the fast reader takes must read the same
+/// through serde-saphyr.
 fn load(index: &Index, file: &str, body: &[u8]) -> Option<Vec<Entry>> {
     let text = std::str::from_utf8(body).ok()?;
+    if let Err(e) = manifest::check_fast_reader(text) {
+        panic!("{e}");
+    }
     file::load(Path::new(file), text, index).ok()
 }
 

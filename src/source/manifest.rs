@@ -12,6 +12,8 @@ use serde_saphyr::{
 
 use crate::serviceentry::{self, ServiceEntry, is_object_name};
 
+mod plain;
+
 #[derive(Debug, Default)]
 pub struct Manifests {
     pub entries: Vec<ServiceEntry>,
@@ -117,6 +119,25 @@ fn parse_document(
     {
         return Ok(());
     }
+    match plain::read(doc) {
+        Some(plain::Read::Entry(se)) => return push(se, first_line, each),
+        Some(plain::Read::Other) => {
+            *ignored += 1;
+            return Ok(());
+        }
+        None => {}
+    }
+    read_general(doc, first_line, each, ignored)
+}
+
+/// Reads one document with serde-saphyr: everything YAML allows, with
+/// errors that say where.
+fn read_general(
+    doc: &str,
+    first_line: usize,
+    each: &mut impl FnMut(ServiceEntry),
+    ignored: &mut usize,
+) -> Result<(), ManifestError> {
     let at = |e: serde_saphyr::Error| located(&e, doc, first_line);
     // `None`: an empty or null document.
     let Some(object) = serde_saphyr::from_str_with_options::<Option<Object>>(doc, options(doc)).map_err(at)? else {
@@ -381,6 +402,37 @@ impl Localizer for OtherPlaces {
             DEFAULT_ENGLISH_LOCALIZER.alias_used_at(at)
         }
     }
+}
+
+/// For tests and fuzzing: every document of `text` that the fast reader
+/// reads, serde-saphyr reads the same (the same entry, or the same other
+/// kind). Returns how many documents the fast reader took, or the first
+/// that differs.
+#[doc(hidden)]
+pub fn check_fast_reader(text: &str) -> Result<usize, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut taken = 0;
+    for (first_line, doc) in documents(text) {
+        let Some(fast) = plain::read(doc) else { continue };
+        taken += 1;
+        let (mut entries, mut ignored) = (Vec::new(), 0);
+        let general = read_general(doc, first_line, &mut |se| entries.push(se), &mut ignored);
+        let same = match (&fast, general) {
+            (plain::Read::Entry(se), Ok(())) => ignored == 0 && entries.len() == 1 && entries[0] == *se,
+            // `push` must refuse the entry with the same error.
+            (plain::Read::Entry(se), Err(e)) => {
+                entries.is_empty() && push(se.clone(), first_line, &mut |_| {}).err() == Some(e)
+            }
+            (plain::Read::Other, Ok(())) => ignored == 1 && entries.is_empty(),
+            (plain::Read::Other, Err(_)) => false,
+        };
+        if !same {
+            return Err(format!(
+                "line {first_line}: fast reader {fast:?}, serde-saphyr differs on:\n{doc}"
+            ));
+        }
+    }
+    Ok(taken)
 }
 
 fn push(se: ServiceEntry, line: usize, each: &mut impl FnMut(ServiceEntry)) -> Result<(), ManifestError> {
