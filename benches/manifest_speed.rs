@@ -1,12 +1,19 @@
 //! How fast `manifest::parse` reads a big file: 100,000 ServiceEntry
 //! documents (about 17 MB, as a `--file` of that many entries would be),
 //! in kubectl's block style and in the flow style `benches/load.py` writes.
+//! Then where a start-up's time goes after the parse: converting the
+//! entries, and building the index from them.
 //! `cargo run --release --example manifest_speed [documents] [runs]`;
 //! prints each run and the median, in documents and MB a second.
 
 use std::time::Instant;
 
+use std::path::Path;
+use std::sync::Arc;
+
+use meshdns::index::{Index, ZoneConfig};
 use meshdns::source::manifest;
+use prometheus::Registry;
 
 fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("a number"));
@@ -15,6 +22,26 @@ fn main() {
     for (style, text) in [("block", entries(documents)), ("flow", flow_entries(documents))] {
         measure(style, &text, documents, runs);
     }
+    let text = flow_entries(documents);
+    let (mut load, mut reset) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let index =
+            Index::new(vec![Arc::from("global")], ZoneConfig::default(), None, &Registry::new()).expect("a valid zone");
+        let file = Path::new("/bench/se.yaml");
+        let started = Instant::now();
+        let entries = meshdns::source::file::load(file, &text, &index).expect("valid manifests");
+        load.push(started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        index.reset(&meshdns::source::file::source_id(file), entries);
+        reset.push(started.elapsed().as_secs_f64());
+    }
+    println!("parse and convert: median {:.3} s", median(&mut load));
+    println!("index (one reset): median {:.3} s", median(&mut reset));
+}
+
+fn median(seconds: &mut [f64]) -> f64 {
+    seconds.sort_by(f64::total_cmp);
+    seconds[seconds.len() / 2]
 }
 
 fn measure(style: &str, text: &str, documents: usize, runs: usize) {

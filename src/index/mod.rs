@@ -409,7 +409,11 @@ impl Index {
     /// relist that could not read them must not drop their last good state).
     pub fn reset_keeping(&self, source: &SourceId, entries: Vec<Entry>, keep: &HashSet<EntryId>) {
         let mut w = self.lock();
-        let stale: Vec<EntryId> = {
+        let stale: Vec<EntryId> = if w.entries.of(source).next().is_none() {
+            // A first load: nothing to compare with, and room made at once.
+            w.entries.reserve(source, entries.len());
+            Vec::new()
+        } else {
             let listed: HashSet<(&str, &str)> = entries.iter().map(|e| (&*e.id.namespace, &*e.id.name)).collect();
             w.entries
                 .of(source)
@@ -474,12 +478,12 @@ fn next_serial(prev: u32) -> u32 {
 impl Writer {
     /// Stores `entry`; returns whether anything changed.
     fn upsert(&mut self, entry: Entry) -> bool {
-        if self.entries.unchanged(&entry) {
+        let was = self.entries.get(&entry.id).cloned();
+        if was.as_ref().is_some_and(|old| old.same(&entry)) {
             return false;
         }
-        let old: SmallVec<[Arc<str>; 1]> = self
-            .entries
-            .get(&entry.id)
+        let old: SmallVec<[Arc<str>; 1]> = was
+            .as_ref()
             .map(|old| old.hosts.iter().map(|h| h.name.clone()).collect())
             .unwrap_or_default();
         let new = || entry.hosts.iter().map(|h| &h.name);
@@ -490,14 +494,11 @@ impl Writer {
                 now.push((name.clone(), before));
             }
         }
-        let id = entry.id.clone();
-        let was = self.entries.get(&id).cloned();
-        self.entries.insert(entry);
+        let is = self.entries.insert(entry);
         for (name, before) in now {
             self.relink(&name, before);
         }
-        let is = self.entries.get(&id).cloned();
-        self.reindex_ptr(was.as_ref(), is.as_ref());
+        self.reindex_ptr(was.as_ref(), Some(&is));
         true
     }
 

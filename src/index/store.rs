@@ -45,7 +45,7 @@ impl Stored {
     }
 
     /// Whether storing `entry` would change nothing.
-    fn same(&self, entry: &Entry) -> bool {
+    pub fn same(&self, entry: &Entry) -> bool {
         self.created == entry.created
             && self.ports == entry.ports
             && (self.hosts == entry.hosts || entry.hosts.len() > 1 && self.hosts == merged(entry.hosts.clone()))
@@ -116,11 +116,6 @@ impl Store {
             .find(hash, |e| *e.namespace == *id.namespace && e.name == *id.name)
     }
 
-    /// Whether storing `entry` would change nothing.
-    pub fn unchanged(&self, entry: &Entry) -> bool {
-        self.get(&entry.id).is_some_and(|old| old.same(entry))
-    }
-
     /// Every entry of `source`.
     pub fn of(&self, source: &SourceId) -> impl Iterator<Item = &Arc<Stored>> {
         self.sources.get(source).into_iter().flat_map(|s| s.entries.iter())
@@ -155,8 +150,26 @@ impl Store {
         out
     }
 
-    /// Stores `entry` in place of any entry with its id.
-    pub fn insert(&mut self, entry: Entry) {
+    /// Makes room for `additional` more entries of `source`, one host each.
+    pub fn reserve(&mut self, source: &SourceId, additional: usize) {
+        if additional == 0 {
+            return;
+        }
+        let hasher = &self.hasher;
+        self.sources
+            .entry(source.clone())
+            .or_insert_with(|| Source {
+                id: Arc::new(source.clone()),
+                entries: HashTable::new(),
+            })
+            .entries
+            .reserve(additional, |e| key_hash(hasher, &e.namespace, &e.name));
+        self.by_name
+            .reserve(additional, |(e, h)| name_hash(hasher, &e.hosts[*h as usize].name));
+    }
+
+    /// Stores `entry` in place of any entry with its id; returns it as stored.
+    pub fn insert(&mut self, entry: Entry) -> Arc<Stored> {
         self.remove(&entry.id);
         let namespace = self.namespaces.intern(&entry.id.namespace);
         let source = self.sources.entry(entry.id.source.clone()).or_insert_with(|| Source {
@@ -183,6 +196,7 @@ impl Store {
                 });
         }
         self.count += 1;
+        stored
     }
 
     pub fn remove(&mut self, id: &EntryId) -> Option<Arc<Stored>> {

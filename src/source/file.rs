@@ -274,6 +274,7 @@ impl Files {
         if known.is_some_and(|k| k.meta == meta) {
             return Ok(());
         }
+        let started = Instant::now();
         let text = match read(file) {
             Ok(text) => text,
             Err(e) => {
@@ -296,10 +297,17 @@ impl Files {
             warn!(file = %file.display(), "file is empty; keeping its last good state (delete it to drop its entries)");
             return Ok(());
         }
+        let read_done = Instant::now();
         match load(file, &text, &self.index) {
             Ok(entries) => {
-                debug!(file = %file.display(), entries = entries.len(), "file loaded");
+                let (count, parsed) = (entries.len(), Instant::now());
                 self.index.reset(&source_id(file), entries);
+                let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                info!(file = %file.display(), entries = count,
+                    read_ms = ms(read_done - started),
+                    parse_convert_ms = ms(parsed - read_done),
+                    index_ms = ms(parsed.elapsed()),
+                    "file loaded");
                 Ok(())
             }
             Err(e) => {
