@@ -36,7 +36,8 @@ loopback ports, and measures per start:
                           the list returns last (the largest namespace/name
                           key in etcd), raw UDP query polled every --poll-ms;
                           meshdns answers SERVFAIL until it is ready
-  RSS at ready            /proc/PID/smaps_rollup once /readyz said 200
+  RSS at ready            /proc/PID/smaps_rollup once /readyz said 200, and
+                          the peak so far (VmHWM): what the list cost at most
   meshdns CPU             utime+stime of all its threads, start -> ready
   apiserver / etcd CPU    the same for kube-apiserver and etcd over the same
                           window: what serving meshdns's list cost them
@@ -417,10 +418,12 @@ CONTINUE_RE = re.compile(rb'"continue":"([^"]*)"')
 ITEM = b'"kind":"ServiceEntry"'  # once per item; the list's own kind is ServiceEntryList
 
 
-def plain_list(api, limit, rv):
-    """Lists all ServiceEntries page by page; returns its figures. Reads
-    bytes only: the continue token comes out of the list's metadata, which
-    the API server writes last."""
+def plain_list(api, limit, rv, timeout=None):
+    """Lists all ServiceEntries page by page; returns its figures, or
+    seconds None and the error when the API server gives up (504 after its
+    --request-timeout, 60 s; `timeout` asks for longer). Reads bytes only:
+    the continue token comes out of the list's metadata, which the API
+    server writes last."""
     pages = items = size = 0
     ttfb = 0.0
     token = None
@@ -433,8 +436,13 @@ def plain_list(api, limit, rv):
             q["resourceVersion"] = rv
         if token:
             q["continue"] = token
+        if timeout:
+            q["timeout"] = timeout
         path = f"{SE_PATH}/serviceentries" + (f"?{urllib.parse.urlencode(q)}" if q else "")
         status, data, first, _ = api.request("GET", path)
+        if status == 504:
+            return {"seconds": None, "error": f"HTTP 504 after {time.monotonic() - t0:.0f} s", "pages": pages,
+                    "items": items, "bytes": size, "headers_wait_s": ttfb}
         if status != 200:
             die(f"GET {path}: HTTP {status}: {data[:300]!r}")
         pages += 1
@@ -449,10 +457,12 @@ def plain_list(api, limit, rv):
             "headers_wait_s": ttfb}
 
 
+# (label, key, limit, resourceVersion, timeout): the unpaginated quorum read
+# of 100k entries can take longer than the API server's default 60 s.
 LIST_VARIANTS = [
-    ("LIST limit=500 (as meshdns)", "paged", PAGE, None),
-    ("LIST rv=0 (watch cache)", "rv0", PAGE, "0"),
-    ("LIST unpaginated (quorum)", "full", None, None),
+    ("LIST limit=500 (as meshdns)", "paged", PAGE, None, None),
+    ("LIST rv=0 (watch cache)", "rv0", PAGE, "0", None),
+    ("LIST unpaginated (quorum)", "full", None, None, "300s"),
 ]
 
 
@@ -491,6 +501,18 @@ def log_times(path):
         if level in ("WARN", "ERROR"):
             warnings.append(line)
     return out, warnings
+
+
+def vm_hwm_kib(pid):
+    """Peak RSS so far (VmHWM), in KiB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def http_get(port, path, timeout=1.0):
@@ -572,6 +594,7 @@ def meshdns_round(args, cluster, binary, late, d, label, perf_data=None):
     r = {"label": label, "profiled": bool(perf_data)}
     if "ready" in got:
         r["rss_kib"], r["pss_kib"] = load.mem_kib(pid)
+        r["peak_rss_kib"] = vm_hwm_kib(pid)
         r["meshdns_cpu_s"] = cpu_s(pid)
         for k, pid_k in (("apiserver", api_pid), ("etcd", etcd_pid)):
             now = cpu_s(pid_k)
@@ -723,6 +746,8 @@ def variant_rows(args, rounds):
     rss = [r["rss_kib"] / 1024 for r in rounds if r.get("rss_kib")]
     rows.append(("RSS at ready", f"{med(rss):.1f} MiB" if rss else "-",
                  f"{med(rss) * 1024 * 1024 / n:.0f} B/entry" if rss else ""))
+    peak = [r["peak_rss_kib"] / 1024 for r in rounds if r.get("peak_rss_kib")]
+    rows.append(("peak RSS up to ready (VmHWM)", f"{med(peak):.1f} MiB" if peak else "-", span(peak)))
     phases = [phase_durations(r) for r in rounds]
     for key, name in (("start", "  start -> watching (client, discovery)"),
                       ("list", "  watching -> list complete (list)"),
@@ -756,14 +781,21 @@ def report(args, created, lists, results, profiles):
           f"{f', {args.status_addresses}% with status.addresses' if args.status_addresses else ''}; "
           f"{args.rounds} round(s): median (min-max)")
     rows = []
-    secs, reqs, retries = created
-    rows.append(("create (POST, python)", f"{secs:.1f} s",
-                 f"{reqs / secs:.0f}/s, {args.create_workers} threads, {retries} retried"))
-    for label, key, _, _ in LIST_VARIANTS:
+    if created:
+        secs, reqs, retries = created
+        rows.append(("create (POST, python)", f"{secs:.1f} s",
+                     f"{reqs / secs:.0f}/s, {args.create_workers} threads, {retries} retried"))
+    else:
+        rows.append(("create (POST, python)", "-", f"reused from --workdir {args.workdir}"))
+    for label, key, *_ in LIST_VARIANTS:
         vals = [x[key]["seconds"] for x in lists]
-        x = lists[0][key]
-        rows.append((f"plain {label}", fmt_s(med(vals)),
-                     f"{x['pages']} page(s), {x['bytes'] / 2**20:.1f} MiB, {x['items']} items {span(vals)}"))
+        ok = [x[key] for x in lists if x[key]["seconds"] is not None]
+        failed = [x[key]["error"] for x in lists if x[key]["seconds"] is None]
+        note = f"{ok[0]['pages']} page(s), {ok[0]['bytes'] / 2**20:.1f} MiB, {ok[0]['items']} items {span(vals)}" \
+            if ok else ""
+        if failed:
+            note += f" {len(failed)}/{len(lists)} failed: {failed[0]}"
+        rows.append((f"plain {label}", fmt_s(med(vals)), note.strip()))
     print_rows(rows)
     late = host_of(late_entry(n, args.namespaces), args.namespaces)
     summaries = {}
@@ -816,9 +848,9 @@ def breakdown(label, rounds, lists, profile):
     wait = max(0.0, list_s - mesh_list_cpu)
     print(f"  list {list_s:.2f} s = waiting for the API server ~{wait:.2f} s (wall - meshdns CPU: pages are "
           f"fetched one after another) + meshdns CPU ~{mesh_list_cpu:.2f} s")
+    share = f" ({paged / list_s * 100:.0f}% of meshdns's list phase)" if paged and list_s else ""
     print(f"  kube-apiserver burnt {fmt_s(api_cpu)} CPU over start -> ready; plain python LIST limit={PAGE} "
-          f"takes {paged:.2f} s ({paged / list_s * 100:.0f}% of meshdns's list phase), rv=0 from the watch cache "
-          f"{rv0:.2f} s")
+          f"takes {fmt_s(paged)}{share}, rv=0 from the watch cache {fmt_s(rv0)}")
     if profile:
         print(f"  meshdns CPU in the list phase, by what is on the stack (perf, {profile['samples']} samples):")
         for cat, v in sorted(parts.items(), key=lambda kv: -kv[1]):
@@ -887,9 +919,13 @@ def parse_args():
     ap.add_argument("--no-profile", dest="profile", action="store_false",
                     help="skip the extra start of each binary under perf record (and so the CPU breakdown)")
     ap.add_argument("--perf", default=None, help="perf binary (default: from PATH)")
-    ap.add_argument("--perf-freq", type=int, default=499, help="perf record -F (default: 499)")
+    ap.add_argument("--perf-freq", type=int, default=None,
+                    help="perf record -F (default: about 8000 samples over the median start -> ready of the timed "
+                         "rounds, between 49 and 499 Hz: dwarf call graphs copy 16 KiB of stack per sample)")
     ap.add_argument("--workdir", default=None,
-                    help="keep the cluster's state, meshdns logs and perf data here (default: a temp dir, removed)")
+                    help="keep the cluster's state (etcd data), meshdns logs and perf data here (default: a temp dir, "
+                         "removed). A later run with the same --workdir and data set options restarts that "
+                         "cluster and skips the creation")
     ap.add_argument("--json", default=None, help="also write the results as JSON to this file")
     ap.add_argument("--smoke", action="store_true",
                     help="quick check: 500 entries in 20 namespaces, 1 round (< 1 min with a built apiserver)")
@@ -957,11 +993,29 @@ def main():
         up = cluster.start()
         print(f"\netcd + kube-apiserver ready in {up:.1f} s ({cluster.env.get('APISERVER_URL')})", flush=True)
         admin = api_for(cluster.env)
-        setup(admin, args)
-        print(f"creating {args.entries} ServiceEntries in {min(args.namespaces, args.entries)} namespaces "
-              f"with {args.create_workers} threads ...", flush=True)
-        created = create_all(cluster.env, args)
-        print(f"created in {created[0]:.1f} s ({created[1] / created[0]:.0f}/s, {created[2]} retried)", flush=True)
+        dataset = {"entries": args.entries, "namespaces": args.namespaces,
+                   "status_addresses": args.status_addresses}
+        marker = os.path.join(workdir, "dataset.json")
+        created = None
+        if os.path.exists(marker):
+            with open(marker) as f:
+                held = json.load(f)
+            if held != dataset:
+                die(f"--workdir {workdir} holds another data set ({held}); use a fresh --workdir")
+            print(f"reusing the {args.entries} ServiceEntries already in {workdir}", flush=True)
+        else:
+            present = plain_list(admin, PAGE, None)["items"]
+            if present:
+                die(f"--workdir {workdir}: the API server already holds {present} ServiceEntries but no "
+                    f"finished data set (an interrupted run?); use a fresh --workdir")
+            setup(admin, args)
+            print(f"creating {args.entries} ServiceEntries in {min(args.namespaces, args.entries)} namespaces "
+                  f"with {args.create_workers} threads ...", flush=True)
+            created = create_all(cluster.env, args)
+            print(f"created in {created[0]:.1f} s ({created[1] / created[0]:.0f}/s, {created[2]} retried)",
+                  flush=True)
+            with open(marker, "w") as f:
+                json.dump(dataset, f)
         waited = settle(cluster, 120)
         print(f"API server and etcd quiet after {waited:.0f} s", flush=True)
         late = late_entry(args.entries, args.namespaces)
@@ -969,13 +1023,13 @@ def main():
         lists, results = [], {label: [] for label, _, _ in copies}
         for rnd in range(1, args.rounds + 1):
             one = {}
-            for label, key, limit, rv in LIST_VARIANTS:
-                one[key] = plain_list(admin, limit, rv)
-                if one[key]["items"] != args.entries:
+            for label, key, limit, rv, timeout in LIST_VARIANTS:
+                one[key] = plain_list(admin, limit, rv, timeout)
+                if one[key]["seconds"] is not None and one[key]["items"] != args.entries:
                     die(f"{label} returned {one[key]['items']} items, not {args.entries}")
             lists.append(one)
             print(f"  round {rnd} plain LISTs: " + ", ".join(
-                f"{key} {one[key]['seconds']:.2f} s/{one[key]['pages']}p" for _, key, _, _ in LIST_VARIANTS),
+                f"{key} {fmt_s(one[key]['seconds'])}/{one[key]['pages']}p" for _, key, *_ in LIST_VARIANTS),
                 flush=True)
             for label, binary, orig in copies:
                 r = meshdns_round(args, cluster, binary, late, workdir, f"{label}-r{rnd}")
@@ -989,6 +1043,9 @@ def main():
 
         profiles = {}
         for label, binary, _ in copies if args.profile else ():
+            if not args.perf_freq:
+                ready = med([r["ready_s"] for r in results[label]])
+                args.perf_freq = int(min(499, max(49, 8000 / max(ready, 0.01))))
             data = os.path.join(workdir, f"perf-{label}.data")
             r = meshdns_round(args, cluster, binary, late, workdir, f"{label}-perf", perf_data=data)
             ph = r["phases"]
@@ -1013,7 +1070,7 @@ def main():
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"machine": info, "args": vars(args), "elapsed_s": elapsed,
-                           "create": dict(zip(("seconds", "entries", "retries"), created)),
+                           "create": dict(zip(("seconds", "entries", "retries"), created or ())),
                            "plain_lists": lists, "rounds": results, "profiles": profiles, "summary": summary},
                           f, indent=1)
             print(f"kube_startup.py: wrote {args.json}")
