@@ -58,9 +58,11 @@ shape, Accept: application/json, no gzip, like kube-rs):
                           watcher::Config, page_size 500, no resourceVersion
                           (a quorum read from etcd, page after page, each
                           page asked for only once the last one is consumed)
-  LIST rv=0               resourceVersion=0 (kube-rs ListSemantic::Any): from
-                          the API server's watch cache; 1.20 ignores the limit
-                          there and sends all items in one response
+  LIST rv=0               resourceVersion=0: from the API server's watch
+                          cache; 1.20 ignores the limit there and sends all
+                          items in one response (what client-go informers
+                          ask for; kube-rs only with ListSemantic::Any and no
+                          page size: with one, kube-core drops rv=0)
   LIST unpaginated        no limit, no resourceVersion: one quorum read
 
 Python only reads the bytes (the continue token is cut out of the tail, no
@@ -105,7 +107,9 @@ On a small or busy machine these figures are rough: meshdns, the API server,
 etcd and this script share the cores. Compare runs on the same machine.
 
 Examples:
-  python3 benches/kube_startup.py                      # 100k entries, 3 rounds, ~10 min
+  python3 benches/kube_startup.py --workdir /tmp/k100k  # 100k entries, 3 rounds: ~40 min on 2 busy
+                                                       # cores, 15 of them creating; the same
+                                                       # --workdir again reuses the entries
   python3 benches/kube_startup.py --smoke              # 500 entries, 1 round, < 1 min
   python3 benches/kube_startup.py --entries 20000 --rounds 5 --json out.json
   python3 benches/kube_startup.py --status-addresses 10 --no-profile
