@@ -1,18 +1,22 @@
-//! Smoke tests of the load benchmark against this build's binary, with Knot
-//! DNS as reference: `benches/load.py --smoke` (200 names, 2 s dnsperf runs)
-//! must finish, exit 0 and print the meshdns/Knot table, with the latency
-//! floor (`benches/udp_floor.rs`, built by
+//! Smoke tests of the benchmarks against this build's binary. The load
+//! benchmark, with Knot DNS as reference: `benches/load.py --smoke` (200
+//! names, 2 s dnsperf runs) must finish, exit 0 and print the meshdns/Knot
+//! table, with the latency floor (`benches/udp_floor.rs`, built by
 //! `cargo build --release --example udp_floor`); so must its flood mode
-//! (`--flood --smoke`) and its TCP mode (`--tcp-probes --smoke`).
+//! (`--flood --smoke`) and its TCP mode (`--tcp-probes --smoke`). The
+//! Kubernetes start-up benchmark, `benches/kube_startup.py --smoke` (500
+//! ServiceEntries in a real kube-apiserver, one meshdns start), must print
+//! its table and breakdown.
 //!
-//! It needs knotd, dnsperf and that example, so it is `#[ignore]`d: with
-//! `-- --include-ignored` it runs and fails if one is missing. Run:
+//! They need knotd, dnsperf and that example, or kube-apiserver and etcd, so
+//! they are `#[ignore]`d: with `-- --include-ignored` they run and fail if one
+//! is missing. Run:
 //! `cargo test --release --test load_smoke -- --include-ignored --nocapture`.
 
 #[path = "e2e/common.rs"]
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,19 +25,25 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// Runs `load.py ARGS --meshdns <this build>` to completion within
 /// [`LIMIT`]; returns its output.
 fn load_py(args: &[&str]) -> String {
+    bench_py("load.py", args)
+}
+
+/// Runs `benches/SCRIPT ARGS --meshdns <this build>` to completion within
+/// [`LIMIT`]; returns its output.
+fn bench_py(script: &str, args: &[&str]) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("load.log");
+    let log_path = dir.path().join("bench.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new("python3")
-        .arg(repo.join("benches/load.py"))
+        .arg(repo.join("benches").join(script))
         .args(args)
         .args(["--meshdns", env!("CARGO_BIN_EXE_meshdns")])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .expect("spawn python3 benches/load.py");
+        .unwrap_or_else(|e| panic!("spawn python3 benches/{script}: {e}"));
 
     let start = Instant::now();
     let status = loop {
@@ -41,7 +51,8 @@ fn load_py(args: &[&str]) -> String {
             break Some(status);
         }
         if start.elapsed() > LIMIT {
-            // The script's servers and dnsperf die with it (PR_SET_PDEATHSIG).
+            // The script's children die with it (PR_SET_PDEATHSIG); SIGKILL
+            // skips kube_startup.py's cleanup, so this is the last resort.
             child.kill().unwrap();
             child.wait().unwrap();
             break None;
@@ -50,9 +61,9 @@ fn load_py(args: &[&str]) -> String {
     };
     let output = std::fs::read_to_string(&log_path).unwrap();
     println!("{output}");
-    let status = status.unwrap_or_else(|| panic!("load.py {args:?} still running after {LIMIT:?}"));
-    assert!(status.success(), "load.py {args:?} failed: {status}");
-    println!("load.py {args:?} took {:?}", start.elapsed());
+    let status = status.unwrap_or_else(|| panic!("{script} {args:?} still running after {LIMIT:?}"));
+    assert!(status.success(), "{script} {args:?} failed: {status}");
+    println!("{script} {args:?} took {:?}", start.elapsed());
     output
 }
 
@@ -107,4 +118,41 @@ fn tcp_probes_smoke() {
     // meshdns closes a stalled client within its 1 s default.
     let meshdns: f64 = row.rsplit('|').next().unwrap().trim().parse().expect(row);
     assert!(meshdns < 1.5, "{row}");
+}
+
+#[test]
+#[ignore = "needs kube-apiserver, kubectl and etcd (tests/kube/apiserver.sh build)"]
+fn kube_startup_smoke() {
+    common::require_tool("etcd");
+    let cache = std::env::var("MESHDNS_KUBE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/meshdns/kube-1.20.2")
+        });
+    for bin in ["kube-apiserver", "kubectl"] {
+        assert!(
+            cache.join("bin").join(bin).is_file(),
+            "{bin} not built (tests/kube/apiserver.sh build); this test needs it under --include-ignored"
+        );
+    }
+    let output = bench_py("kube_startup.py", &["--smoke"]);
+    for row in [
+        "create (POST, python)",
+        "plain LIST limit=500 (as meshdns)",
+        "meshdns start -> /readyz",
+        "meshdns start -> first answer",
+        "RSS at ready",
+        "  watching -> list complete (list)",
+    ] {
+        assert!(output.lines().any(|l| l.starts_with(row)), "no {row:?} row");
+    }
+    let events = output
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with("meshdns_kube_events_total{type=\"init_apply\"}")
+        })
+        .expect("no init_apply events row");
+    assert_eq!(events.split_whitespace().nth(1), Some("500"), "{events}");
+    assert!(output.contains("dominant: "), "no verdict");
 }
