@@ -119,8 +119,8 @@ struct ServeArgs {
     #[arg(long, env = "MESHDNS_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     shutdown_grace: Duration,
 
-    /// Each UDP socket's receive queue (one per worker), as the kernel
-    /// counts it: a small query takes about 800 bytes of it on loopback,
+    /// Each UDP socket's receive queue (one socket under --workers auto,
+    /// N under --workers N), as the kernel counts it: a small query takes about 800 bytes of it on loopback,
     /// often 2 KiB or more from a NIC. This bounds how long a query can wait
     /// when queries come faster than they are answered: the default holds
     /// about 128 small queries, under 1 ms of work, so under a flood legitimate
