@@ -3,7 +3,7 @@
 depend on what else the machine is doing, unlike load.py's CPU time.
 
 Each server (Knot, meshdns, optionally a --baseline meshdns build, each
-meshdns with every --workers count asked for) answers load.py's query mix
+meshdns with every --workers value asked for: auto or a number) answers load.py's query mix
 (90% A, 5% AAAA NODATA, 5% NXDOMAIN over N names) from dnsperf at a low fixed
 rate, twice: a short pass and a long one, in fresh processes. The figure per
 query is the difference between the two passes divided by the difference in
@@ -14,7 +14,7 @@ completed queries, so start-up, the table load and shutdown cancel out.
   syscalls/query       strace -f -c, every thread, by name
 
 Run from the repository:
-  python3 benches/instructions.py [--names 10000] [--workers 1,2]
+  python3 benches/instructions.py [--names 10000] [--workers auto,1,2]
       [--meshdns PATH] [--baseline PATH] [--qps 1000] [--short 3] [--long 12]
 
 valgrind slows a server down 20-50x, hence the low rate; dnsperf's figure of
@@ -103,7 +103,9 @@ def per_query(server, d, n, tool, args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--names", type=int, default=10000, help="zone size (default: %(default)s)")
-    ap.add_argument("--workers", default="1,2", help="meshdns --workers counts to run (default: %(default)s)")
+    ap.add_argument("--workers", default="auto,1,2",
+                    help="meshdns --workers values to run, auto or a number (default: %(default)s); a --baseline "
+                         "without auto runs with its default flags for auto")
     ap.add_argument("--meshdns", default=None, help="meshdns binary (default: $CARGO_TARGET_DIR/release/meshdns)")
     ap.add_argument("--baseline", default=None, metavar="PATH", help="another meshdns build to run the same way")
     ap.add_argument("--no-knot", action="store_true", help="leave Knot out")
@@ -126,10 +128,18 @@ def main():
         if not knotd:
             load.die("knotd not found")
         servers.append(load.Knot(knotd, 1, None))
-    for w in [int(x) for x in args.workers.split(",") if x.strip()]:
-        servers.append(load.Meshdns(meshdns, w, f"meshdns-w{w}", True, None))
+    try:
+        workers = [load.workers_value(x) for x in args.workers.split(",") if x.strip()]
+    except argparse.ArgumentTypeError as e:
+        ap.error(f"--workers: {e}")
+    for w in workers:
+        label = load.workers_label(w)
+        servers.append(load.Meshdns(meshdns, w, label, True, None))
         if args.baseline:
-            servers.append(load.Meshdns(os.path.abspath(args.baseline), w, f"meshdns-base-w{w}", True, None))
+            base = os.path.abspath(args.baseline)
+            has_auto = "--workers <auto|N>" in load.run_text([base, "serve", "--help"])
+            bw = None if w == "auto" and not has_auto else w
+            servers.append(load.Meshdns(base, bw, label.replace("meshdns-", "meshdns-base-"), True, None))
     d = tempfile.mkdtemp(prefix="meshdns-instr-")
     try:
         load.generate(args.names, 50000, 1, d)

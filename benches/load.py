@@ -59,8 +59,14 @@ the floor's p99 above 0.5 ms in many runs. Build it with
 
 --server-cpus K pins the servers to the first K CPUs and dnsperf to the rest, so
 that the load generator never runs on a server core: the way to show how
-throughput grows with cores (K=1 then K=2; workers default to K)
+throughput grows with cores (K=1 then K=2; Knot's workers default to K, and
+meshdns's default, --workers auto, sizes itself to the K CPUs it may use)
 on a machine with more than K CPUs.
+
+meshdns runs with its default flags (--workers auto: one socket, standby
+readers woken by a backlog), labelled meshdns-auto (plain "meshdns" for a
+binary without auto). --meshdns-workers auto,1,2 runs a variant per value
+instead: meshdns-auto, meshdns-w1 (--workers 1), meshdns-w2.
 
 Everything listens on 127.0.0.1 on free ports; servers are killed at the end,
 also on Ctrl-C. Needs python3 (stdlib), knotd and dnsperf
@@ -95,7 +101,7 @@ Examples:
   python3 benches/load.py --flood --sizes 10000 # the flood benchmark
   python3 benches/load.py --smoke               # under a minute
   python3 benches/load.py --sizes 10000 --rounds 5 --json out.json
-  python3 benches/load.py --meshdns-workers 1,2 # meshdns at 1 and 2 workers
+  python3 benches/load.py --meshdns-workers auto,1,2 # auto beside 1 and 2 sockets
   python3 benches/load.py --server-cpus 1       # servers on CPU 0, dnsperf on the rest
 """
 
@@ -990,12 +996,13 @@ def parse_args():
                     help="length of the extra saturation run with dnsperf -v that measures the saturation "
                          "p99 (-v costs dnsperf CPU, so QPS and CPU come from the run without it); 0 skips "
                          "it (default: a third of --seconds, at least 2)")
-    ap.add_argument("--workers", type=int, default=None,
-                    help="meshdns --workers, passed only if `meshdns serve --help` has it (default: cores, "
-                         f"{CORES}, or K with --server-cpus K)")
-    ap.add_argument("--meshdns-workers", default=None,
-                    help="comma-separated worker counts, e.g. 1,2: run one meshdns variant each (ignored if "
-                         "meshdns has no --workers flag)")
+    ap.add_argument("--workers", type=workers_value, default=None, metavar="auto|N",
+                    help="meshdns --workers for the default variant, --baseline and --meshdns-args, passed "
+                         "only if `meshdns serve --help` has it (default: none, so the binary's default: "
+                         "auto, one socket with standby readers)")
+    ap.add_argument("--meshdns-workers", default=None, metavar="LIST",
+                    help="comma-separated --workers values, e.g. auto,1,2: run one meshdns variant each, "
+                         "labelled meshdns-auto, meshdns-w1, ... (ignored if meshdns has no --workers flag)")
     ap.add_argument("--knot-workers", type=int, default=None,
                     help=f"Knot udp-workers (default: cores, {CORES}, or K with --server-cpus K)")
     ap.add_argument("--meshdns", default=None,
@@ -1061,11 +1068,29 @@ def parse_args():
         if not 1 <= k < len(cpus):
             ap.error(f"--server-cpus {k}: needs 1 <= K < the {len(cpus)} CPUs this script may use")
         args.server_cpus, args.client_cpus = set(cpus[:k]), set(cpus[k:])
-    # One worker per core the servers may use.
+    # Knot: one worker per core the servers may use. meshdns's auto sizes
+    # itself to the CPUs it may use (sched affinity), so it needs no count.
     server_cores = args.server_cpus_k or CORES
-    args.workers = args.workers or server_cores
     args.knot_workers = args.knot_workers or server_cores
+    try:
+        args.meshdns_workers = [workers_value(x) for x in (args.meshdns_workers or "").split(",") if x.strip()]
+    except argparse.ArgumentTypeError as e:
+        ap.error(f"--meshdns-workers: {e}")
     return args
+
+
+def workers_value(s):
+    """A meshdns --workers value: "auto" or a positive number."""
+    s = s.strip()
+    if s.lower() == "auto":
+        return "auto"
+    if s.isdigit() and int(s) >= 1:
+        return int(s)
+    raise argparse.ArgumentTypeError(f"{s!r}: expected auto or a positive number")
+
+
+def workers_label(w):
+    return "meshdns-auto" if w == "auto" else f"meshdns-w{w}"
 
 
 def main():
@@ -1088,24 +1113,27 @@ def main():
 
     help_text = run_text([meshdns, "serve", "--help"])
     has_workers = "--workers" in help_text
+    has_auto = "--workers <auto|N>" in help_text
     grace = "--shutdown-grace" in help_text
+    if "auto" in args.meshdns_workers + [args.workers] and not has_auto:
+        die(f"{meshdns} has no --workers auto")
+    workers = args.workers if has_workers else None
     cpus = args.server_cpus
     servers = [Knot(args.knotd, args.knot_workers, cpus)]
     if has_workers and args.meshdns_workers:
-        for w in [int(x) for x in args.meshdns_workers.split(",") if x.strip()]:
-            servers.append(Meshdns(meshdns, w, f"meshdns-w{w}", grace, cpus))
-    elif has_workers:
-        servers.append(Meshdns(meshdns, args.workers, "meshdns", grace, cpus))
+        for w in args.meshdns_workers:
+            servers.append(Meshdns(meshdns, w, workers_label(w), grace, cpus))
     else:
-        servers.append(Meshdns(meshdns, None, "meshdns", grace, cpus))
+        # The binary's default flags, unless --workers says otherwise.
+        label = workers_label(workers) if workers is not None else "meshdns-auto" if has_auto else "meshdns"
+        servers.append(Meshdns(meshdns, workers, label, grace, cpus))
     if args.baseline:
         base = os.path.abspath(args.baseline)
         if not os.access(base, os.X_OK):
             die(f"--baseline {base}: not an executable")
-        servers.append(Meshdns(base, args.workers if has_workers else None, "meshdns-base", grace, cpus))
+        servers.append(Meshdns(base, workers, "meshdns-base", grace, cpus))
     for i, extra in enumerate(args.meshdns_args, 1):
-        servers.append(Meshdns(meshdns, args.workers if has_workers else None, f"meshdns-v{i}", grace, cpus,
-                               extra.split()))
+        servers.append(Meshdns(meshdns, workers, f"meshdns-v{i}", grace, cpus, extra.split()))
         print(f"load.py: variant meshdns-v{i}: {extra}")
     if args.flood or args.tcp_probes:
         args.no_floor = True
@@ -1122,7 +1150,7 @@ def main():
     info = machine_info(args, meshdns)
     print(f"load.py: {info['date']}  nproc {info['nproc']}  cpu {info['cpu']}")
     print(f"  {info['knotd']}\n  dnsperf {info['dnsperf']}\n  {info['meshdns']} ({meshdns}, git {info['git']})")
-    print(f"  meshdns --workers: {'supported' if has_workers else 'not supported by this binary'}; "
+    print(f"  meshdns --workers: {'auto or N' if has_auto else 'N' if has_workers else 'not supported'}; "
           f"variants: {', '.join(labels)}; Knot udp-workers {args.knot_workers}")
     hp = info["guest_halt_poll_ns"]
     if hp is not None:
@@ -1155,21 +1183,21 @@ def main():
                     if args.tcp_probes:
                         r = tcp_round(args, server, d, n, rnd)
                         results.append(r)
-                        print(f"  round {rnd} {server.label:<11} " + "  ".join(
+                        print(f"  round {rnd} {server.label:<12} " + "  ".join(
                             f"{k} {fmt('{:.2f}', v) if isinstance(v, float) else v}" for k, v in r.items()
                             if k not in ("server", "size", "round")), flush=True)
                         continue
                     if args.flood:
                         r = flood_round(args, server, d, n, rnd)
                         results.append(r)
-                        print(f"  round {rnd} {server.label:<11} legit p50 {fmt('{:.3f}', ms(r['legit_p50']))} "
+                        print(f"  round {rnd} {server.label:<12} legit p50 {fmt('{:.3f}', ms(r['legit_p50']))} "
                               f"p99 {fmt('{:.3f}', ms(r['legit_p99']))} ms lost {r['legit_lost']:.0f}/"
                               f"{r['legit_sent']:.0f}  flood {r['flood_qps']:.0f} qps  cpu {r['cpu_s']:.1f} s  "
                               f"drops {r['drops']}", flush=True)
                         continue
                     r = one_round(args, server, d, n, rnd)
                     results.append(r)
-                    print(f"  round {rnd} {server.label:<11} start {r['startup_s'] * 1000:7.1f} ms  "
+                    print(f"  round {rnd} {server.label:<12} start {r['startup_s'] * 1000:7.1f} ms  "
                           f"sat {r['sat']['qps']:9.0f} qps {r['sat']['cpu_us_per_query']:6.2f} µs/q "
                           f"lost {r['sat']['lost']:.0f}  fixed {r['fixed']['qps']:7.0f} qps "
                           f"{r['fixed']['cpu_us_per_query']:6.2f} µs/q "

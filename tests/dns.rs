@@ -16,7 +16,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use meshdns::admin::Readiness;
 use meshdns::dns::metrics::DnsMetrics;
-use meshdns::dns::{Config, DnsServer, Handler, TcpLimits};
+use meshdns::dns::{Config, DnsServer, Handler, TcpLimits, Workers};
 use meshdns::index::testing::{mk_entry, mk_host_entry, mk_index_with};
 use meshdns::index::{Index, ZoneConfig, address_limit};
 use meshdns::source::file;
@@ -51,8 +51,9 @@ fn synced() -> Readiness {
     ready
 }
 
+/// `--workers auto`'s scheme with 2 standby readers, whatever the cores.
 fn start_with(index: Arc<Index>, ready: Readiness) -> Server {
-    start_configured(index, ready, Config::new(2))
+    start_configured(index, ready, Config::new(Workers::Auto { standby: 2 }))
 }
 
 fn start_configured(index: Arc<Index>, ready: Readiness, config: Config) -> Server {
@@ -628,7 +629,14 @@ fn not_synced_is_servfail_never_nxdomain() {
 // TCP limits
 
 fn start_tcp(tcp: TcpLimits) -> Server {
-    start_configured(mk_index(30, 5), synced(), Config { tcp, ..Config::new(1) })
+    start_configured(
+        mk_index(30, 5),
+        synced(),
+        Config {
+            tcp,
+            ..Config::new(Workers::Sockets(1))
+        },
+    )
 }
 
 /// A metric's value from the server's registry (0 when absent).
@@ -848,7 +856,7 @@ fn udp_overflow_is_dropped_by_the_kernel_counted_and_harmless() {
         synced(),
         Config {
             udp_recv_buffer: 4096,
-            ..Config::new(1)
+            ..Config::new(Workers::Sockets(1))
         },
     );
     let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -871,6 +879,61 @@ fn udp_overflow_is_dropped_by_the_kernel_counted_and_harmless() {
     );
     assert!(answered() > 0.0);
     assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
+    assert_eq!(wakeups(&s), 0.0, "--workers N has no standby readers");
+}
+
+fn wakeups(s: &Server) -> f64 {
+    metric(s, "meshdns_dns_udp_standby_wakeups_total", None)
+}
+
+/// `--workers auto` under a burst: the one socket's backlog wakes standby
+/// readers, every datagram is still answered or counted as dropped, and
+/// the standbys park again once it is drained.
+#[test]
+fn udp_burst_wakes_standby_readers_and_each_datagram_is_answered_or_counted() {
+    let s = start();
+    let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let q = query("httpbin.bar.global.", RecordType::A).to_vec().unwrap();
+    for _ in 0..20_000 {
+        flood.send_to(&q, s.addr).unwrap();
+    }
+    let dropped = || metric(&s, "meshdns_dns_dropped_total", Some(("reason", "queue_full")));
+    let answered = || metric(&s, "meshdns_dns_requests_total", None);
+    // Drops are sampled from the kernel once a second.
+    assert!(
+        eventually(Duration::from_secs(5), || answered() + dropped() == 20_000.0),
+        "every datagram is either answered or counted as dropped: {} + {}",
+        answered(),
+        dropped()
+    );
+    assert!(answered() > 0.0);
+    assert!(wakeups(&s) > 0.0, "a burst of 20,000 woke no standby reader");
+    let awake = || metric(&s, "meshdns_dns_udp_standby_awake", None);
+    assert!(
+        eventually(Duration::from_secs(3), || awake() == 0.0),
+        "{} standby readers still awake after the burst",
+        awake()
+    );
+    println!(
+        "20,000 datagrams: {} answered, {} dropped, {} standby wake-ups",
+        answered(),
+        dropped(),
+        wakeups(&s)
+    );
+    assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
+}
+
+/// `--workers auto` at a moderate rate: one query at a time never fills a
+/// batch, so no standby reader ever runs and the cost is one thread's.
+#[test]
+fn udp_trickle_wakes_no_standby_reader() {
+    let s = start();
+    for _ in 0..200 {
+        assert_eq!(s.ask("httpbin.bar.global.", RecordType::A).answers.len(), 1);
+    }
+    assert_eq!(metric(&s, "meshdns_dns_requests_total", None), 200.0);
+    assert_eq!(wakeups(&s), 0.0);
+    assert_eq!(metric(&s, "meshdns_dns_udp_standby_awake", None), 0.0);
 }
 
 /// The same table over TCP: each case on its own connection, followed on
@@ -934,7 +997,12 @@ const EXPORT_TO_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/exp
 /// nested `inner.west.global`.
 fn start_zones() -> Server {
     let index = mk_index_with(&["global", "mesh.internal", "inner.west.global"], ZoneConfig::default());
-    start_from(Path::new(ZONES_FILE), Arc::new(index), synced(), Config::new(2))
+    start_from(
+        Path::new(ZONES_FILE),
+        Arc::new(index),
+        synced(),
+        Config::new(Workers::Sockets(2)),
+    )
 }
 
 /// The SOA in a negative answer: its owner, and the answer's rcode.
@@ -1072,7 +1140,12 @@ fn start_export_to(exported_only: bool, registry: &prometheus::Registry) -> Serv
     let index = Index::new(vec!["global".into()], ZoneConfig::default(), None, registry)
         .unwrap()
         .with_exported_only(exported_only);
-    start_from(Path::new(EXPORT_TO_FILE), Arc::new(index), synced(), Config::new(2))
+    start_from(
+        Path::new(EXPORT_TO_FILE),
+        Arc::new(index),
+        synced(),
+        Config::new(Workers::Sockets(2)),
+    )
 }
 
 #[test]
@@ -1111,7 +1184,12 @@ const SRV_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/srv.yaml"
 
 fn start_srv(registry: &prometheus::Registry) -> Server {
     let index = Index::new(vec!["global".into()], ZoneConfig::default(), None, registry).unwrap();
-    start_from(Path::new(SRV_FILE), Arc::new(index), synced(), Config::new(2))
+    start_from(
+        Path::new(SRV_FILE),
+        Arc::new(index),
+        synced(),
+        Config::new(Workers::Sockets(2)),
+    )
 }
 
 #[test]

@@ -27,7 +27,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use meshdns::admin::Readiness;
 use meshdns::dns::grpc::{GrpcConfig, GrpcServer, MAX_MESSAGE, TlsPem};
 use meshdns::dns::metrics::DnsMetrics;
-use meshdns::dns::{Config, DnsServer, Handler};
+use meshdns::dns::{Config, DnsServer, Handler, Workers};
 use meshdns::index::Index;
 use meshdns::index::testing::{mk_host_entry, mk_index};
 use meshdns::source::file;
@@ -68,7 +68,12 @@ fn start(config: GrpcConfig) -> Server {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let dns = DnsServer::bind("127.0.0.1:0".parse().unwrap(), handler, Config::new(1)).unwrap();
+            let dns = DnsServer::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                handler,
+                Config::new(Workers::Sockets(1)),
+            )
+            .unwrap();
             let grpc = GrpcServer::bind("127.0.0.1:0".parse().unwrap(), dns.handler(), config).unwrap();
             tx.send((grpc.local_addr(), dns.local_addr())).unwrap();
             tokio::select! {

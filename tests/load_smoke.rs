@@ -79,7 +79,8 @@ fn load_smoke() {
         floor.display()
     );
     let output = load_py(&["--smoke"]);
-    assert!(output.contains("meshdns/Knot"), "no meshdns/Knot ratio table");
+    // The default variant runs the binary's default flags: --workers auto.
+    assert!(output.contains("meshdns-auto/Knot"), "no meshdns-auto/Knot ratio table");
     assert!(
         output.lines().any(|l| l.starts_with("CPU µs/query")),
         "no CPU µs/query row"
@@ -102,7 +103,7 @@ fn flood_smoke() {
     ] {
         assert!(output.lines().any(|l| l.starts_with(row)), "no {row} row");
     }
-    assert!(output.contains("meshdns/Knot"), "no meshdns/Knot ratio");
+    assert!(output.contains("meshdns-auto/Knot"), "no meshdns-auto/Knot ratio");
 }
 
 #[test]

@@ -54,8 +54,8 @@ const CHURN_NAMES: usize = 300;
 const KUBE_POOL: usize = 200;
 const FILE_HOSTS: std::ops::Range<usize> = 100..300;
 const FILE_SLOTS: usize = 40;
-/// Client sockets: their 4-tuples spread the load over meshdns's
-/// SO_REUSEPORT workers.
+/// Client sockets, several as cluster DNS uses (under `--workers N` their
+/// 4-tuples spread the load over meshdns's SO_REUSEPORT sockets).
 const SOCKETS: usize = 4;
 /// A query not answered within this is lost (dnsperf's -t is 5 s).
 const LOST_AFTER: Duration = Duration::from_secs(1);

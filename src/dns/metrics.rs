@@ -116,6 +116,15 @@ impl TcpClose {
     }
 }
 
+/// `--workers auto`'s standby UDP readers (`dns::standby`).
+#[derive(Clone)]
+pub struct StandbyMetrics {
+    /// Standby readers woken by a backlog.
+    pub wakeups: IntCounter,
+    /// Standby readers awake now.
+    pub awake: IntGauge,
+}
+
 #[derive(Clone)]
 pub struct DnsMetrics {
     /// [proto][type index, `other` last]
@@ -131,6 +140,7 @@ pub struct DnsMetrics {
     /// Indexed by `TcpClose as usize`.
     tcp_closed: [IntCounter; TcpClose::ALL.len()],
     tcp_accept_errors: IntCounter,
+    standby: StandbyMetrics,
 }
 
 impl DnsMetrics {
@@ -184,6 +194,18 @@ impl DnsMetrics {
             "meshdns_dns_tcp_accept_errors_total",
             "TCP accepts that failed (out of descriptors, for instance)",
         )?;
+        let standby = StandbyMetrics {
+            wakeups: IntCounter::new(
+                "meshdns_dns_udp_standby_wakeups_total",
+                "Standby UDP readers woken because a reader found a backlog (--workers auto)",
+            )?,
+            awake: IntGauge::new(
+                "meshdns_dns_udp_standby_awake",
+                "Standby UDP readers awake now, draining a backlog (--workers auto)",
+            )?,
+        };
+        registry.register(Box::new(standby.wakeups.clone()))?;
+        registry.register(Box::new(standby.awake.clone()))?;
         registry.register(Box::new(tcp_connections.clone()))?;
         registry.register(Box::new(tcp_closed.clone()))?;
         registry.register(Box::new(tcp_accept_errors.clone()))?;
@@ -216,6 +238,7 @@ impl DnsMetrics {
             tcp_connections,
             tcp_closed: TcpClose::ALL.map(|c| tcp_closed.with_label_values(&[c.label()])),
             tcp_accept_errors,
+            standby,
         })
     }
 
@@ -255,5 +278,9 @@ impl DnsMetrics {
 
     pub fn tcp_accept_error(&self) {
         self.tcp_accept_errors.inc();
+    }
+
+    pub fn standby(&self) -> &StandbyMetrics {
+        &self.standby
     }
 }

@@ -1,8 +1,10 @@
-//! DNS on the wire: our UDP loops ([`udp`]), one per worker thread, each on
-//! its own `SO_REUSEPORT` socket, and our TCP accept loop ([`tcp`]) on a
-//! thread of its own, all answering through [`handler::Handler`] on one
-//! address. TCP clients can thus take at most one core, and never delay
-//! the admin endpoint or the Kubernetes watch. [`grpc`] serves CoreDNS's
+//! DNS on the wire: our UDP loops ([`udp`]) on plain threads, and our TCP
+//! accept loop ([`tcp`]) on a thread of its own, all answering through
+//! [`handler::Handler`] on one address. UDP is read as [`Workers`] says:
+//! one socket with a reader thread and parked standby readers woken by a
+//! backlog ([`standby`]), or N `SO_REUSEPORT` sockets with a thread each.
+//! TCP clients can take at most one core, and never delay the admin
+//! endpoint or the Kubernetes watch. [`grpc`] serves CoreDNS's
 //! gRPC protocol on an address of its own, through the same handler.
 
 pub mod answer;
@@ -11,9 +13,11 @@ pub mod fast;
 pub mod grpc;
 pub mod handler;
 pub mod metrics;
+pub mod standby;
 pub mod tcp;
 pub mod udp;
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +27,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, warn};
 
 use self::metrics::DropReason;
+use self::standby::Standby;
 
 pub use handler::Handler;
 pub use tcp::TcpLimits;
@@ -33,11 +38,48 @@ const DROPS_SAMPLE: Duration = Duration::from_secs(1);
 /// slice to do it. See [`crate::sys::sched`].
 const UDP_SLICE: Duration = Duration::from_micros(100);
 
+/// How UDP is read (`--workers`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workers {
+    /// `auto`: one socket, one thread blocking on it, and `standby` more
+    /// threads parked until it has a backlog. At moderate rates this costs
+    /// what one thread does; under a flood every core drains the queue.
+    Auto { standby: usize },
+    /// N `SO_REUSEPORT` sockets (the kernel spreads clients over them), a
+    /// thread each, all always on: past what one queue drains.
+    Sockets(usize),
+}
+
+impl Workers {
+    /// `auto` on this machine: a standby reader per core beyond the first
+    /// (none on one core). The count follows CPU affinity and cgroup quotas.
+    pub fn auto() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Workers::Auto { standby: cores - 1 }
+    }
+
+    /// (sockets, standby readers).
+    fn layout(self) -> (usize, usize) {
+        match self {
+            Workers::Auto { standby } => (1, standby),
+            Workers::Sockets(n) => (n.max(1), 0),
+        }
+    }
+}
+
+impl fmt::Display for Workers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Workers::Auto { standby } => write!(f, "auto (1 socket, 1 reader + {standby} standby)"),
+            Workers::Sockets(n) => write!(f, "{n} (SO_REUSEPORT sockets, a thread each)"),
+        }
+    }
+}
+
 /// How to serve: threads and limits.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// UDP threads, one socket each.
-    pub workers: usize,
+    pub workers: Workers,
     /// Each UDP socket's receive queue, in the kernel's accounting (a small
     /// query takes about 800 bytes of it on loopback, more from most NICs).
     /// It bounds how long a query can wait under overload.
@@ -46,8 +88,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults of `meshdns serve`, with `workers` UDP threads.
-    pub fn new(workers: usize) -> Self {
+    /// The defaults of `meshdns serve`, with UDP read as `workers` says.
+    pub fn new(workers: Workers) -> Self {
         Self {
             workers,
             udp_recv_buffer: DEFAULT_UDP_RECV_BUFFER,
@@ -62,29 +104,33 @@ pub const DEFAULT_UDP_RECV_BUFFER: usize = 104 << 10;
 pub struct DnsServer {
     tcp: std::net::TcpListener,
     tcp_limits: TcpLimits,
-    /// One per worker thread.
+    /// One per primary reader thread.
     udp: Vec<Arc<std::net::UdpSocket>>,
+    /// Standby readers of `udp[0]` (`Workers::Auto`).
+    standby: usize,
     handler: Arc<Handler>,
     local_addr: SocketAddr,
 }
 
 impl DnsServer {
-    /// Binds `workers` UDP sockets sharing the address (`SO_REUSEPORT`: the
-    /// kernel spreads clients over them), then TCP on the same port (the
-    /// port UDP got, for port 0; if TCP has that port taken, another try).
+    /// Binds the UDP sockets `workers` asks for, sharing the address
+    /// (`SO_REUSEPORT`: the kernel spreads clients over them), then TCP on
+    /// the same port (the port UDP got, for port 0; if TCP has that port
+    /// taken, another try).
     pub fn bind(addr: SocketAddr, handler: Handler, config: Config) -> anyhow::Result<Self> {
         let Config {
             workers,
             udp_recv_buffer,
             tcp: tcp_limits,
         } = config;
+        let (sockets, standby) = workers.layout();
         let mut tries = if addr.port() == 0 { 10 } else { 1 };
         let (udp, tcp, local_addr) = loop {
             tries -= 1;
             let first = udp_socket(addr, udp_recv_buffer).with_context(|| format!("cannot bind UDP {addr}"))?;
             let local_addr = first.local_addr()?;
             let mut udp = vec![Arc::new(first)];
-            for _ in 1..workers.max(1) {
+            for _ in 1..sockets {
                 udp.push(Arc::new(udp_socket(local_addr, udp_recv_buffer).with_context(
                     || format!("cannot bind another UDP socket to {local_addr}"),
                 )?));
@@ -99,6 +145,7 @@ impl DnsServer {
             tcp,
             tcp_limits,
             udp,
+            standby,
             handler: Arc::new(handler),
             local_addr,
         })
@@ -114,31 +161,47 @@ impl DnsServer {
         self.handler.clone()
     }
 
-    /// Serves until a listener fails: each UDP socket on a thread of its
-    /// own, TCP on another with its own runtime.
+    /// Serves until a listener fails: each UDP socket's reader on a thread
+    /// of its own (and the standby readers on theirs), TCP on another with
+    /// its own runtime.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
             tcp,
             tcp_limits,
             udp,
+            standby,
             handler,
             local_addr,
         } = self;
         let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel();
         let sampler = count_queue_drops(udp.clone(), handler.clone());
+        let standby = Arc::new(Standby::new(standby, handler.metrics().standby().clone()));
+        let spawn_udp = |name: String, serve: Box<dyn FnOnce() -> std::io::Result<()> + Send>| {
+            let failed = failed_tx.clone();
+            std::thread::Builder::new().name(name).spawn(move || {
+                if let Err(error) = crate::sys::sched::request_slice(UDP_SLICE) {
+                    debug!(%error, "could not request a short scheduler slice");
+                }
+                let error = serve().err().unwrap_or_else(|| std::io::Error::other("stopped"));
+                let _ = failed.send(error);
+            })
+        };
+        // Standby readers first: each must be attached before a reader can
+        // wake it.
+        for i in 0..standby.len() {
+            let (socket, handler, s) = (udp[0].clone(), handler.clone(), standby.clone());
+            let thread = spawn_udp(
+                format!("dns-udp-sb{i}"),
+                Box::new(move || udp::serve_standby(&socket, &handler, &s, i)),
+            )?;
+            standby.attach(i, thread.thread().clone());
+        }
         for (i, socket) in udp.into_iter().enumerate() {
-            let (handler, failed) = (handler.clone(), failed_tx.clone());
-            std::thread::Builder::new()
-                .name(format!("dns-udp-{i}"))
-                .spawn(move || {
-                    if let Err(error) = crate::sys::sched::request_slice(UDP_SLICE) {
-                        debug!(%error, "could not request a short scheduler slice");
-                    }
-                    let error = udp::serve(&socket, handler)
-                        .err()
-                        .unwrap_or_else(|| std::io::Error::other("stopped"));
-                    let _ = failed.send(error);
-                })?;
+            let (handler, s) = (handler.clone(), standby.clone());
+            spawn_udp(
+                format!("dns-udp-{i}"),
+                Box::new(move || udp::serve(&socket, &handler, &s)),
+            )?;
         }
         let (tcp_failed_tx, mut tcp_failed_rx) = tokio::sync::mpsc::unbounded_channel();
         std::thread::Builder::new().name("dns-tcp".into()).spawn(move || {
@@ -155,7 +218,7 @@ impl DnsServer {
         })?;
         tokio::select! {
             Some(e) = tcp_failed_rx.recv() => Err(anyhow!(e).context(format!("TCP {local_addr} failed"))),
-            Some(e) = failed_rx.recv() => Err(anyhow!(e).context(format!("a UDP worker on {local_addr} failed"))),
+            Some(e) = failed_rx.recv() => Err(anyhow!(e).context(format!("a UDP reader on {local_addr} failed"))),
             () = sampler => unreachable!("the drop counter runs forever"),
         }
     }

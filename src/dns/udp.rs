@@ -1,12 +1,13 @@
-//! The UDP transport: one blocking receive loop per socket and thread,
-//! datagrams taken and answered in batches (no task per packet). Packets
-//! that must get no reply are dropped here, before any parsing; short ones
-//! and responses are counted (`meshdns_dns_dropped_total`), those from port
-//! 0 or from a peer without an IP address are not.
+//! The UDP transport: blocking receive loops, datagrams taken and answered
+//! in batches (no task per packet). [`serve`] is a socket's primary reader;
+//! under `--workers auto` [`serve_standby`] runs beside it on other threads,
+//! parked until a backlog wakes them (see [`super::standby`]). Packets that
+//! must get no reply are dropped here, before any parsing; short ones and
+//! responses are counted (`meshdns_dns_dropped_total`), those from port 0
+//! or from a peer without an IP address are not.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::Arc;
 
 use hickory_server::net::xfer::Protocol;
 use tracing::{debug, warn};
@@ -14,19 +15,20 @@ use tracing::{debug, warn};
 use super::edns::EDNS_PAYLOAD;
 use super::handler::{Handler, parse};
 use super::metrics::Proto;
+use super::standby::{self, Standby};
 use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
 
 /// Serves one socket on the calling thread until it fails for good. The
 /// socket blocks: the first datagram wakes this thread straight from the
 /// kernel, with no event loop in between. Everything else already queued
 /// comes with it, up to [`crate::sys::mmsg::BATCH`], and the replies leave
-/// together.
-pub fn serve(socket: &UdpSocket, handler: Arc<Handler>) -> io::Result<()> {
+/// together. A full batch means more may be queued: it wakes one of
+/// `standby`'s readers, if any sleeps.
+pub fn serve(socket: &UdpSocket, handler: &Handler, standby: &Standby) -> io::Result<()> {
     socket.set_nonblocking(false)?;
-    let mut rx = RecvBatch::default();
-    let mut tx = SendBatch::new(EDNS_PAYLOAD as usize);
+    let mut batch = Batch::new();
     loop {
-        let n = match rx.recv(socket) {
+        let n = match batch.rx.recv(socket) {
             Ok(n) => n,
             // ICMP errors and the like concern one peer, not the socket.
             Err(e) if is_transient(&e) => {
@@ -35,17 +37,69 @@ pub fn serve(socket: &UdpSocket, handler: Arc<Handler>) -> io::Result<()> {
             }
             Err(e) => return Err(e),
         };
+        if standby::backlog(n) {
+            standby.wake_one();
+        }
+        batch.answer(n, socket, handler);
+    }
+}
+
+/// Standby reader `i` of `standby`, on the calling thread, until the socket
+/// fails for good: parked until a reader finds a backlog, then reading the
+/// same socket without blocking as [`serve`] does, until a read finds
+/// little or nothing ([`standby::keep_reading`]), and parked again. It
+/// wakes the next standby on a full batch, so a flood brings in every core.
+pub fn serve_standby(socket: &UdpSocket, handler: &Handler, standby: &Standby, i: usize) -> io::Result<()> {
+    standby.wait(i);
+    // Allocated on the first wake-up: a standby that never wakes costs none.
+    let mut batch = Batch::new();
+    loop {
+        let n = match batch.rx.try_recv(socket) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) if is_transient(&e) => {
+                debug!(error = %e, "UDP receive error");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if standby::backlog(n) {
+            standby.wake_one();
+        }
+        batch.answer(n, socket, handler);
+        if !standby::keep_reading(n) {
+            standby.park(i);
+        }
+    }
+}
+
+/// One reader's buffers: a received batch and its replies.
+struct Batch {
+    rx: RecvBatch,
+    tx: SendBatch,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            rx: RecvBatch::default(),
+            tx: SendBatch::new(EDNS_PAYLOAD as usize),
+        }
+    }
+
+    /// Answers the `n` datagrams received last and sends the replies.
+    fn answer(&mut self, n: usize, socket: &UdpSocket, handler: &Handler) {
         for i in 0..n {
-            let received = rx.get(i);
+            let received = self.rx.get(i);
             let Some(src) = received.peer.socket_addr() else {
                 continue;
             };
-            if answer(&received, src, &handler, tx.buf()) {
-                tx.push(received.peer);
+            if answer(&received, src, handler, self.tx.buf()) {
+                self.tx.push(received.peer);
             }
         }
-        if !tx.is_empty() {
-            tx.flush(socket, |peer, error| {
+        if !self.tx.is_empty() {
+            self.tx.flush(socket, |peer, error| {
                 debug!(%error, peer = ?peer.socket_addr(), "UDP send failed");
             });
         }

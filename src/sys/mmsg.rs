@@ -15,6 +15,9 @@
 //! - A `sockaddr_storage` is read as `sockaddr_in`/`sockaddr_in6` only after
 //!   checking its family and length; `sockaddr_storage` is sized and aligned
 //!   for both.
+//! - The receive flags (`MSG_WAITFORONE`, `MSG_DONTWAIT`) only change when
+//!   the call returns, not what the kernel may write: the bounds above hold
+//!   for both [`RecvBatch::recv`] and [`RecvBatch::try_recv`].
 
 use std::io;
 use std::mem;
@@ -148,6 +151,17 @@ impl RecvBatch {
     /// else is already queued, up to [`BATCH`] (`MSG_WAITFORONE`). Returns
     /// how many were received.
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.recv_with(socket, libc::MSG_WAITFORONE)
+    }
+
+    /// Takes what is already queued, up to [`BATCH`], without waiting
+    /// (`MSG_DONTWAIT`), even on a blocking socket: another thread may be
+    /// blocked in [`recv`](Self::recv) on it. `WouldBlock` when nothing is.
+    pub fn try_recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.recv_with(socket, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
         // Undo what the kernel wrote last time; the pointers stay.
         for hdr in &mut self.slots.hdrs[..mem::take(&mut self.len)] {
             hdr.msg_hdr.msg_namelen = STORAGE_LEN;
@@ -160,7 +174,7 @@ impl RecvBatch {
                 self.slots.hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
                 // glibc declares the flags c_int and musl c_uint.
-                libc::MSG_WAITFORONE as _,
+                flags as _,
                 std::ptr::null_mut(),
             )
         };
@@ -258,5 +272,31 @@ impl SendBatch {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn try_recv_takes_what_is_queued_and_never_blocks() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // A blocking socket, as the primary reader leaves it.
+        server.set_nonblocking(false).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut rx = RecvBatch::default();
+        let e = rx.try_recv(&server).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        for i in 0..BATCH + 3 {
+            client.send_to(&[i as u8; 12], server.local_addr().unwrap()).unwrap();
+        }
+        assert_eq!(rx.try_recv(&server).unwrap(), BATCH);
+        let first = rx.get(0);
+        assert_eq!(first.data, &[0; 12]);
+        assert_eq!(first.peer.socket_addr(), Some(client.local_addr().unwrap()));
+        assert_eq!(rx.try_recv(&server).unwrap(), 3);
+        assert_eq!(rx.get(2).data, &[BATCH as u8 + 2; 12]);
+        assert_eq!(rx.try_recv(&server).unwrap_err().kind(), io::ErrorKind::WouldBlock);
     }
 }
