@@ -57,8 +57,7 @@ fn measure(style: &str, text: &str, documents: usize, runs: usize) {
     for s in &seconds {
         println!("  {:.3} s", s);
     }
-    seconds.sort_by(f64::total_cmp);
-    let median = seconds[seconds.len() / 2];
+    let median = median(&mut seconds);
     println!(
         "median {median:.3} s: {:.0} documents/s, {:.1} MB/s",
         documents as f64 / median,

@@ -28,14 +28,8 @@ pub fn serve(socket: &UdpSocket, handler: &Handler, standby: &Standby) -> io::Re
     socket.set_nonblocking(false)?;
     let mut batch = Batch::new();
     loop {
-        let n = match batch.rx.recv(socket) {
-            Ok(n) => n,
-            // ICMP errors and the like concern one peer, not the socket.
-            Err(e) if is_transient(&e) => {
-                debug!(error = %e, "UDP receive error");
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(n) = received(batch.rx.recv(socket))? else {
+            continue;
         };
         if standby::backlog(n) {
             standby.wake_one();
@@ -54,14 +48,12 @@ pub fn serve_standby(socket: &UdpSocket, handler: &Handler, standby: &Standby, i
     // Allocated on the first wake-up: a standby that never wakes costs none.
     let mut batch = Batch::new();
     loop {
-        let n = match batch.rx.try_recv(socket) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(e) if is_transient(&e) => {
-                debug!(error = %e, "UDP receive error");
-                continue;
-            }
-            Err(e) => return Err(e),
+        let read = match batch.rx.try_recv(socket) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            read => read,
+        };
+        let Some(n) = received(read)? else {
+            continue;
         };
         if standby::backlog(n) {
             standby.wake_one();
@@ -70,6 +62,19 @@ pub fn serve_standby(socket: &UdpSocket, handler: &Handler, standby: &Standby, i
         if !standby::keep_reading(n) {
             standby.park(i);
         }
+    }
+}
+
+/// A read's datagram count; `None` after an error that concerns one peer,
+/// not the socket (ICMP errors and the like): read again.
+fn received(read: io::Result<usize>) -> io::Result<Option<usize>> {
+    match read {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if is_transient(&e) => {
+            debug!(error = %e, "UDP receive error");
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
