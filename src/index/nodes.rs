@@ -109,8 +109,8 @@ impl Node {
 const FAN: usize = 64;
 type Mid = [Shard; FAN];
 
-/// One small open-addressing table (linear probing, at most 3/4 full, a
-/// power of two long), its slots in the `Arc`'s own allocation: a lookup
+/// One small open-addressing table (linear probing, at most 3/4 full), its
+/// slots in the `Arc`'s own allocation: a lookup
 /// goes from the middle array straight to the slot, whose key is inline for
 /// names up to 24 bytes. Fewer dependent memory loads than a general hash
 /// table, which matters because under load the kernel's network stack
@@ -125,12 +125,23 @@ struct Slot {
     node: Node,
 }
 
+/// Where `hash`'s probe run starts in `len` slots. Any length works, not
+/// only powers of two, so that tables can grow in small steps: rounding
+/// up to powers of two left them half empty on average.
+fn home(hash: u64, len: usize) -> usize {
+    ((u64::from(hash as u32) * len as u64) >> 32) as usize
+}
+
+/// The slot after `i`, cyclically.
+fn next(i: usize, len: usize) -> usize {
+    if i + 1 == len { 0 } else { i + 1 }
+}
+
 /// The first free slot of `hash`'s probe run; the table always has one.
 fn vacant(slots: &[Slot], hash: u64) -> usize {
-    let mask = slots.len() - 1;
-    let mut i = hash as usize & mask;
+    let mut i = home(hash, slots.len());
     while !slots[i].key.is_empty() {
-        i = (i + 1) & mask;
+        i = next(i, slots.len());
     }
     i
 }
@@ -141,8 +152,7 @@ impl Shard {
         if slots.is_empty() {
             return None;
         }
-        let mask = slots.len() - 1;
-        let mut i = hash as usize & mask;
+        let mut i = home(hash, slots.len());
         // Ends: the table always has a free slot.
         loop {
             let key = &slots[i].key;
@@ -152,7 +162,7 @@ impl Shard {
             if key == name {
                 return Some(i);
             }
-            i = (i + 1) & mask;
+            i = next(i, slots.len());
         }
     }
 
@@ -160,12 +170,19 @@ impl Shard {
         self.0.iter().filter(|s| !s.key.is_empty()).count()
     }
 
-    /// Slots for `live` names at most 3/4 full.
+    /// Whether `len` slots hold `live` names at most 3/4 full.
+    fn fits(live: usize, len: usize) -> bool {
+        live == 0 || live * 4 <= len * 3 && live < len
+    }
+
+    /// Slots for a table rebuilt around `live` names: room for 1/8 more
+    /// before the next rebuild, so that growing one name at a time rebuilds
+    /// every few names, not at every one. About 70% full on average.
     fn capacity(live: usize) -> usize {
         if live == 0 {
             0
         } else {
-            (live * 4 / 3 + 1).next_power_of_two().max(4)
+            ((live + live / 8) * 4 / 3 + 1).max(4)
         }
     }
 
@@ -194,7 +211,7 @@ impl Shard {
             return;
         }
         let live = self.live() + 1;
-        if Self::capacity(live) > self.0.len() {
+        if !Self::fits(live, self.0.len()) {
             *self = Self::rebuilt(self.0.iter(), live, &rehash);
         }
         let slots = self.slots_mut();
@@ -215,14 +232,14 @@ impl Shard {
         // Backward-shift deletion: pull later names of the same probe run
         // into the hole, so that no lookup stops early at it.
         let slots = self.slots_mut();
-        let mask = slots.len() - 1;
+        let len = slots.len();
         let mut j = hole;
         loop {
-            j = (j + 1) & mask;
+            j = next(j, len);
             if slots[j].key.is_empty() {
                 break;
             }
-            let home = rehash(&slots[j].key) as usize & mask;
+            let home = home(rehash(&slots[j].key), len);
             // Movable unless its home lies cyclically in (hole, j].
             let stays = if hole <= j {
                 hole < home && home <= j
