@@ -431,7 +431,7 @@ impl ZoneArgs {
         let zones = zones
             .iter()
             .map(|z| match name::normalize_host(z) {
-                Ok(n) if !n.starts_with('*') => Ok(n),
+                Ok(n) if !n.starts_with('*') => Ok(Arc::from(n.as_str())),
                 Ok(_) => bail!("--zone {z:?}: a zone cannot be a wildcard"),
                 Err(e) => bail!("--zone {z:?}: {e}"),
             })

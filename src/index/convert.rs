@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use smallvec::SmallVec;
 
 use super::name::{MAX_LABEL_LEN, NameError, in_zone, is_key_char, normalize_host};
@@ -78,7 +79,7 @@ pub struct PortSet(pub Box<[SrvPort]>);
 /// Inline for the common single address: the index keeps these.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HostAddrs {
-    pub name: Arc<str>,
+    pub name: CompactString,
     pub addrs: SmallVec<[IpAddr; 1]>,
 }
 

@@ -177,7 +177,7 @@ struct Writer {
     serial: u32,
     /// Shared names whose entries changed since the last
     /// [`Writer::relink_touched`], with how many entries defined each before.
-    touched: HashMap<Arc<str>, usize>,
+    touched: HashMap<CompactString, usize>,
     /// With reverse zones only: which entries list each address for which
     /// host (the writer's side of `ptr`, changed in place, never copied).
     owners: Option<HashMap<IpAddr, Owners>>,
@@ -330,7 +330,7 @@ impl Index {
                         .collect()
                 };
                 NameRecords {
-                    name: name.clone(),
+                    name: Arc::from(name.as_str()),
                     a: node.v4().to_vec(),
                     aaaa: node.v6().to_vec(),
                     ports: node
@@ -482,13 +482,13 @@ impl Writer {
         if was.as_ref().is_some_and(|old| old.same(&entry)) {
             return false;
         }
-        let old: SmallVec<[Arc<str>; 1]> = was
+        let old: SmallVec<[CompactString; 1]> = was
             .as_ref()
             .map(|old| old.hosts.iter().map(|h| h.name.clone()).collect())
             .unwrap_or_default();
         let new = || entry.hosts.iter().map(|h| &h.name);
         let gone = old.iter().filter(|n| !new().any(|m| m == *n));
-        let mut now: SmallVec<[(Arc<str>, usize); 1]> = SmallVec::new();
+        let mut now: SmallVec<[(CompactString, usize); 1]> = SmallVec::new();
         for name in new().chain(gone) {
             if let Some(before) = self.touch(name, old.contains(name)) {
                 now.push((name.clone(), before));
@@ -507,11 +507,11 @@ impl Writer {
             old.hosts
                 .iter()
                 .map(|h| h.name.clone())
-                .collect::<SmallVec<[Arc<str>; 1]>>()
+                .collect::<SmallVec<[CompactString; 1]>>()
         }) else {
             return false;
         };
-        let now: SmallVec<[(Arc<str>, usize); 1]> = names
+        let now: SmallVec<[(CompactString, usize); 1]> = names
             .into_iter()
             .filter_map(|name| self.touch(&name, true).map(|before| (name, before)))
             .collect();
@@ -536,7 +536,7 @@ impl Writer {
             e.hosts
                 .iter()
                 .filter(|h| !h.name.starts_with("*."))
-                .flat_map(|h| h.addrs.iter().map(|a| (*a, h.name.clone())))
+                .flat_map(|h| h.addrs.iter().map(|a| (*a, Arc::from(h.name.as_str()))))
                 .filter(|(a, _)| Some(*a) != default)
                 .collect()
         };
@@ -601,7 +601,7 @@ impl Writer {
     /// name other entries define too is instead relinked once at the end
     /// ([`Self::relink_touched`]), so a reset of many entries sharing a
     /// host does not merge them all again for each one.
-    fn touch(&mut self, name: &Arc<str>, mine: bool) -> Option<usize> {
+    fn touch(&mut self, name: &CompactString, mine: bool) -> Option<usize> {
         if self.touched.contains_key(name) {
             return None;
         }

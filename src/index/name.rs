@@ -1,7 +1,7 @@
 //! Host names as the index keys them: lower-case ASCII, no trailing dot,
 //! validated against DNS limits before anything is stored.
 
-use std::sync::Arc;
+use compact_str::CompactString;
 
 /// Longest name in presentation form without the trailing dot: 255 octets
 /// on the wire is 253 characters here.
@@ -24,7 +24,7 @@ pub enum NameError {
 
 /// Normalizes a ServiceEntry host into an index key: `*.Foo.Global.` becomes
 /// `*.foo.global`.
-pub fn normalize_host(host: &str) -> Result<Arc<str>, NameError> {
+pub fn normalize_host(host: &str) -> Result<CompactString, NameError> {
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() {
         return Err(NameError::Empty);
@@ -46,7 +46,10 @@ pub fn normalize_host(host: &str) -> Result<Arc<str>, NameError> {
             return Err(NameError::InvalidChar(c));
         }
     }
-    Ok(host.to_ascii_lowercase().into())
+    // Inline up to 24 bytes: the index keeps one per host of every entry.
+    let mut key = CompactString::from(host);
+    key.make_ascii_lowercase();
+    Ok(key)
 }
 
 /// Characters a stored key may hold besides the dots and a leading `*`.

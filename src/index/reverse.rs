@@ -143,7 +143,7 @@ pub fn parse_zone(value: &str) -> Result<Arc<str>, String> {
     let name = super::name::normalize_host(value).map_err(|e| e.to_string())?;
     let labels: Vec<&[u8]> = name.split('.').map(str::as_bytes).collect();
     match named(&labels) {
-        Named::Range(..) | Named::Address(_) if labels.len() > 2 => Ok(name),
+        Named::Range(..) | Named::Address(_) if labels.len() > 2 => Ok(name.as_str().into()),
         _ => Err("not a reverse zone: a name under in-addr.arpa or ip6.arpa (whole octets or nibbles), or a CIDR prefix such as 240.0.0.0/8".into()),
     }
 }

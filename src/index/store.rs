@@ -1,8 +1,8 @@
 //! The writer's memory of every entry: by source and (namespace, name) for
 //! updates and resets, and by host name for merging a host that several
 //! entries define. It holds one record per ServiceEntry, so it is kept
-//! compact: an entry with one host and one address is one allocation besides
-//! its host name, which the table shares. Entries are moved in, not copied:
+//! compact: an entry with one host and one address is one allocation, its
+//! host name inline up to 24 bytes. Entries are moved in, not copied:
 //! copies would leave the originals' memory behind as holes between them.
 
 use std::collections::HashMap;
@@ -142,8 +142,8 @@ impl Store {
     }
 
     /// Every name some entry defines, with the entries defining it.
-    pub fn names(&self) -> HashMap<&Arc<str>, Vec<&Arc<Stored>>> {
-        let mut out: HashMap<&Arc<str>, Vec<&Arc<Stored>>> = HashMap::new();
+    pub fn names(&self) -> HashMap<&CompactString, Vec<&Arc<Stored>>> {
+        let mut out: HashMap<&CompactString, Vec<&Arc<Stored>>> = HashMap::new();
         for (e, host) in &self.by_name {
             out.entry(&e.hosts[*host as usize].name).or_default().push(e);
         }
