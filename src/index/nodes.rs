@@ -9,11 +9,12 @@
 //! A general HAMT (`imbl`) spent about 220 bytes per name on half-empty
 //! leaf nodes at 100k names; this spends about 60.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use compact_str::CompactString;
+use foldhash::quality::RandomState;
 
 use super::convert::{PortSet, SrvPort};
 
@@ -268,7 +269,7 @@ impl Default for Nodes {
     fn default() -> Self {
         let mid: Arc<Mid> = Arc::new(std::array::from_fn(|_| Shard::default()));
         Self {
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             top: Arc::new(std::array::from_fn(|_| mid.clone())),
         }
     }

@@ -6,10 +6,11 @@
 //! copies would leave the originals' memory behind as holes between them.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use compact_str::CompactString;
+use foldhash::quality::RandomState;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
