@@ -122,13 +122,15 @@ struct ServeArgs {
     /// Each UDP socket's receive queue (one socket under --workers auto,
     /// N under --workers N), as the kernel counts it: a small query takes about 800 bytes of it on loopback,
     /// often 2 KiB or more from a NIC. This bounds how long a query can wait
-    /// when queries come faster than they are answered: the default holds
-    /// about 128 small queries, under 1 ms of work, so under a flood legitimate
-    /// queries stay fast; what does not fit is dropped by the kernel and
+    /// when queries come faster than they are answered: the default, Linux's
+    /// own default size, holds about 256 small queries, about 2 ms of one
+    /// core's work, so under a flood legitimate queries stay fast, and a
+    /// reader held up for a few milliseconds loses nothing at moderate rates;
+    /// what does not fit is dropped by the kernel and
     /// counted in meshdns_dns_dropped_total{reason="queue_full"}. Larger
     /// absorbs longer bursts but lets queries wait longer. Above
     /// net.core.rmem_max (doubled) the kernel caps it, and meshdns warns.
-    #[arg(long, env = "MESHDNS_UDP_RECV_BUFFER", value_name = "SIZE", default_value = "104k", value_parser = parse_size)]
+    #[arg(long, env = "MESHDNS_UDP_RECV_BUFFER", value_name = "SIZE", default_value = "208k", value_parser = parse_size)]
     udp_recv_buffer: usize,
 
     #[command(flatten)]

@@ -99,7 +99,7 @@ impl Config {
 }
 
 /// See `--udp-recv-buffer` in `meshdns serve --help`.
-pub const DEFAULT_UDP_RECV_BUFFER: usize = 104 << 10;
+pub const DEFAULT_UDP_RECV_BUFFER: usize = 208 << 10;
 
 pub struct DnsServer {
     tcp: std::net::TcpListener,
