@@ -110,6 +110,17 @@ impl std::fmt::Display for EntryId {
 pub struct Namespaces(HashSet<Arc<str>>);
 
 impl Namespaces {
+    /// [`Self::intern`] from text: a new copy only for a namespace not seen
+    /// yet.
+    pub fn intern_str(&mut self, namespace: &str) -> Arc<str> {
+        if let Some(ns) = self.0.get(namespace) {
+            return ns.clone();
+        }
+        let ns: Arc<str> = Arc::from(namespace);
+        self.0.insert(ns.clone());
+        ns
+    }
+
     pub fn intern(&mut self, namespace: &Arc<str>) -> Arc<str> {
         match self.0.get(namespace) {
             Some(ns) => ns.clone(),
@@ -750,6 +761,18 @@ fn merged_ports(name: &str, list: &[Arc<store::Stored>]) -> Option<Arc<PortSet>>
 }
 
 impl Entry {
+    /// A copy that shares no memory with `self` (its source's id aside): a
+    /// source that converted it on a short-lived thread keeps nothing the
+    /// index will hold in that thread's allocator arena.
+    pub fn deep_copy(&self) -> Self {
+        Self {
+            id: self.id.clone(),
+            created: self.created.as_deref().map(Arc::from),
+            hosts: self.hosts.clone(),
+            ports: self.ports.as_deref().map(|p| Arc::new(p.clone())),
+        }
+    }
+
     /// The entry for one converted ServiceEntry; sources get it from
     /// [`Index::convert`].
     fn new(source: SourceId, se: &ServiceEntry, conversion: Conversion) -> Self {

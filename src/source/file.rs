@@ -27,6 +27,11 @@ use crate::index::{Entry, Index, Namespaces, Skipped, SourceId};
 /// Quiet time after a change before reloading, so an editor's
 /// write-rename-chmod burst is read once.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Files at least this big are read on several threads at once.
+const PARALLEL_BYTES: usize = 1 << 20;
+/// At most this many: reading is about half of a big file's start-up, the
+/// index build the rest.
+const MAX_PARSE_THREADS: usize = 4;
 const DEBOUNCE_MAX: Duration = Duration::from_millis(300);
 
 type SharedWatcher = Mutex<notify::RecommendedWatcher>;
@@ -441,23 +446,35 @@ pub fn load_each(
     mut skipped: impl FnMut(&Entry, Vec<Skipped>),
 ) -> Result<Vec<Entry>, manifest::ManifestError> {
     let source = source_id(file);
+    let threads = if text.len() < PARALLEL_BYTES {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_PARSE_THREADS))
+    };
+    let (runs, _ignored) = manifest::parse_runs(text, threads, |se, out: &mut Vec<(Entry, Vec<Skipped>)>| {
+        out.push(index.convert(&source, &se));
+    })?;
     let mut seen = HashSet::new();
     let mut namespaces = Namespaces::default();
-    let mut entries = Vec::new();
-    manifest::parse_each(text, |se| {
-        let (mut entry, left_out) = index.convert(&source, &se);
-        // One copy per namespace: the index keeps its own, and many
-        // short-lived ones would leave holes between the entries it keeps.
-        entry.id.namespace = namespaces.intern(&entry.id.namespace);
-        if !seen.insert(entry.id.clone()) {
-            warn!(file = %file.display(), entry = %entry.id, "ServiceEntry defined twice in one file; the first one is used");
-            return;
+    let mut entries = Vec::with_capacity(runs.iter().map(Vec::len).sum());
+    for (run, list) in runs.into_iter().enumerate() {
+        for (entry, left_out) in list {
+            // Runs after the first were read on threads that have ended:
+            // copied, so that nothing kept stays in their allocator arenas.
+            let mut entry = if run == 0 { entry } else { entry.deep_copy() };
+            // One copy per namespace: the index keeps its own, and many
+            // short-lived ones would leave holes between the entries it keeps.
+            entry.id.namespace = namespaces.intern_str(&entry.id.namespace);
+            if !seen.insert(entry.id.clone()) {
+                warn!(file = %file.display(), entry = %entry.id, "ServiceEntry defined twice in one file; the first one is used");
+                continue;
+            }
+            if !left_out.is_empty() {
+                skipped(&entry, left_out);
+            }
+            entries.push(entry);
         }
-        if !left_out.is_empty() {
-            skipped(&entry, left_out);
-        }
-        entries.push(entry);
-    })?;
+    }
     Ok(entries)
 }
 

@@ -56,6 +56,65 @@ pub fn parse_each(text: &str, mut each: impl FnMut(ServiceEntry)) -> Result<usiz
     Ok(ignored)
 }
 
+/// [`parse_each`] on up to `threads` threads at once, for big files. The
+/// documents are split into runs of about equal size; each run is read on
+/// a thread of its own (the first on the caller's), `each` adding what it
+/// makes of an entry to that run's list. The lists come back in file order
+/// with the count of ignored documents, and the first error in the file
+/// wins, as in [`parse_each`]: documents are independent, so this reads
+/// exactly what [`parse_each`] reads.
+pub fn parse_runs<T: Send>(
+    text: &str,
+    threads: usize,
+    each: impl Fn(ServiceEntry, &mut Vec<T>) + Sync,
+) -> Result<(Vec<Vec<T>>, usize), ManifestError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let docs = documents(text);
+    let runs = threads.clamp(1, docs.len());
+    let mut bounds = vec![0];
+    let (mut size, per_run) = (0, text.len() / runs + 1);
+    for (i, (_, doc)) in docs.iter().enumerate() {
+        size += doc.len();
+        if size >= per_run && bounds.len() < runs && i + 1 < docs.len() {
+            bounds.push(i + 1);
+            size = 0;
+        }
+    }
+    bounds.push(docs.len());
+    let read = |run: &[(usize, &str)]| -> Result<(Vec<T>, usize), ManifestError> {
+        let (mut out, mut ignored) = (Vec::new(), 0);
+        let mut push = |se| each(se, &mut out);
+        for (first_line, doc) in run {
+            parse_document(doc, *first_line, &mut push, &mut ignored)?;
+        }
+        Ok((out, ignored))
+    };
+    let results: Vec<_> = std::thread::scope(|s| {
+        let helpers: Vec<_> = bounds[1..]
+            .windows(2)
+            .map(|w| {
+                let run = &docs[w[0]..w[1]];
+                s.spawn(move || read(run))
+            })
+            .collect();
+        let first = read(&docs[..bounds[1]]);
+        std::iter::once(first)
+            .chain(
+                helpers
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))),
+            )
+            .collect()
+    });
+    let (mut lists, mut ignored) = (Vec::with_capacity(results.len()), 0);
+    for result in results {
+        let (list, n) = result?;
+        lists.push(list);
+        ignored += n;
+    }
+    Ok((lists, ignored))
+}
+
 /// Splits at YAML document markers (`---`, `...` at column 0), keeping each
 /// document's first line number so errors point into the file.
 fn documents(text: &str) -> Vec<(usize, &str)> {
@@ -465,6 +524,49 @@ mod tests {
     use super::*;
 
     const SE: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: a\n  namespace: foo\nspec:\n  hosts: [a.global]\n  resolution: DNS\n  addresses: [240.0.0.1]\n";
+
+    /// Any number of threads reads what one does, and reports the first
+    /// error in the file, wherever the runs are split.
+    #[test]
+    fn parse_runs_equals_parse_each() {
+        let mut docs: Vec<String> = (0..40)
+            .map(|i| SE.replace("name: a\n", &format!("name: a{i}\n")))
+            .collect();
+        docs[7] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n".into();
+        docs[13] = format!("%YAML 1.2\n---\n{}", docs[13]);
+        let text = format!("\u{feff}{}", docs.join("---\n"));
+        let names = |lists: Vec<Vec<String>>| lists.concat();
+        let one = parse(&text).unwrap();
+        let want: Vec<String> = one.entries.iter().map(|se| se.metadata.name.clone()).collect();
+        for threads in [1, 2, 3, 4, 64] {
+            let (lists, ignored) =
+                parse_runs(&text, threads, |se, out: &mut Vec<String>| out.push(se.metadata.name)).unwrap();
+            assert!(
+                lists.len() <= threads && (threads == 1 || lists.len() > 1),
+                "{threads} threads"
+            );
+            assert_eq!(
+                (names(lists), ignored),
+                (want.clone(), one.ignored),
+                "{threads} threads"
+            );
+        }
+        for bad in [3, 20, 38] {
+            let mut docs = docs.clone();
+            docs[bad] = docs[bad].replace("hosts: [a.global]", "hosts: {a: b}");
+            docs[bad + 1] = docs[bad + 1].replace("resolution: DNS", "resolution: [DNS]");
+            let text = docs.join("---\n");
+            let want = parse(&text).unwrap_err();
+            for threads in [1, 2, 3, 4] {
+                let got = parse_runs(&text, threads, |_, _: &mut Vec<()>| {}).unwrap_err();
+                assert_eq!(
+                    got.to_string(),
+                    want.to_string(),
+                    "{threads} threads, error in document {bad}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn multi_document_with_other_kinds() {
