@@ -118,8 +118,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
+        "us" | "µs" => n / 1_000_000.0,
         "m" => n * 60.0,
-        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+        _ => return Err(format!("{s:?}: unit must be us, ms, s or m")),
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
@@ -161,6 +162,8 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
+        assert_eq!(parse_duration("100µs"), Ok(Duration::from_micros(100)));
         assert!(parse_duration("5h").is_err());
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("-1s").is_err());

@@ -33,10 +33,6 @@ pub use handler::Handler;
 pub use tcp::TcpLimits;
 /// How often the kernel's per-socket drop counts are read into metrics.
 const DROPS_SAMPLE: Duration = Duration::from_secs(1);
-/// The scheduler slice UDP threads ask for (the kernel's minimum): they
-/// run for microseconds per wake-up, and should not wait out a neighbour's
-/// slice to do it. See [`crate::sys::sched`].
-const UDP_SLICE: Duration = Duration::from_micros(100);
 
 /// How UDP is read (`--workers`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +80,9 @@ pub struct Config {
     /// query takes about 800 bytes of it on loopback, more from most NICs).
     /// It bounds how long a query can wait under overload.
     pub udp_recv_buffer: usize,
+    /// The scheduler slice UDP threads ask for (`--udp-sched-slice`), or
+    /// `None` to keep the kernel's. See [`crate::sys::sched`].
+    pub udp_sched_slice: Option<Duration>,
     pub tcp: TcpLimits,
 }
 
@@ -93,6 +92,7 @@ impl Config {
         Self {
             workers,
             udp_recv_buffer: DEFAULT_UDP_RECV_BUFFER,
+            udp_sched_slice: None,
             tcp: TcpLimits::default(),
         }
     }
@@ -104,6 +104,7 @@ pub const DEFAULT_UDP_RECV_BUFFER: usize = 208 << 10;
 pub struct DnsServer {
     tcp: std::net::TcpListener,
     tcp_limits: TcpLimits,
+    udp_sched_slice: Option<Duration>,
     /// One per primary reader thread.
     udp: Vec<Arc<std::net::UdpSocket>>,
     /// Standby readers of `udp[0]` (`Workers::Auto`).
@@ -121,6 +122,7 @@ impl DnsServer {
         let Config {
             workers,
             udp_recv_buffer,
+            udp_sched_slice,
             tcp: tcp_limits,
         } = config;
         let (sockets, standby) = workers.layout();
@@ -144,6 +146,7 @@ impl DnsServer {
         Ok(Self {
             tcp,
             tcp_limits,
+            udp_sched_slice,
             udp,
             standby,
             handler: Arc::new(handler),
@@ -168,6 +171,7 @@ impl DnsServer {
         let Self {
             tcp,
             tcp_limits,
+            udp_sched_slice,
             udp,
             standby,
             handler,
@@ -179,7 +183,9 @@ impl DnsServer {
         let spawn_udp = |name: String, serve: Box<dyn FnOnce() -> std::io::Result<()> + Send>| {
             let failed = failed_tx.clone();
             std::thread::Builder::new().name(name).spawn(move || {
-                if let Err(error) = crate::sys::sched::request_slice(UDP_SLICE) {
+                if let Some(slice) = udp_sched_slice
+                    && let Err(error) = crate::sys::sched::request_slice(slice)
+                {
                     debug!(%error, "could not request a short scheduler slice");
                 }
                 let error = serve().err().unwrap_or_else(|| std::io::Error::other("stopped"));
