@@ -882,24 +882,23 @@ fn udp_overflow_is_dropped_by_the_kernel_counted_and_harmless() {
     assert_eq!(wakeups(&s), 0.0, "--workers N has no standby readers");
 }
 
-/// `--udp-sched-slice`: the readers ask for a short slice (where the
-/// kernel takes it) and answer as before, under `auto` and `N` alike.
+/// `--udp-sched-slice`: with the kernel's slice (0) or a short one (the
+/// default), under `auto` and `N` alike, the readers answer the same.
 #[test]
-fn a_short_scheduler_slice_changes_nothing_but_scheduling() {
+fn the_scheduler_slice_changes_nothing_but_scheduling() {
     for workers in [Workers::Auto { standby: 1 }, Workers::Sockets(2)] {
-        let s = start_configured(
-            mk_index(30, 5),
-            synced(),
-            Config {
-                udp_sched_slice: Some(Duration::from_micros(100)),
-                ..Config::new(workers)
-            },
-        );
-        assert_eq!(
-            s.ask("httpbin.bar.global.", RecordType::A).answers.len(),
-            1,
-            "{workers}"
-        );
+        for slice in [None, Some(Duration::from_micros(100))] {
+            let s = start_configured(
+                mk_index(30, 5),
+                synced(),
+                Config {
+                    udp_sched_slice: slice,
+                    ..Config::new(workers)
+                },
+            );
+            let answers = s.ask("httpbin.bar.global.", RecordType::A).answers.len();
+            assert_eq!(answers, 1, "{workers} {slice:?}");
+        }
     }
 }
 

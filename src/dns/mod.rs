@@ -92,7 +92,7 @@ impl Config {
         Self {
             workers,
             udp_recv_buffer: DEFAULT_UDP_RECV_BUFFER,
-            udp_sched_slice: None,
+            udp_sched_slice: Some(DEFAULT_UDP_SCHED_SLICE),
             tcp: TcpLimits::default(),
         }
     }
@@ -100,6 +100,9 @@ impl Config {
 
 /// See `--udp-recv-buffer` in `meshdns serve --help`.
 pub const DEFAULT_UDP_RECV_BUFFER: usize = 208 << 10;
+
+/// See `--udp-sched-slice` in `meshdns serve --help`: the kernel's minimum.
+pub const DEFAULT_UDP_SCHED_SLICE: Duration = Duration::from_micros(100);
 
 pub struct DnsServer {
     tcp: std::net::TcpListener,

@@ -5,8 +5,8 @@
 //! early deadline when it wakes, so it preempts a busy neighbour at once
 //! instead of waiting out that neighbour's slice (about 3 ms by default on
 //! two CPUs). A DNS answer takes microseconds, so this lowers latency when
-//! the cores are shared, at the price of more context switches (hence
-//! opt-in: `--udp-sched-slice`). Older kernels ignore the field.
+//! the cores are shared, at the price of more context switches
+//! (`--udp-sched-slice`). Older kernels ignore the field.
 
 use std::io;
 use std::time::Duration;
