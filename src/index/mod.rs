@@ -761,9 +761,10 @@ fn merged_ports(name: &str, list: &[Arc<store::Stored>]) -> Option<Arc<PortSet>>
 }
 
 impl Entry {
-    /// A copy that shares no memory with `self` (its source's id aside): a
-    /// source that converted it on a short-lived thread keeps nothing the
-    /// index will hold in that thread's allocator arena.
+    /// A copy that shares no memory with `self` but its id's source and
+    /// namespace (which the caller interns): a source that converted it on
+    /// a short-lived thread keeps nothing the index will hold in that
+    /// thread's allocator arena.
     pub fn deep_copy(&self) -> Self {
         Self {
             id: self.id.clone(),

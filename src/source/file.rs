@@ -27,12 +27,12 @@ use crate::index::{Entry, Index, Namespaces, Skipped, SourceId};
 /// Quiet time after a change before reloading, so an editor's
 /// write-rename-chmod burst is read once.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+const DEBOUNCE_MAX: Duration = Duration::from_millis(300);
 /// Files at least this big are read on several threads at once.
 const PARALLEL_BYTES: usize = 1 << 20;
 /// At most this many: reading is about half of a big file's start-up, the
 /// index build the rest.
 const MAX_PARSE_THREADS: usize = 4;
-const DEBOUNCE_MAX: Duration = Duration::from_millis(300);
 
 type SharedWatcher = Mutex<notify::RecommendedWatcher>;
 

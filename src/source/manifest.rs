@@ -38,36 +38,25 @@ impl fmt::Display for ManifestError {
 /// Parses a whole file; any invalid document makes the whole file invalid,
 /// so a half-edited file never replaces a good one.
 pub fn parse(text: &str) -> Result<Manifests, ManifestError> {
-    let mut entries = Vec::new();
-    let ignored = parse_each(text, |se| entries.push(se))?;
+    let (runs, ignored) = parse_runs(text, 1, |se, out| out.push(se))?;
+    let entries = runs.into_iter().flatten().collect();
     Ok(Manifests { entries, ignored })
 }
 
-/// [`parse`], handing each ServiceEntry to `each` as soon as it is read, so
-/// that a big file's parsed objects are never all held at once. Returns how
-/// many documents of other kinds were ignored.
-pub fn parse_each(text: &str, mut each: impl FnMut(ServiceEntry)) -> Result<usize, ManifestError> {
-    // Some Windows editors start a UTF-8 file with a byte order mark.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut ignored = 0;
-    for (first_line, doc) in documents(text) {
-        parse_document(doc, first_line, &mut each, &mut ignored)?;
-    }
-    Ok(ignored)
-}
-
-/// [`parse_each`] on up to `threads` threads at once, for big files. The
-/// documents are split into runs of about equal size; each run is read on
-/// a thread of its own (the first on the caller's), `each` adding what it
-/// makes of an entry to that run's list. The lists come back in file order
-/// with the count of ignored documents, and the first error in the file
-/// wins, as in [`parse_each`]: documents are independent, so this reads
-/// exactly what [`parse_each`] reads.
+/// [`parse`] on up to `threads` threads at once, for big files, handing
+/// each ServiceEntry to `each` as soon as it is read, so that the parsed
+/// objects are never all held at once. The documents are split into runs
+/// of about equal size; each run is read on a thread of its own (the first
+/// on the caller's), `each` adding what it makes of an entry to that run's
+/// list. The lists come back in file order with the count of documents of
+/// other kinds, and the first error in the file wins: documents are
+/// independent, so any number of threads reads what one does.
 pub fn parse_runs<T: Send>(
     text: &str,
     threads: usize,
     each: impl Fn(ServiceEntry, &mut Vec<T>) + Sync,
 ) -> Result<(Vec<Vec<T>>, usize), ManifestError> {
+    // Some Windows editors start a UTF-8 file with a byte order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let docs = documents(text);
     let runs = threads.clamp(1, docs.len());
@@ -528,7 +517,7 @@ mod tests {
     /// Any number of threads reads what one does, and reports the first
     /// error in the file, wherever the runs are split.
     #[test]
-    fn parse_runs_equals_parse_each() {
+    fn parse_runs_on_any_number_of_threads_equals_one() {
         let mut docs: Vec<String> = (0..40)
             .map(|i| SE.replace("name: a\n", &format!("name: a{i}\n")))
             .collect();
