@@ -55,8 +55,28 @@ pub fn normalize_host(host: &str) -> Result<CompactString, NameError> {
 /// Characters a stored key may hold besides the dots and a leading `*`.
 /// Anything else in a query name means it cannot match a stored key.
 pub fn is_key_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+    c.is_ascii() && is_key_byte(c as u8)
 }
+
+const fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// Each byte of a query name as a key holds it: letters lower-cased, other
+/// key characters kept, anything else `?`, which no key holds. A table
+/// because the DNS fast path maps every byte of every query name.
+pub const KEY_BYTE: [u8; 256] = {
+    let mut table = [b'?'; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = (b as u8).to_ascii_lowercase();
+        if is_key_byte(c) {
+            table[b] = c;
+        }
+        b += 1;
+    }
+    table
+};
 
 /// True when `name` equals `zone` or lies below it (both normalized).
 pub fn in_zone(name: &str, zone: &str) -> bool {
@@ -73,6 +93,15 @@ pub fn ancestors(name: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_byte_table_is_the_key_character_rule() {
+        for b in 0..=u8::MAX {
+            let lower = b.to_ascii_lowercase();
+            let want = if is_key_char(lower as char) { lower } else { b'?' };
+            assert_eq!(KEY_BYTE[usize::from(b)], want, "byte {b:#04x}");
+        }
+    }
 
     #[test]
     fn normalizes_case_and_trailing_dot() {

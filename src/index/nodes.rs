@@ -148,7 +148,7 @@ fn vacant(slots: &[Slot], hash: u64) -> usize {
 }
 
 impl Shard {
-    fn find(&self, hash: u64, name: &str) -> Option<usize> {
+    fn find(&self, hash: u64, name: &[u8]) -> Option<usize> {
         let slots = &self.0;
         if slots.is_empty() {
             return None;
@@ -160,7 +160,7 @@ impl Shard {
             if key.is_empty() {
                 return None;
             }
-            if key == name {
+            if key.as_bytes() == name {
                 return Some(i);
             }
             i = next(i, slots.len());
@@ -207,7 +207,7 @@ impl Shard {
     }
 
     fn insert(&mut self, hash: u64, name: &str, node: Node, rehash: impl Fn(&str) -> u64) {
-        if let Some(i) = self.find(hash, name) {
+        if let Some(i) = self.find(hash, name.as_bytes()) {
             self.slots_mut()[i].node = node;
             return;
         }
@@ -220,7 +220,7 @@ impl Shard {
     }
 
     fn remove(&mut self, hash: u64, name: &str, rehash: impl Fn(&str) -> u64) {
-        let Some(mut hole) = self.find(hash, name) else {
+        let Some(mut hole) = self.find(hash, name.as_bytes()) else {
             return;
         };
         let live = self.live() - 1;
@@ -288,11 +288,18 @@ fn place(hash: u64) -> (usize, usize) {
 }
 
 impl Nodes {
-    fn hash(&self, name: &str) -> u64 {
+    /// Every name is hashed as bytes, whether it came as a key or a `&str`.
+    fn hash(&self, name: &[u8]) -> u64 {
         self.hasher.hash_one(name)
     }
 
     pub fn get(&self, name: &str) -> Option<&Node> {
+        self.get_key(name.as_bytes())
+    }
+
+    /// [`Nodes::get`] for a key built from a query name, which is ASCII
+    /// but never checked as UTF-8.
+    pub fn get_key(&self, name: &[u8]) -> Option<&Node> {
         let hash = self.hash(name);
         let (t, m) = place(hash);
         let shard = &self.top[t][m];
@@ -315,20 +322,22 @@ impl Nodes {
     }
 
     pub fn insert(&mut self, name: &str, node: Node) {
-        let hash = self.hash(name);
+        let hash = self.hash(name.as_bytes());
         let (t, m) = place(hash);
         let hasher = self.hasher.clone();
-        self.shard_mut(t, m).insert(hash, name, node, |k| hasher.hash_one(k));
+        self.shard_mut(t, m)
+            .insert(hash, name, node, |k| hasher.hash_one(k.as_bytes()));
     }
 
     pub fn remove(&mut self, name: &str) {
-        let hash = self.hash(name);
+        let hash = self.hash(name.as_bytes());
         let (t, m) = place(hash);
-        if self.top[t][m].find(hash, name).is_none() {
+        if self.top[t][m].find(hash, name.as_bytes()).is_none() {
             return;
         }
         let hasher = self.hasher.clone();
-        self.shard_mut(t, m).remove(hash, name, |k| hasher.hash_one(k));
+        self.shard_mut(t, m)
+            .remove(hash, name, |k| hasher.hash_one(k.as_bytes()));
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use hickory_proto::rr::Name;
 
 use super::convert::SrvPort;
+use super::name::KEY_BYTE;
 use super::nodes::{Node, Nodes};
 use super::reverse::{self, Named, PtrMap};
 
@@ -112,13 +113,15 @@ fn key_of(labels: &[&[u8]], buf: &mut [u8; 256]) -> Option<usize> {
             buf[len] = b'.';
             len += 1;
         }
-        for &b in *label {
-            let c = b.to_ascii_lowercase();
-            let keep =
-                b.is_ascii() && (super::name::is_key_char(c as char) || (c == b'*' && label.len() == 1 && i == 0));
-            buf[len] = if keep { c } else { b'?' };
-            len += 1;
+        let out = &mut buf[len..len + label.len()];
+        if i == 0 && *label == b"*" {
+            out[0] = b'*';
+        } else {
+            for (o, &b) in out.iter_mut().zip(*label) {
+                *o = KEY_BYTE[usize::from(b)];
+            }
         }
+        len += label.len();
     }
     Some(len)
 }
@@ -126,11 +129,6 @@ fn key_of(labels: &[&[u8]], buf: &mut [u8; 256]) -> Option<usize> {
 /// `_tcp` or `_udp`, any case: the second label of an SRV name.
 fn is_proto(label: &[u8]) -> bool {
     label.eq_ignore_ascii_case(b"_tcp") || label.eq_ignore_ascii_case(b"_udp")
-}
-
-/// The buffer is ASCII by construction; '?' can never match a key.
-fn key(buf: &[u8]) -> &str {
-    std::str::from_utf8(buf).unwrap_or("?")
 }
 
 /// What the table knows about a query name.
@@ -213,7 +211,7 @@ impl Table {
         let Some(len) = key_of(labels, &mut buf) else {
             return Lookup::NxDomain(zone); // longer than any name can be
         };
-        let exact = self.nodes.get(key(&buf[..len]));
+        let exact = self.nodes.get_key(&buf[..len]);
         if let Some(node) = exact.filter(|n| n.has_records()) {
             return Lookup::Records(zone, node);
         }
@@ -227,7 +225,7 @@ impl Table {
         let srv_parent = exact.is_none() && own >= 2 && is_proto(labels[0]) && {
             let proto = |p: &SrvPort| p.proto_label().as_bytes().eq_ignore_ascii_case(labels[0]);
             self.nodes
-                .get(key(&buf[labels[0].len() + 1..len]))
+                .get_key(&buf[labels[0].len() + 1..len])
                 .is_some_and(|n| n.ports().iter().any(proto))
         };
         // `*.` + each proper suffix, most specific first: writing '*' over
@@ -238,7 +236,7 @@ impl Table {
         for label in &labels[..own] {
             start += label.len() + 1;
             buf[start - 2] = b'*';
-            if let Some(node) = self.nodes.get(key(&buf[start - 2..len])).filter(|n| n.has_records()) {
+            if let Some(node) = self.nodes.get_key(&buf[start - 2..len]).filter(|n| n.has_records()) {
                 return Lookup::Records(zone, node);
             }
         }
@@ -298,7 +296,7 @@ impl Table {
         }
         let host = labels[0].len() + labels[1].len() + 2;
         self.nodes
-            .get(key(&key_bytes[host..]))
+            .get_key(&key_bytes[host..])
             .filter(|n| n.ports().iter().any(|p| p.matches(labels[0], labels[1])))
     }
 
