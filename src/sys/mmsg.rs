@@ -4,7 +4,7 @@
 //!
 //! Why it is sound:
 //! - Every pointer handed to the kernel (`mmsghdr` → `iovec` → buffer, and
-//!   `msg_name` → `sockaddr_storage`) points into heap memory owned by the
+//!   `msg_name` → peer address) points into heap memory owned by the
 //!   batch (boxed slices, which never move or grow), so it is valid for as
 //!   long as the batch lives. Receive headers are pointed once, at
 //!   construction; send headers are re-pointed before each call, because a
@@ -12,9 +12,9 @@
 //! - The kernel writes at most `iov_len` bytes to each buffer and at most
 //!   `msg_namelen` bytes to each address; we only read back the lengths it
 //!   reports, clamped to those sizes.
-//! - A `sockaddr_storage` is read as `sockaddr_in`/`sockaddr_in6` only after
-//!   checking its family and length; `sockaddr_storage` is sized and aligned
-//!   for both.
+//! - A peer address ([`Addr`], a union of `sockaddr_in` and `sockaddr_in6`)
+//!   is read as either only after checking its family and length; any bytes
+//!   are a valid value of both, so reading the family first is sound.
 //! - The receive flags (`MSG_WAITFORONE`, `MSG_DONTWAIT`) only change when
 //!   the call returns, not what the kernel may write: the bounds above hold
 //!   for both [`RecvBatch::recv`] and [`RecvBatch::try_recv`].
@@ -32,11 +32,21 @@ pub const BATCH: usize = 32;
 /// cut short and flagged [`Received::truncated`].
 pub const SLOT: usize = 4096;
 
+/// Room for the address of either family a UDP/IP socket reports: 28
+/// bytes where `sockaddr_storage` takes 128, and each datagram's peer is
+/// copied on its way to the reply.
+#[repr(C)]
+#[derive(Clone, Copy)]
+union Addr {
+    v4: libc::sockaddr_in,
+    v6: libc::sockaddr_in6,
+}
+
 /// A client address as the kernel gave it, kept raw so that a reply can be
 /// addressed without converting it back.
 #[derive(Clone, Copy)]
 pub struct Peer {
-    storage: libc::sockaddr_storage,
+    storage: Addr,
     len: libc::socklen_t,
 }
 
@@ -45,16 +55,18 @@ impl Peer {
     /// not produce).
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         let len = self.len as usize;
-        match self.storage.ss_family as libc::c_int {
+        // SAFETY: both members start with the family; any bytes are valid.
+        let family = unsafe { self.storage.v6.sin6_family };
+        match family as libc::c_int {
             libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
-                // SAFETY: family and length checked; storage is large and aligned enough.
-                let sin = unsafe { &*(&self.storage as *const _ as *const libc::sockaddr_in) };
+                // SAFETY: family and length checked; plain data.
+                let sin = unsafe { &self.storage.v4 };
                 let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
                 Some(SocketAddrV4::new(ip, u16::from_be(sin.sin_port)).into())
             }
             libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
                 // SAFETY: as above.
-                let sin6 = unsafe { &*(&self.storage as *const _ as *const libc::sockaddr_in6) };
+                let sin6 = unsafe { &self.storage.v6 };
                 let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
                 let port = u16::from_be(sin6.sin6_port);
                 Some(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id).into())
@@ -73,7 +85,7 @@ pub struct Received<'a> {
 }
 
 fn empty_peer() -> Peer {
-    // SAFETY: all-zero is a valid sockaddr_storage (family AF_UNSPEC).
+    // SAFETY: all-zero is a valid address of either family (AF_UNSPEC).
     Peer {
         storage: unsafe { mem::zeroed() },
         len: 0,
@@ -85,7 +97,7 @@ fn empty_hdr() -> libc::mmsghdr {
     unsafe { mem::zeroed() }
 }
 
-const STORAGE_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+const STORAGE_LEN: libc::socklen_t = mem::size_of::<Addr>() as libc::socklen_t;
 
 /// What the kernel reads and writes for a batch: per datagram, a header
 /// pointing at one `iovec` and one peer address.
@@ -116,7 +128,7 @@ impl Slots {
         let peer = &mut self.peers[i];
         let hdr = &mut self.hdrs[i];
         *hdr = empty_hdr();
-        hdr.msg_hdr.msg_name = (&mut peer.storage as *mut libc::sockaddr_storage).cast();
+        hdr.msg_hdr.msg_name = (&mut peer.storage as *mut Addr).cast();
         hdr.msg_hdr.msg_namelen = peer.len;
         hdr.msg_hdr.msg_iov = iov;
         hdr.msg_hdr.msg_iovlen = 1;
@@ -298,5 +310,23 @@ mod tests {
         assert_eq!(rx.try_recv(&server).unwrap(), 3);
         assert_eq!(rx.get(2).data, &[BATCH as u8 + 2; 12]);
         assert_eq!(rx.try_recv(&server).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn ipv6_peers_are_read_and_answered() {
+        let server = UdpSocket::bind("[::1]:0").expect("IPv6 loopback");
+        let client = UdpSocket::bind("[::1]:0").unwrap();
+        client.send_to(b"query", server.local_addr().unwrap()).unwrap();
+        let mut rx = RecvBatch::default();
+        assert_eq!(rx.recv(&server).unwrap(), 1);
+        let query = rx.get(0);
+        assert_eq!(query.peer.socket_addr(), Some(client.local_addr().unwrap()));
+        let mut tx = SendBatch::new(64);
+        tx.buf().extend_from_slice(b"reply");
+        tx.push(query.peer);
+        tx.flush(&server, |_, e| panic!("send failed: {e}"));
+        let mut buf = [0; 16];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"reply"[..], server.local_addr().unwrap()));
     }
 }
