@@ -71,7 +71,10 @@ fn respond(c: &mut Criterion) {
         ("fast/nxdomain", "nope.ns42.global.", RecordType::A),
     ] {
         let bytes = packet(name, rtype);
-        c.bench_function(label, |b| b.iter(|| h.respond_fast(black_box(&bytes), &mut out)));
+        let mut recorder = h.metrics().udp_recorder();
+        c.bench_function(label, |b| {
+            b.iter(|| h.respond_fast(black_box(&bytes), &mut out, &mut recorder))
+        });
     }
 
     let metrics = DnsMetrics::register(&prometheus::Registry::new()).unwrap();

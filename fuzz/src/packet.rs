@@ -202,7 +202,7 @@ pub fn check(handler: &Handler, table: &Table, synced: bool, packet: &[u8]) {
     let mut fast_out = Vec::new();
     let fast = fast::respond(packet, table, &mut fast_out);
     let mut udp = Vec::new();
-    let took_fast = handler.respond_fast(packet, &mut udp);
+    let took_fast = handler.respond_fast(packet, &mut udp, &mut handler.metrics().udp_recorder());
     assert_eq!(
         took_fast,
         synced && fast.is_some(),

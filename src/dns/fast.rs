@@ -371,11 +371,14 @@ mod tests {
         index.apply(mk_entry("foo/a", None, &[("httpbin.bar.global", &["240.0.0.2"])]));
         let handler = Handler::new(index, ready, DnsMetrics::register(&registry).unwrap());
         let name = mk_name(&[b"httpbin", b"bar", b"global"]);
+        let mut recorder = handler.metrics().udp_recorder();
         for (qtype, n) in [(TYPE_A, 2), (TYPE_AAAA, 1)] {
             for _ in 0..n {
-                assert!(handler.respond_fast(&mk_query(&name, qtype, &[]), &mut Vec::new()));
+                assert!(handler.respond_fast(&mk_query(&name, qtype, &[]), &mut Vec::new(), &mut recorder));
             }
         }
+        // A UDP reader flushes after each batch.
+        recorder.flush();
         let count = |proto: &str, qtype: &str| -> f64 {
             let families = registry.gather();
             let family = families

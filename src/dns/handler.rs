@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 
 use super::answer::{Reply, answer};
 use super::edns::{EDNS_PAYLOAD, udp_limit};
-use super::metrics::{DnsMetrics, DropReason, Proto};
+use super::metrics::{DnsMetrics, DropReason, Proto, UdpRecorder};
 use crate::admin::Readiness;
 use crate::index::Index;
 
@@ -80,8 +80,9 @@ impl Handler {
     }
 
     /// The fast path for a raw UDP packet ([`super::fast`]); false when
-    /// the packet needs the general path.
-    pub fn respond_fast(&self, packet: &[u8], out: &mut Vec<u8>) -> bool {
+    /// the packet needs the general path. Counted in `recorder`, which the
+    /// caller flushes.
+    pub fn respond_fast(&self, packet: &[u8], out: &mut Vec<u8>, recorder: &mut UdpRecorder) -> bool {
         if !self.ready.synced() {
             return false;
         }
@@ -89,8 +90,8 @@ impl Handler {
         let Some((rcode, qtype)) = super::fast::respond(packet, &self.index.load(), out) else {
             return false;
         };
-        self.metrics.request(Proto::Udp, Some(qtype), packet.len());
-        self.metrics.response(rcode, out.len(), false, start.elapsed());
+        recorder.request(qtype, packet.len());
+        recorder.response(rcode, out.len(), start.elapsed());
         true
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use prometheus::local::{LocalHistogram, LocalIntCounter};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Query types with their own label; everything else is `other`.
@@ -117,6 +118,53 @@ impl TcpClose {
 }
 
 /// `--workers auto`'s standby UDP readers (`dns::standby`).
+fn type_index(qtype: Option<RecordType>) -> usize {
+    qtype
+        .and_then(|t| TYPES.iter().position(|x| *x == t))
+        .unwrap_or(TYPES.len())
+}
+
+fn rcode_index(rcode: ResponseCode) -> usize {
+    RCODES.iter().position(|x| x.0 == rcode).unwrap_or(RCODES.len())
+}
+
+/// The UDP fast path's requests and responses as one reader thread counts
+/// them: in plain integers, added to the shared metrics by [`flush`] once
+/// per batch of datagrams. A shared histogram costs four atomic operations
+/// per observation, on cache lines every reader of the socket writes.
+///
+/// [`flush`]: UdpRecorder::flush
+pub struct UdpRecorder {
+    requests: [LocalIntCounter; TYPES.len() + 1],
+    request_size: LocalHistogram,
+    responses: [LocalIntCounter; RCODES.len() + 1],
+    response_size: LocalHistogram,
+    duration: LocalHistogram,
+}
+
+impl UdpRecorder {
+    pub fn request(&mut self, qtype: RecordType, size: usize) {
+        self.requests[type_index(Some(qtype))].inc();
+        self.request_size.observe(size as f64);
+    }
+
+    /// A response the fast path made: never truncated.
+    pub fn response(&mut self, rcode: ResponseCode, size: usize, took: Duration) {
+        self.responses[rcode_index(rcode)].inc();
+        self.response_size.observe(size as f64);
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    /// Adds what was counted since the last flush to the shared metrics.
+    pub fn flush(&mut self) {
+        self.requests.iter().for_each(LocalIntCounter::flush);
+        self.request_size.flush();
+        self.responses.iter().for_each(LocalIntCounter::flush);
+        self.response_size.flush();
+        self.duration.flush();
+    }
+}
+
 #[derive(Clone)]
 pub struct StandbyMetrics {
     /// Standby readers woken by a backlog.
@@ -243,20 +291,27 @@ impl DnsMetrics {
     }
 
     pub fn request(&self, proto: Proto, qtype: Option<RecordType>, size: usize) {
-        let i = qtype
-            .and_then(|t| TYPES.iter().position(|x| *x == t))
-            .unwrap_or(TYPES.len());
-        self.requests[proto as usize][i].inc();
+        self.requests[proto as usize][type_index(qtype)].inc();
         self.request_size.observe(size as f64);
     }
 
     pub fn response(&self, rcode: ResponseCode, size: usize, truncated: bool, took: Duration) {
-        let i = RCODES.iter().position(|x| x.0 == rcode).unwrap_or(RCODES.len());
-        self.responses[i].inc();
+        self.responses[rcode_index(rcode)].inc();
         self.response_size.observe(size as f64);
         self.duration.observe(took.as_secs_f64());
         if truncated {
             self.truncated.inc();
+        }
+    }
+
+    /// A recorder for one UDP reader thread; see [`UdpRecorder`].
+    pub fn udp_recorder(&self) -> UdpRecorder {
+        UdpRecorder {
+            requests: self.requests[Proto::Udp as usize].each_ref().map(|c| c.local()),
+            request_size: self.request_size.local(),
+            responses: self.responses.each_ref().map(|c| c.local()),
+            response_size: self.response_size.local(),
+            duration: self.duration.local(),
         }
     }
 

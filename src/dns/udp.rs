@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use super::edns::EDNS_PAYLOAD;
 use super::handler::{Handler, parse};
-use super::metrics::Proto;
+use super::metrics::{Proto, UdpRecorder};
 use super::standby::{self, Standby};
 use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
 
@@ -26,7 +26,7 @@ use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
 /// `standby`'s readers, if any sleeps.
 pub fn serve(socket: &UdpSocket, handler: &Handler, standby: &Standby) -> io::Result<()> {
     socket.set_nonblocking(false)?;
-    let mut batch = Batch::new();
+    let mut batch = Batch::new(handler);
     loop {
         let Some(n) = received(batch.rx.recv(socket))? else {
             continue;
@@ -46,7 +46,7 @@ pub fn serve(socket: &UdpSocket, handler: &Handler, standby: &Standby) -> io::Re
 pub fn serve_standby(socket: &UdpSocket, handler: &Handler, standby: &Standby, i: usize) -> io::Result<()> {
     standby.wait(i);
     // Allocated on the first wake-up: a standby that never wakes costs none.
-    let mut batch = Batch::new();
+    let mut batch = Batch::new(handler);
     loop {
         let read = match batch.rx.try_recv(socket) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
@@ -78,17 +78,20 @@ fn received(read: io::Result<usize>) -> io::Result<Option<usize>> {
     }
 }
 
-/// One reader's buffers: a received batch and its replies.
+/// One reader's buffers, a received batch and its replies, and what it
+/// counts of them.
 struct Batch {
     rx: RecvBatch,
     tx: SendBatch,
+    recorder: UdpRecorder,
 }
 
 impl Batch {
-    fn new() -> Self {
+    fn new(handler: &Handler) -> Self {
         Self {
             rx: RecvBatch::default(),
             tx: SendBatch::new(EDNS_PAYLOAD as usize),
+            recorder: handler.metrics().udp_recorder(),
         }
     }
 
@@ -99,10 +102,13 @@ impl Batch {
             let Some(src) = received.peer.socket_addr() else {
                 continue;
             };
-            if answer(&received, src, handler, self.tx.buf()) {
+            if answer(&received, src, handler, self.tx.buf(), &mut self.recorder) {
                 self.tx.push(received.peer);
             }
         }
+        // Before the replies leave, so that a client that has its answer
+        // finds it counted.
+        self.recorder.flush();
         if !self.tx.is_empty() {
             self.tx.flush(socket, |peer, error| {
                 debug!(%error, peer = ?peer.socket_addr(), "UDP send failed");
@@ -112,7 +118,13 @@ impl Batch {
 }
 
 /// Fills `out` with the reply to `packet`; false when there is none.
-fn answer(received: &Received<'_>, src: SocketAddr, handler: &Handler, out: &mut Vec<u8>) -> bool {
+fn answer(
+    received: &Received<'_>,
+    src: SocketAddr,
+    handler: &Handler,
+    out: &mut Vec<u8>,
+    recorder: &mut UdpRecorder,
+) -> bool {
     let packet = received.data;
     if let Some(reason) = super::handler::unanswerable(packet) {
         handler.metrics().dropped(reason);
@@ -126,7 +138,7 @@ fn answer(received: &Received<'_>, src: SocketAddr, handler: &Handler, out: &mut
         debug!(%src, len = packet.len(), "oversized UDP request");
         return handler.respond_malformed(Proto::Udp, packet, out);
     }
-    if handler.respond_fast(packet, out) {
+    if handler.respond_fast(packet, out, recorder) {
         return true;
     }
     match parse(packet, src, Protocol::Udp) {
