@@ -100,6 +100,14 @@ pub fn respond(packet: &[u8], table: &Table, out: &mut Vec<u8>) -> Option<(Respo
     (out.len() <= udp_limit_for(q.edns.map(|e| e.0))).then_some((rcode, qtype))
 }
 
+/// Starts loading what answering `packet` will read from `table`, if
+/// the fast path takes it.
+pub fn prefetch(packet: &[u8], table: &Table) {
+    if let Some(q) = parse(packet) {
+        table.prefetch_labels(&q.labels[..q.num_labels]);
+    }
+}
+
 fn header(q: &Query<'_>, out: &mut Vec<u8>, answers: u16, authority: u16, rcode: ResponseCode) {
     let p = q.packet;
     out.extend_from_slice(&p[..2]); // ID

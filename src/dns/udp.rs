@@ -97,6 +97,9 @@ impl Batch {
 
     /// Answers the `n` datagrams received last and sends the replies.
     fn answer(&mut self, n: usize, socket: &UdpSocket, handler: &Handler) {
+        if n > 1 {
+            handler.prefetch((0..n).map(|i| self.rx.get(i).data));
+        }
         for i in 0..n {
             let received = self.rx.get(i);
             let Some(src) = received.peer.socket_addr() else {

@@ -306,6 +306,17 @@ impl Nodes {
         shard.find(hash, name).map(|i| &shard.0[i].node)
     }
 
+    /// Starts loading the slot where [`Nodes::get_key`]`(name)` will
+    /// begin, so that the cache misses of several lookups overlap.
+    pub fn prefetch_key(&self, name: &[u8]) {
+        let hash = self.hash(name);
+        let (t, m) = place(hash);
+        let slots = &self.top[t][m].0;
+        if !slots.is_empty() {
+            crate::sys::prefetch::prefetch(&slots[home(hash, slots.len())]);
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
         self.top
             .iter()

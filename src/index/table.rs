@@ -252,6 +252,16 @@ impl Table {
         }
     }
 
+    /// Starts loading what [`Table::lookup_labels`]`(labels)` reads
+    /// first for a name that exists, whatever its zone: a hint, nothing
+    /// more.
+    pub fn prefetch_labels(&self, labels: &[&[u8]]) {
+        let mut buf = [0u8; 256];
+        if let Some(len) = key_of(labels, &mut buf) {
+            self.nodes.prefetch_key(&buf[..len]);
+        }
+    }
+
     /// [`Table::lookup_labels`] below a reverse zone's apex: an address
     /// with hosts has PTR; a name above one (a range holding one) is an
     /// empty non-terminal, found by a range query rather than stored.
