@@ -100,8 +100,7 @@ impl Handler {
         let Some((rcode, qtype)) = super::fast::respond(packet, &self.index.load(), out) else {
             return false;
         };
-        recorder.request(qtype, packet.len());
-        recorder.response(rcode, out.len(), start.elapsed());
+        recorder.answered(qtype, rcode, packet.len(), out.len(), start.elapsed());
         true
     }
 
