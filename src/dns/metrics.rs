@@ -397,7 +397,11 @@ mod tests {
     use super::*;
 
     fn mk_answered(i: usize) -> (RecordType, ResponseCode, usize, usize, Duration) {
-        let qtype = if i.is_multiple_of(3) { RecordType::AAAA } else { RecordType::A };
+        let qtype = if i.is_multiple_of(3) {
+            RecordType::AAAA
+        } else {
+            RecordType::A
+        };
         let rcode = if i.is_multiple_of(5) {
             ResponseCode::NXDomain
         } else {
