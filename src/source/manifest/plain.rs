@@ -44,12 +44,14 @@ struct Line<'a> {
 }
 
 /// The document's lines that hold content. Blank lines and whole-line
-/// comments go; a tab, a directive or a document marker declines.
+/// comments go; a tab, a character YAML does not allow in a document
+/// (comments included), a directive or a document marker declines.
 fn lines(doc: &str) -> Option<Vec<Line<'_>>> {
     let mut out = Vec::with_capacity(16);
     for line in doc.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.bytes().any(|b| b == b'\t' || b == b'\r') {
+        // Tabs and CR included: both are YAML, but not this reader's.
+        if line.bytes().any(|b| b < 0x20 || b == 0x7f) || (!line.is_ascii() && line.chars().any(not_printable)) {
             return None;
         }
         let text = line.trim_start_matches(' ');
@@ -65,6 +67,16 @@ fn lines(doc: &str) -> Option<Vec<Line<'_>>> {
         });
     }
     Some(out)
+}
+
+/// Outside YAML's printable set (`c-printable`), or a line break in YAML
+/// 1.1 (NEL, U+2028, U+2029), or a byte order mark inside a document:
+/// the general parser refuses or reads these its own way.
+fn not_printable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+    )
 }
 
 #[derive(Debug)]
@@ -516,6 +528,12 @@ mod tests {
             "metadata:\n  name: \"a\\tb\"\n",
             "metadata:\n  name: 'it''s'\n",
             "metadata:\n\tname: x\n",
+            // Found by the fuzzer: serde-saphyr refuses control characters
+            // even in a comment.
+            "# a \u{1}\u{0}\u{b} comment\nmetadata:\n  name: x\n",
+            "metadata:\n  name: x\u{7f}\n",
+            "metadata:\n  name: x\u{85}y\n",
+            "metadata:\n  name: x\u{2028}y\n",
             "metadata:\n  name: x\n  name: y\n",
             "metadata: {name: x, name: y}\n",
             "metadata: {name: x,\n  namespace: y}\n",
