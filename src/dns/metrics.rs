@@ -119,7 +119,6 @@ impl TcpClose {
     }
 }
 
-/// `--workers auto`'s standby UDP readers (`dns::standby`).
 fn type_index(qtype: Option<RecordType>) -> usize {
     qtype
         .and_then(|t| TYPES.iter().position(|x| *x == t))
@@ -217,6 +216,7 @@ impl UdpRecorder {
     }
 }
 
+/// `--workers auto`'s standby UDP readers (`dns::standby`).
 #[derive(Clone)]
 pub struct StandbyMetrics {
     /// Standby readers woken by a backlog.
