@@ -16,6 +16,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use meshdns::admin::Readiness;
 use meshdns::dns::metrics::DnsMetrics;
+use meshdns::dns::slice::SliceMode;
 use meshdns::dns::{Config, DnsServer, Handler, TcpLimits, Workers};
 use meshdns::index::testing::{mk_entry, mk_host_entry, mk_index_with};
 use meshdns::index::{Index, ZoneConfig, address_limit};
@@ -882,12 +883,14 @@ fn udp_overflow_is_dropped_by_the_kernel_counted_and_harmless() {
     assert_eq!(wakeups(&s), 0.0, "--workers N has no standby readers");
 }
 
-/// `--udp-sched-slice`: with the kernel's slice (0) or a short one (the
-/// default), under `auto` and `N` alike, the readers answer the same.
+/// `--udp-sched-slice`: with the kernel's slice (0), a short one, or
+/// `auto` (the default), under `--workers auto` and `N` alike, the readers
+/// answer the same, and the gauge says whether the slice is asked for.
 #[test]
 fn the_scheduler_slice_changes_nothing_but_scheduling() {
+    let short = Duration::from_micros(100);
     for workers in [Workers::Auto { standby: 1 }, Workers::Sockets(2)] {
-        for slice in [None, Some(Duration::from_micros(100))] {
+        for slice in [SliceMode::Kernel, SliceMode::Always(short), SliceMode::Auto(short)] {
             let s = start_configured(
                 mk_index(30, 5),
                 synced(),
@@ -898,6 +901,12 @@ fn the_scheduler_slice_changes_nothing_but_scheduling() {
             );
             let answers = s.ask("httpbin.bar.global.", RecordType::A).answers.len();
             assert_eq!(answers, 1, "{workers} {slice:?}");
+            let gauge = metric(&s, "meshdns_dns_udp_short_slice", None);
+            match slice {
+                SliceMode::Kernel => assert_eq!(gauge, 0.0),
+                SliceMode::Always(_) => assert_eq!(gauge, 1.0),
+                SliceMode::Auto(_) => assert!(gauge == 0.0 || gauge == 1.0),
+            }
         }
     }
 }

@@ -25,6 +25,7 @@ use self::runtime::{LogFormat, Signals, parse_duration, parse_size};
 use crate::admin::{self, AdminState, Readiness};
 use crate::dns::grpc::{GrpcConfig, GrpcServer, TlsPem};
 use crate::dns::metrics::DnsMetrics;
+use crate::dns::slice::SliceMode;
 use crate::dns::{self, DnsServer, Handler, TcpLimits};
 use crate::index::{self, Index, ZoneConfig, name};
 use crate::source::file::FileSource;
@@ -133,16 +134,17 @@ struct ServeArgs {
     #[arg(long, env = "MESHDNS_UDP_RECV_BUFFER", value_name = "SIZE", default_value = "208k", value_parser = parse_size)]
     udp_recv_buffer: usize,
 
-    /// A scheduler time slice for the UDP threads (Linux 6.12 or later,
-    /// 100us to 100ms), or 0 to keep the kernel's (about 3 ms). With a short
-    /// slice a thread woken by a query preempts a busy neighbour on its core
-    /// at once instead of waiting out the neighbour's slice: at 20k queries/s
-    /// on a busy 2-core VM the p99 was lower in 14 of 18 rounds (by 2x or
-    /// more in 12), for 0-12 % more CPU per query from the extra context
-    /// switches (see the README's Performance section). 0 trades that
-    /// latency for CPU.
-    #[arg(long, env = "MESHDNS_UDP_SCHED_SLICE", value_name = "DURATION", default_value = "100us", value_parser = parse_slice)]
-    udp_sched_slice: Duration,
+    /// A short scheduler time slice for the UDP threads (Linux 6.12 or
+    /// later): `auto`, 0, or 100us to 100ms. With a short slice a thread
+    /// woken by a query preempts a busy neighbour on its core at once instead
+    /// of waiting out the neighbour's slice (about 3 ms): on a 2-core VM with
+    /// both cores busy, the p99 at 20k queries/s halved. While a core is idle
+    /// it buys nothing and costs 20-40 % more CPU per query in context
+    /// switches. `auto` asks for 100us only while less than 10 % of the
+    /// machine's CPU time is idle (/proc/stat, sampled every second; back to
+    /// the kernel's above 25 %); a duration asks for it always; 0 never.
+    #[arg(long, env = "MESHDNS_UDP_SCHED_SLICE", value_name = "auto|DURATION", default_value = "auto", value_parser = parse_slice)]
+    udp_sched_slice: SliceMode,
 
     #[command(flatten)]
     tcp: TcpArgs,
@@ -154,13 +156,20 @@ struct ServeArgs {
     log: LogArgs,
 }
 
-/// `--udp-sched-slice`: 0 or what `sched_setattr(2)` accepts.
-fn parse_slice(s: &str) -> Result<Duration, String> {
+/// `--udp-sched-slice`: `auto`, 0 or what `sched_setattr(2)` accepts.
+fn parse_slice(s: &str) -> Result<SliceMode, String> {
+    if s == "auto" {
+        return Ok(SliceMode::Auto(dns::slice::AUTO_SLICE));
+    }
     let slice = parse_duration(s)?;
-    if slice.is_zero() || (Duration::from_micros(100)..=Duration::from_millis(100)).contains(&slice) {
-        Ok(slice)
+    if slice.is_zero() {
+        Ok(SliceMode::Kernel)
+    } else if (Duration::from_micros(100)..=Duration::from_millis(100)).contains(&slice) {
+        Ok(SliceMode::Always(slice))
     } else {
-        Err(format!("{s:?}: expected 0 (the kernel's slice) or 100us to 100ms"))
+        Err(format!(
+            "{s:?}: expected auto, 0 (the kernel's slice) or 100us to 100ms"
+        ))
     }
 }
 
@@ -553,7 +562,7 @@ impl ServeArgs {
                 dns::Config {
                     workers,
                     udp_recv_buffer,
-                    udp_sched_slice: (!udp_sched_slice.is_zero()).then_some(udp_sched_slice),
+                    udp_sched_slice,
                     tcp,
                 },
             )?;
@@ -690,11 +699,12 @@ mod tests {
 
     #[test]
     fn sched_slice_is_zero_or_what_the_kernel_takes() {
-        assert_eq!(parse_slice("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_slice("100us"), Ok(Duration::from_micros(100)));
-        assert_eq!(parse_slice("3ms"), Ok(Duration::from_millis(3)));
-        assert_eq!(parse_slice("100ms"), Ok(Duration::from_millis(100)));
-        for bad in ["50us", "101ms", "1s", "fast"] {
+        assert_eq!(parse_slice("auto"), Ok(SliceMode::Auto(Duration::from_micros(100))));
+        assert_eq!(parse_slice("0"), Ok(SliceMode::Kernel));
+        assert_eq!(parse_slice("100us"), Ok(SliceMode::Always(Duration::from_micros(100))));
+        assert_eq!(parse_slice("3ms"), Ok(SliceMode::Always(Duration::from_millis(3))));
+        assert_eq!(parse_slice("100ms"), Ok(SliceMode::Always(Duration::from_millis(100))));
+        for bad in ["50us", "101ms", "1s", "fast", "Auto"] {
             assert!(parse_slice(bad).is_err(), "{bad}");
         }
     }
@@ -709,7 +719,7 @@ mod tests {
         };
         assert_eq!(args.udp_recv_buffer, crate::dns::DEFAULT_UDP_RECV_BUFFER);
         assert_eq!(
-            (!args.udp_sched_slice.is_zero()).then_some(args.udp_sched_slice),
+            args.udp_sched_slice,
             dns::Config::new(dns::Workers::Sockets(1)).udp_sched_slice
         );
         let (flags, lib) = (args.tcp.limits().unwrap(), TcpLimits::default());

@@ -241,6 +241,7 @@ pub struct DnsMetrics {
     tcp_closed: [IntCounter; TcpClose::ALL.len()],
     tcp_accept_errors: IntCounter,
     standby: StandbyMetrics,
+    short_slice: IntGauge,
 }
 
 impl DnsMetrics {
@@ -304,6 +305,11 @@ impl DnsMetrics {
                 "Standby UDP readers awake now, draining a backlog (--workers auto)",
             )?,
         };
+        let short_slice = IntGauge::new(
+            "meshdns_dns_udp_short_slice",
+            "1 while the UDP readers ask for a short scheduler slice (--udp-sched-slice)",
+        )?;
+        registry.register(Box::new(short_slice.clone()))?;
         registry.register(Box::new(standby.wakeups.clone()))?;
         registry.register(Box::new(standby.awake.clone()))?;
         registry.register(Box::new(tcp_connections.clone()))?;
@@ -339,6 +345,7 @@ impl DnsMetrics {
             tcp_closed: TcpClose::ALL.map(|c| tcp_closed.with_label_values(&[c.label()])),
             tcp_accept_errors,
             standby,
+            short_slice,
         })
     }
 
@@ -385,6 +392,10 @@ impl DnsMetrics {
 
     pub fn tcp_accept_error(&self) {
         self.tcp_accept_errors.inc();
+    }
+
+    pub fn short_slice(&self) -> &IntGauge {
+        &self.short_slice
     }
 
     pub fn standby(&self) -> &StandbyMetrics {

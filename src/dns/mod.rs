@@ -13,6 +13,7 @@ pub mod fast;
 pub mod grpc;
 pub mod handler;
 pub mod metrics;
+pub mod slice;
 pub mod standby;
 pub mod tcp;
 pub mod udp;
@@ -27,6 +28,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, warn};
 
 use self::metrics::DropReason;
+use self::slice::{SliceMode, SliceSwitch};
 use self::standby::Standby;
 
 pub use handler::Handler;
@@ -80,9 +82,9 @@ pub struct Config {
     /// query takes about 800 bytes of it on loopback, more from most NICs).
     /// It bounds how long a query can wait under overload.
     pub udp_recv_buffer: usize,
-    /// The scheduler slice UDP threads ask for (`--udp-sched-slice`), or
-    /// `None` to keep the kernel's. See [`crate::sys::sched`].
-    pub udp_sched_slice: Option<Duration>,
+    /// When UDP threads ask for a short scheduler slice
+    /// (`--udp-sched-slice`). See [`slice`].
+    pub udp_sched_slice: SliceMode,
     pub tcp: TcpLimits,
 }
 
@@ -92,7 +94,7 @@ impl Config {
         Self {
             workers,
             udp_recv_buffer: DEFAULT_UDP_RECV_BUFFER,
-            udp_sched_slice: Some(DEFAULT_UDP_SCHED_SLICE),
+            udp_sched_slice: SliceMode::Auto(slice::AUTO_SLICE),
             tcp: TcpLimits::default(),
         }
     }
@@ -101,13 +103,10 @@ impl Config {
 /// See `--udp-recv-buffer` in `meshdns serve --help`.
 pub const DEFAULT_UDP_RECV_BUFFER: usize = 208 << 10;
 
-/// See `--udp-sched-slice` in `meshdns serve --help`: the kernel's minimum.
-pub const DEFAULT_UDP_SCHED_SLICE: Duration = Duration::from_micros(100);
-
 pub struct DnsServer {
     tcp: std::net::TcpListener,
     tcp_limits: TcpLimits,
-    udp_sched_slice: Option<Duration>,
+    udp_sched_slice: SliceMode,
     /// One per primary reader thread.
     udp: Vec<Arc<std::net::UdpSocket>>,
     /// Standby readers of `udp[0]` (`Workers::Auto`).
@@ -183,14 +182,11 @@ impl DnsServer {
         let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel();
         let sampler = count_queue_drops(udp.clone(), handler.clone());
         let standby = Arc::new(Standby::new(standby, handler.metrics().standby().clone()));
+        let slice = SliceSwitch::new(udp_sched_slice, handler.metrics().short_slice().clone());
+        let slice_watch = slice::watch(slice.clone());
         let spawn_udp = |name: String, serve: Box<dyn FnOnce() -> std::io::Result<()> + Send>| {
             let failed = failed_tx.clone();
             std::thread::Builder::new().name(name).spawn(move || {
-                if let Some(slice) = udp_sched_slice
-                    && let Err(error) = crate::sys::sched::request_slice(slice)
-                {
-                    debug!(%error, "could not request a short scheduler slice");
-                }
                 let error = serve().err().unwrap_or_else(|| std::io::Error::other("stopped"));
                 let _ = failed.send(error);
             })
@@ -198,18 +194,18 @@ impl DnsServer {
         // Standby readers first: each must be attached before a reader can
         // wake it.
         for i in 0..standby.len() {
-            let (socket, handler, s) = (udp[0].clone(), handler.clone(), standby.clone());
+            let (socket, handler, s, slice) = (udp[0].clone(), handler.clone(), standby.clone(), slice.clone());
             let thread = spawn_udp(
                 format!("dns-udp-sb{i}"),
-                Box::new(move || udp::serve_standby(&socket, &handler, &s, i)),
+                Box::new(move || udp::serve_standby(&socket, &handler, &s, i, &slice)),
             )?;
             standby.attach(i, thread.thread().clone());
         }
         for (i, socket) in udp.into_iter().enumerate() {
-            let (handler, s) = (handler.clone(), standby.clone());
+            let (handler, s, slice) = (handler.clone(), standby.clone(), slice.clone());
             spawn_udp(
                 format!("dns-udp-{i}"),
-                Box::new(move || udp::serve(&socket, &handler, &s)),
+                Box::new(move || udp::serve(&socket, &handler, &s, &slice)),
             )?;
         }
         let (tcp_failed_tx, mut tcp_failed_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -229,6 +225,7 @@ impl DnsServer {
             Some(e) = tcp_failed_rx.recv() => Err(anyhow!(e).context(format!("TCP {local_addr} failed"))),
             Some(e) = failed_rx.recv() => Err(anyhow!(e).context(format!("a UDP reader on {local_addr} failed"))),
             () = sampler => unreachable!("the drop counter runs forever"),
+            () = slice_watch => unreachable!("the slice switch is watched forever"),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! parked until a backlog wakes them (see [`super::standby`]). Packets that
 //! must get no reply are dropped here, before any parsing; short ones and
 //! responses are counted (`meshdns_dns_dropped_total`), those from port 0
-//! or from a peer without an IP address are not.
+//! or from a peer without an IP address are not. Between batches each
+//! reader follows the scheduler-slice switch ([`super::slice`]).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -15,6 +16,7 @@ use tracing::{debug, warn};
 use super::edns::EDNS_PAYLOAD;
 use super::handler::{Handler, parse};
 use super::metrics::{Proto, UdpRecorder};
+use super::slice::SliceSwitch;
 use super::standby::{self, Standby};
 use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
 
@@ -24,10 +26,12 @@ use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
 /// comes with it, up to [`crate::sys::mmsg::BATCH`], and the replies leave
 /// together. A full batch means more may be queued: it wakes one of
 /// `standby`'s readers, if any sleeps.
-pub fn serve(socket: &UdpSocket, handler: &Handler, standby: &Standby) -> io::Result<()> {
+pub fn serve(socket: &UdpSocket, handler: &Handler, standby: &Standby, slice: &SliceSwitch) -> io::Result<()> {
     socket.set_nonblocking(false)?;
+    let mut slice = slice.reader();
     let mut batch = Batch::new(handler);
     loop {
+        slice.follow();
         let Some(n) = received(batch.rx.recv(socket))? else {
             continue;
         };
@@ -43,11 +47,19 @@ pub fn serve(socket: &UdpSocket, handler: &Handler, standby: &Standby) -> io::Re
 /// same socket without blocking as [`serve`] does, until a read finds
 /// little or nothing ([`standby::keep_reading`]), and parked again. It
 /// wakes the next standby on a full batch, so a flood brings in every core.
-pub fn serve_standby(socket: &UdpSocket, handler: &Handler, standby: &Standby, i: usize) -> io::Result<()> {
+pub fn serve_standby(
+    socket: &UdpSocket,
+    handler: &Handler,
+    standby: &Standby,
+    i: usize,
+    slice: &SliceSwitch,
+) -> io::Result<()> {
+    let mut slice = slice.reader();
     standby.wait(i);
     // Allocated on the first wake-up: a standby that never wakes costs none.
     let mut batch = Batch::new(handler);
     loop {
+        slice.follow();
         let read = match batch.rx.try_recv(socket) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             read => read,
