@@ -137,12 +137,13 @@ struct ServeArgs {
     /// A short scheduler time slice for the UDP threads (Linux 6.12 or
     /// later): `auto`, 0, or 100us to 100ms. With a short slice a thread
     /// woken by a query preempts a busy neighbour on its core at once instead
-    /// of waiting out the neighbour's slice (about 3 ms): on a 2-core VM with
-    /// both cores busy, the p99 at 20k queries/s halved. While a core is idle
-    /// it buys nothing and costs 20-40 % more CPU per query in context
-    /// switches. `auto` asks for 100us only while less than 10 % of the
-    /// machine's CPU time is idle (/proc/stat, sampled every second; back to
-    /// the kernel's above 25 %); a duration asks for it always; 0 never.
+    /// of waiting out the neighbour's slice (about 3 ms): on a busy 2-core VM
+    /// at 20k queries/s the p99 was lower in 14 of 18 rounds, by 2x or more
+    /// in 12. While a core is idle it buys nothing and costs 10-70 % more CPU
+    /// per query in context switches. `auto` asks for 100us only while less
+    /// than 25 % of the machine's CPU time is idle (/proc/stat, sampled
+    /// every 250ms; back to the kernel's above 50 %); a duration asks for it
+    /// always; 0 never.
     #[arg(long, env = "MESHDNS_UDP_SCHED_SLICE", value_name = "auto|DURATION", default_value = "auto", value_parser = parse_slice)]
     udp_sched_slice: SliceMode,
 
