@@ -6,7 +6,8 @@
 //! (`--flood --smoke`) and its TCP mode (`--tcp-probes --smoke`). The
 //! Kubernetes start-up benchmark, `benches/kube_startup.py --smoke` (500
 //! ServiceEntries in a real kube-apiserver, one meshdns start), must print
-//! its table and breakdown.
+//! its table and breakdown. `benches/slice.py` (the scheduler slice's
+//! modes at a fixed rate, a CPU hog beside) must print its medians.
 //!
 //! They need knotd, dnsperf and that example, or kube-apiserver and etcd, so
 //! they are `#[ignore]`d: with `-- --include-ignored` they run and fail if one
@@ -119,6 +120,35 @@ fn tcp_probes_smoke() {
     // meshdns closes a stalled client within its 1 s default.
     let meshdns: f64 = row.rsplit('|').next().unwrap().trim().parse().expect(row);
     assert!(meshdns < 1.5, "{row}");
+}
+
+#[test]
+#[ignore = "needs dnsperf"]
+fn slice_smoke() {
+    common::require_tool("dnsperf");
+    let output = bench_py(
+        "slice.py",
+        &[
+            "--size",
+            "200",
+            "--rounds",
+            "1",
+            "--seconds",
+            "2",
+            "--qps",
+            "2000",
+            "--hogs",
+            "1",
+        ],
+    );
+    for variant in ["slice auto", "slice 100us", "slice 0"] {
+        assert!(
+            output
+                .lines()
+                .any(|l| l.trim_start().starts_with(variant) && l.contains("µs/q")),
+            "no median for {variant}"
+        );
+    }
 }
 
 #[test]
