@@ -1,6 +1,6 @@
 //! When the UDP readers ask for a short scheduler slice
 //! (`--udp-sched-slice`, [`crate::sys::sched`]): never, always, or by
-//! default (`auto`) only while the machine's CPUs are nearly all busy.
+//! default (`auto`) only while the machine's CPUs are mostly busy.
 //!
 //! A short slice lets a woken reader preempt a busy neighbour at once, which
 //! keeps the latency tail short when the cores are contended. When a core
