@@ -268,6 +268,8 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// A UDP socket for `addr` that sends answers whole with DF set, whatever
+/// ICMP says ([`crate::sys::pmtu`]).
 fn udp_socket(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_port(true)?;
@@ -282,5 +284,18 @@ fn udp_socket(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<std::net:
         );
     }
     socket.bind(&addr.into())?;
-    Ok(socket.into())
+    let socket: std::net::UdpSocket = socket.into();
+    crate::sys::pmtu::ignore_path_mtu(&socket)?;
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_sockets_ignore_spoofable_path_mtu() {
+        let socket = udp_socket("127.0.0.1:0".parse().unwrap(), 208 * 1024).unwrap();
+        assert!(crate::sys::pmtu::ignores_path_mtu(&socket).unwrap());
+    }
 }

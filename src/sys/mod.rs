@@ -3,6 +3,7 @@
 //! is sound.
 
 pub mod mmsg;
+pub mod pmtu;
 pub mod prefetch;
 pub mod sched;
 pub mod sockstat;
