@@ -19,9 +19,23 @@ use std::mem;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 
-const V4: (libc::c_int, libc::c_int, libc::c_int) = (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE);
-const V6: (libc::c_int, libc::c_int, libc::c_int) =
-    (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE);
+/// One family's option: where it lives and the value that turns it on.
+struct Opt {
+    level: libc::c_int,
+    name: libc::c_int,
+    probe: libc::c_int,
+}
+
+const V4: Opt = Opt {
+    level: libc::IPPROTO_IP,
+    name: libc::IP_MTU_DISCOVER,
+    probe: libc::IP_PMTUDISC_PROBE,
+};
+const V6: Opt = Opt {
+    level: libc::IPPROTO_IPV6,
+    name: libc::IPV6_MTU_DISCOVER,
+    probe: libc::IPV6_PMTUDISC_PROBE,
+};
 
 /// Sends every datagram of `socket` whole, with DF, whatever ICMP said.
 /// An IPv6 socket also gets the IPv4 setting, which its IPv4-mapped peers
@@ -44,14 +58,14 @@ pub fn ignores_path_mtu(socket: &UdpSocket) -> io::Result<bool> {
     get(socket, opt)
 }
 
-fn set(socket: &UdpSocket, (level, name, value): (libc::c_int, libc::c_int, libc::c_int)) -> io::Result<()> {
+fn set(socket: &UdpSocket, opt: Opt) -> io::Result<()> {
     // SAFETY: see the module docs.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
+            opt.level,
+            opt.name,
+            (&opt.probe as *const libc::c_int).cast(),
             mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -61,15 +75,16 @@ fn set(socket: &UdpSocket, (level, name, value): (libc::c_int, libc::c_int, libc
     Ok(())
 }
 
-fn get(socket: &UdpSocket, (level, name, want): (libc::c_int, libc::c_int, libc::c_int)) -> io::Result<bool> {
+/// Whether `opt` is set to its probe value on `socket`.
+fn get(socket: &UdpSocket, opt: Opt) -> io::Result<bool> {
     let mut value: libc::c_int = -1;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: see the module docs.
     let rc = unsafe {
         libc::getsockopt(
             socket.as_raw_fd(),
-            level,
-            name,
+            opt.level,
+            opt.name,
             (&mut value as *mut libc::c_int).cast(),
             &mut len,
         )
@@ -77,7 +92,7 @@ fn get(socket: &UdpSocket, (level, name, want): (libc::c_int, libc::c_int, libc:
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(value == want)
+    Ok(value == opt.probe)
 }
 
 #[cfg(test)]
