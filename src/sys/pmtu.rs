@@ -99,13 +99,13 @@ fn get(socket: &UdpSocket, opt: Opt) -> io::Result<bool> {
 mod tests {
     use super::*;
 
-    fn mk_socket(addr: &str) -> Option<UdpSocket> {
-        UdpSocket::bind(addr).ok()
+    fn mk_socket(addr: &str) -> UdpSocket {
+        UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"))
     }
 
     #[test]
     fn the_default_honours_icmp_and_ours_does_not() {
-        let v4 = mk_socket("127.0.0.1:0").unwrap();
+        let v4 = mk_socket("127.0.0.1:0");
         assert!(!ignores_path_mtu(&v4).unwrap());
         ignore_path_mtu(&v4).unwrap();
         assert!(ignores_path_mtu(&v4).unwrap());
@@ -113,10 +113,7 @@ mod tests {
 
     #[test]
     fn so_does_an_ipv6_socket_for_both_families() {
-        let Some(v6) = mk_socket("[::1]:0") else {
-            eprintln!("skipped: no IPv6 loopback here");
-            return;
-        };
+        let v6 = mk_socket("[::1]:0");
         assert!(!ignores_path_mtu(&v6).unwrap());
         ignore_path_mtu(&v6).unwrap();
         assert!(ignores_path_mtu(&v6).unwrap());
