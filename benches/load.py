@@ -109,6 +109,7 @@ import argparse
 import atexit
 import ctypes
 import datetime
+import hashlib
 import json
 import os
 import random
@@ -950,6 +951,15 @@ def halt_poll_ns():
         return None
 
 
+def sha256_prefix(path):
+    """The first 12 hex digits of a file's SHA-256: tells builds apart."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
 def machine_info(args, meshdns):
     cpu = "?"
     try:
@@ -972,6 +982,7 @@ def machine_info(args, meshdns):
         "guest_halt_poll_ns": halt_poll_ns(),
         "server_cpus": sorted(args.server_cpus) if args.server_cpus else None,
         "client_cpus": sorted(args.client_cpus) if args.client_cpus else None,
+        "sha256": {},  # per variant, of the binary it ran (filled in with the copies)
     }
 
 
@@ -1162,14 +1173,18 @@ def main():
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="meshdns-load-")
     os.makedirs(workdir, exist_ok=True)
-    # A private copy, so that a rebuild during the run cannot mix binaries.
-    copy = os.path.join(workdir, "meshdns")
-    shutil.copy2(meshdns, copy)
+    # Private copies, so that a rebuild during the run cannot mix binaries:
+    # one per distinct binary (variants of one build share theirs).
+    copies = {}
     for s in servers[1:]:
-        if isinstance(s, Meshdns):
-            s.binary = copy
-        else:
-            s.binary = shutil.copy2(s.binary, os.path.join(workdir, "udp_floor"))
+        source = s.binary
+        if source not in copies:
+            name = ("udp_floor" if isinstance(s, Floor) else "meshdns" if source == meshdns
+                    else "meshdns-base")
+            copy = shutil.copy2(source, os.path.join(workdir, name))
+            copies[source] = copy, sha256_prefix(copy)
+        s.binary, info["sha256"][s.label] = copies[source]
+        print(f"  {s.label}: {source}, sha256 {info['sha256'][s.label]}")
     started = time.monotonic()
     results = []
     try:

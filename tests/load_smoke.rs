@@ -1,7 +1,8 @@
 //! Smoke tests of the benchmarks against this build's binary. The load
 //! benchmark, with Knot DNS as reference: `benches/load.py --smoke` (200
 //! names, 2 s dnsperf runs) must finish, exit 0 and print the meshdns/Knot
-//! table, with the latency floor (`benches/udp_floor.rs`, built by
+//! table, with a `--baseline` build run as a binary of its own, and with the
+//! latency floor (`benches/udp_floor.rs`, built by
 //! `cargo build --release --example udp_floor`); so must its flood mode
 //! (`--flood --smoke`) and its TCP mode (`--tcp-probes --smoke`). The
 //! Kubernetes start-up benchmark, `benches/kube_startup.py --smoke` (500
@@ -79,9 +80,32 @@ fn load_smoke() {
         "{} not built (cargo build --release --example udp_floor)",
         floor.display()
     );
-    let output = load_py(&["--smoke"]);
+    // --baseline runs a build of its own: here a script that execs this
+    // build, so its digest differs while its answers stay right.
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = dir.path().join("baseline");
+    std::fs::write(
+        &baseline,
+        format!("#!/bin/sh\nexec '{}' \"$@\"\n", env!("CARGO_BIN_EXE_meshdns")),
+    )
+    .unwrap();
+    std::fs::set_permissions(&baseline, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let output = load_py(&["--smoke", "--baseline", baseline.to_str().unwrap()]);
     // The default variant runs the binary's default flags: --workers auto.
     assert!(output.contains("meshdns-auto/Knot"), "no meshdns-auto/Knot ratio table");
+    assert!(output.contains("meshdns-base/Knot"), "no meshdns-base/Knot ratio table");
+    let digest = |label: &str| {
+        let line = output
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{label}: ")))
+            .unwrap_or_else(|| panic!("no line naming {label}'s binary"));
+        line.rsplit("sha256 ").next().unwrap().trim().to_string()
+    };
+    assert_ne!(
+        digest("meshdns-auto"),
+        digest("meshdns-base"),
+        "--baseline ran the same binary"
+    );
     assert!(
         output.lines().any(|l| l.starts_with("CPU µs/query")),
         "no CPU µs/query row"
