@@ -1,6 +1,7 @@
 //! Operations, with the release binary: graceful shutdown, the metrics
-//! exposition checked by `promtool` and scraped by a real Prometheus, and
-//! overload (a TCP connection flood, a UDP flood from dnsperf).
+//! exposition checked by `promtool` and scraped by a real Prometheus,
+//! overload (a TCP connection flood, a UDP flood from dnsperf), and how the
+//! binary is linked (packed relocations, which keep its RSS down).
 
 #[path = "e2e/common.rs"]
 mod common;
@@ -315,4 +316,53 @@ fn udp_flood_is_bounded_counted_and_legitimate_queries_answered() {
         "RSS grew from {rss_before} to {rss_max} KiB"
     );
     assert!(m.ready());
+}
+
+/// build.rs packs the binary's relative relocations (DT_RELR) when the build
+/// machine's glibc applies them (2.36 on); `readelf` shows what was linked.
+#[test]
+#[ignore = "needs readelf"]
+fn relocations_are_packed_where_glibc_applies_them() {
+    let readelf = require_tool("readelf");
+    let readelf = |flag: &str| {
+        let out = Command::new(&readelf)
+            .args([flag, env!("CARGO_BIN_EXE_meshdns")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "readelf {flag}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // "glibc 2.36"; nothing on a C library other than glibc.
+    let glibc = Command::new("getconf").arg("GNU_LIBC_VERSION").output().unwrap();
+    let glibc = String::from_utf8_lossy(&glibc.stdout).trim().to_string();
+    let version = glibc.strip_prefix("glibc ").and_then(|v| {
+        let (major, minor) = v.split_once('.')?;
+        Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?))
+    });
+    let packed = env!("MESHDNS_LINKED_RELR") == "1";
+    if std::env::var_os("MESHDNS_RELR").is_none() {
+        assert_eq!(packed, version.is_some_and(|v| v >= (2, 36)), "{glibc:?}");
+    }
+    let dynamic = readelf("-dW");
+    assert_eq!(dynamic.contains("(RELR)"), packed, "{dynamic}");
+    // What stays in .rela.dyn: relocations against symbols, a few KiB.
+    let sections = readelf("-SW");
+    let rela = sections
+        .lines()
+        .find(|l| l.contains(" .rela.dyn "))
+        .map(|l| {
+            let size = l
+                .split(" .rela.dyn ")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .nth(3)
+                .unwrap();
+            u64::from_str_radix(size, 16).unwrap()
+        })
+        .unwrap_or(0);
+    println!("{glibc:?}: RELR {packed}, .rela.dyn {rela} bytes");
+    if packed {
+        assert!(rela < 64 << 10, ".rela.dyn is {rela} bytes:\n{sections}");
+    }
 }
