@@ -107,7 +107,7 @@ impl std::fmt::Display for EntryId {
 /// index keeps its own, and sources building a big batch use one so the
 /// batch does not hold a copy per entry until the index replaces it.
 #[derive(Debug, Default)]
-pub struct Namespaces(HashSet<Arc<str>>);
+pub struct Namespaces(HashSet<Arc<str>, foldhash::quality::RandomState>);
 
 impl Namespaces {
     /// [`Self::intern`] from text: a new copy only for a namespace not seen
