@@ -423,6 +423,8 @@ impl Index {
         let stale: Vec<EntryId> = if w.entries.of(source).next().is_none() {
             // A first load: nothing to compare with, and room made at once.
             w.entries.reserve(source, entries.len());
+            w.nodes
+                .reserve(entries.iter().flat_map(|e| e.hosts.iter().map(|h| h.name.as_str())));
             Vec::new()
         } else {
             let listed: HashSet<(&str, &str)> = entries.iter().map(|e| (&*e.id.namespace, &*e.id.name)).collect();

@@ -187,9 +187,9 @@ impl Shard {
         }
     }
 
-    /// A fresh table of `slots` (free ones skipped) sized for `live` names.
-    fn rebuilt<'a>(slots: impl Iterator<Item = &'a Slot>, live: usize, hash: impl Fn(&str) -> u64) -> Self {
-        let mut out = vec![Slot::default(); Self::capacity(live)];
+    /// A fresh table of `slots` (free ones skipped) sized for `names` names.
+    fn rebuilt<'a>(slots: impl Iterator<Item = &'a Slot>, names: usize, hash: impl Fn(&str) -> u64) -> Self {
+        let mut out = vec![Slot::default(); Self::capacity(names)];
         for slot in slots.filter(|s| !s.key.is_empty()) {
             let i = vacant(&out, hash(&slot.key));
             out[i] = slot.clone();
@@ -217,6 +217,15 @@ impl Shard {
         }
         let slots = self.slots_mut();
         slots[vacant(slots, hash)] = Slot { key: name.into(), node };
+    }
+
+    /// Room for `more` names beyond the live ones, so that inserting them
+    /// rebuilds the table once here, not every few names on the way.
+    fn reserve(&mut self, more: usize, rehash: impl Fn(&str) -> u64) {
+        let live = self.live();
+        if !Self::fits(live + more, self.0.len()) {
+            *self = Self::rebuilt(self.0.iter(), live + more, &rehash);
+        }
     }
 
     fn remove(&mut self, hash: u64, name: &str, rehash: impl Fn(&str) -> u64) {
@@ -340,6 +349,23 @@ impl Nodes {
             .insert(hash, name, node, |k| hasher.hash_one(k.as_bytes()));
     }
 
+    /// Makes room for `names` before they are inserted (a bulk load): each
+    /// small table grows once to its final size instead of being rebuilt
+    /// every few names. A name already present or listed twice counts as a
+    /// new one: at worst its table is a little roomier.
+    pub fn reserve<'a>(&mut self, names: impl Iterator<Item = &'a str>) {
+        let mut counts = vec![0usize; FAN * FAN];
+        for name in names {
+            let (t, m) = place(self.hash(name.as_bytes()));
+            counts[t * FAN + m] += 1;
+        }
+        let hasher = self.hasher.clone();
+        for (i, &more) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+            self.shard_mut(i / FAN, i % FAN)
+                .reserve(more, |k| hasher.hash_one(k.as_bytes()));
+        }
+    }
+
     pub fn remove(&mut self, name: &str) {
         let hash = self.hash(name.as_bytes());
         let (t, m) = place(hash);
@@ -358,6 +384,34 @@ mod tests {
 
     fn mk_node(i: u32) -> Node {
         Node::new(vec![std::net::Ipv4Addr::from(i)], vec![], None, 0)
+    }
+
+    fn mk_shard_lens(nodes: &Nodes) -> Vec<usize> {
+        nodes.top.iter().flat_map(|mid| mid.iter()).map(|s| s.0.len()).collect()
+    }
+
+    /// After `reserve`, inserting the names it was given (one listed twice,
+    /// one already present) rebuilds no small table.
+    #[test]
+    fn reserved_names_go_in_without_a_rebuild() {
+        let mut nodes = Nodes::default();
+        nodes.insert("svc0.global", mk_node(0));
+        let names: Vec<String> = (0..50_000).map(|i| format!("svc{i}.global")).collect();
+        nodes.reserve(names.iter().chain(&names[..10]).map(String::as_str));
+        let reserved = mk_shard_lens(&nodes);
+        for (i, name) in names.iter().enumerate() {
+            nodes.insert(name, mk_node(i as u32));
+        }
+        let grown = mk_shard_lens(&nodes)
+            .iter()
+            .zip(&reserved)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(grown, 0, "small tables rebuilt after the reserve");
+        assert_eq!(nodes.iter().count(), names.len());
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(nodes.get(name), Some(&mk_node(i as u32)), "{name}");
+        }
     }
 
     /// Random inserts and removes over few names, so that shards fill,
