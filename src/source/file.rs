@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use hashbrown::HashTable;
 use notify::event::{EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 use prometheus::IntCounter;
@@ -454,9 +455,14 @@ pub fn load_each(
     let (runs, _ignored) = manifest::parse_runs(text, threads, |se, out: &mut Vec<(Entry, Vec<Skipped>)>| {
         out.push(index.convert(&source, &se));
     })?;
-    let mut seen = HashSet::with_hasher(foldhash::quality::RandomState::default());
+    let total = runs.iter().map(Vec::len).sum();
     let mut namespaces = Namespaces::default();
-    let mut entries = Vec::with_capacity(runs.iter().map(Vec::len).sum());
+    let mut entries: Vec<Entry> = Vec::with_capacity(total);
+    // Positions in `entries` by namespace and name (one file, one source):
+    // a repeat is found without keeping a copy of every id.
+    let hasher = foldhash::quality::RandomState::default();
+    let key = |e: &Entry| hasher.hash_one((&*e.id.namespace, e.id.name.as_str()));
+    let mut seen: HashTable<usize> = HashTable::with_capacity(total);
     for (run, list) in runs.into_iter().enumerate() {
         for (entry, left_out) in list {
             // Runs after the first were read on threads that have ended:
@@ -465,10 +471,14 @@ pub fn load_each(
             // One copy per namespace: the index keeps its own, and many
             // short-lived ones would leave holes between the entries it keeps.
             entry.id.namespace = namespaces.intern_str(&entry.id.namespace);
-            if !seen.insert(entry.id.clone()) {
+            let hash = key(&entry);
+            let same =
+                |&i: &usize| entries[i].id.namespace == entry.id.namespace && entries[i].id.name == entry.id.name;
+            if seen.find(hash, same).is_some() {
                 warn!(file = %file.display(), entry = %entry.id, "ServiceEntry defined twice in one file; the first one is used");
                 continue;
             }
+            seen.insert_unique(hash, entries.len(), |&i| key(&entries[i]));
             if !left_out.is_empty() {
                 skipped(&entry, left_out);
             }
@@ -488,6 +498,38 @@ fn hash(text: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mk_doc(namespace: &str, name: &str, address: &str) -> String {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}, namespace: {namespace}}}\n\
+             spec: {{hosts: [{name}.{namespace}.global], addresses: [{address}], resolution: DNS}}\n"
+        )
+    }
+
+    /// A repeat of a namespace and name keeps the first, whichever parse
+    /// thread read each (the file is big enough to be read in parallel);
+    /// the same name in another namespace is another entry.
+    #[test]
+    fn an_entry_defined_twice_in_one_file_keeps_the_first() {
+        let mut docs = vec![mk_doc("ns", "dup", "240.0.0.1"), mk_doc("other", "dup", "240.0.0.2")];
+        while docs.iter().map(String::len).sum::<usize>() < 2 * PARALLEL_BYTES {
+            docs.push(mk_doc("ns", &format!("svc{}", docs.len()), "240.0.1.1"));
+        }
+        docs.push(mk_doc("ns", "dup", "240.0.0.3"));
+        let text = docs.join("---\n");
+        let index = crate::index::testing::mk_index();
+        let entries = load(Path::new("/etc/meshdns/se.yaml"), &text, &index).unwrap();
+        assert_eq!(entries.len(), docs.len() - 1);
+        let dups: Vec<_> = entries
+            .iter()
+            .filter(|e| e.id.name == "dup")
+            .map(|e| (&*e.id.namespace, e.hosts[0].addrs[0].to_string()))
+            .collect();
+        assert_eq!(
+            dups,
+            [("ns", "240.0.0.1".to_string()), ("other", "240.0.0.2".to_string())]
+        );
+    }
 
     #[test]
     fn files_over_the_cap_are_refused() {
