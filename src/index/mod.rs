@@ -27,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use compact_str::CompactString;
 use smallvec::SmallVec;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub use self::convert::{Conversion, ConvertOptions, HostAddrs, PortSet, SkipReason, Skipped, SrvPort};
 use self::metrics::IndexMetrics;
@@ -192,6 +192,10 @@ struct Writer {
     /// With reverse zones only: which entries list each address for which
     /// host (the writer's side of `ptr`, changed in place, never copied).
     owners: Option<HashMap<IpAddr, Owners>>,
+    /// How many names with records each ancestor gained (or lost, if
+    /// negative) since the last publish, applied by
+    /// [`Writer::apply_below`].
+    below_pending: HashMap<CompactString, i64, foldhash::quality::RandomState>,
     /// Not served PTR: shared by every entry without addresses.
     default_address: Option<IpAddr>,
     ptr: PtrMap,
@@ -237,6 +241,7 @@ impl Index {
             stats: Stats::default(),
             serial,
             touched: HashMap::new(),
+            below_pending: HashMap::default(),
             owners: None,
             default_address,
             ptr: PtrMap::default(),
@@ -463,6 +468,7 @@ impl Index {
     }
 
     fn publish(&self, w: &mut Writer) {
+        w.apply_below();
         w.serial = next_serial(w.serial);
         w.stats.entries = w.entries.len();
         w.stats.ptr_capped = w.ptr_capped.len();
@@ -718,11 +724,36 @@ impl Writer {
         }
         self.store(name, node);
         if had != has {
+            let delta = if has { 1 } else { -1 };
             for ancestor in name::ancestors(name) {
-                let node = self.nodes.get(ancestor).cloned().unwrap_or_default();
-                let below = if has { node.below() + 1 } else { node.below() - 1 };
-                self.store(ancestor, node.with_below(below));
+                match self.below_pending.get_mut(ancestor) {
+                    Some(d) => *d += delta,
+                    None => {
+                        self.below_pending.insert(ancestor.into(), delta);
+                    }
+                }
             }
+        }
+    }
+
+    /// Brings the ancestors' counts of names below them up to date, once
+    /// per batch (before a publish) instead of once per name that gained or
+    /// lost its records: a first load of 100k names under 100 namespaces
+    /// rewrites 101 nodes here, not 200k. A node's stored count plus its
+    /// pending change is its count, so a node rewritten meanwhile (its own
+    /// records changed, or it was dropped as empty) comes out right.
+    fn apply_below(&mut self) {
+        for (name, delta) in std::mem::take(&mut self.below_pending) {
+            if delta == 0 {
+                continue;
+            }
+            let node = self.nodes.get(&name).cloned().unwrap_or_default();
+            let below = i64::from(node.below()) + delta;
+            let below = u32::try_from(below).unwrap_or_else(|_| {
+                error!(%name, below, "names below a name counted wrong; taking 0");
+                0
+            });
+            self.store(&name, node.with_below(below));
         }
     }
 

@@ -815,3 +815,54 @@ fn ptr_hosts_per_address_are_capped_and_the_cap_is_counted() {
         (reverse::MAX_PTR_PER_ADDRESS, 0)
     );
 }
+
+/// Every node's count of names with records strictly below it, recounted
+/// from the published table, and no node that is neither a name with
+/// records nor above one.
+fn assert_below_counts(index: &Index) {
+    let table = index.table();
+    let with_records: Vec<&str> = table
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.has_records())
+        .map(|(k, _)| k)
+        .collect();
+    for (name, node) in table.nodes.iter() {
+        let below = with_records
+            .iter()
+            .filter(|r| name::ancestors(r).any(|a| a == name))
+            .count();
+        assert_eq!(node.below() as usize, below, "{name}");
+        assert!(node.has_records() || below > 0, "{name} left behind");
+    }
+}
+
+/// Ancestor counts are applied once per batch: a batch that gives a name
+/// records and its parent records too, one that empties the parent while
+/// its child stays, and one that moves the child away, all end with the
+/// counts a recount gives.
+#[test]
+fn names_below_are_counted_across_batches() {
+    let index = mk_index();
+    let source = SourceId::Kube(None);
+    let child = mk_entry("ns/child", None, &[("a.b.c.global", &["240.0.0.1"])]);
+    let parent = mk_entry("ns/parent", None, &[("b.c.global", &["240.0.0.2"])]);
+    index.reset(&source, vec![child.clone(), parent.clone()]);
+    assert_below_counts(&index);
+    assert_eq!(resolve(&index, "b.c.global."), "240.0.0.2");
+    assert_eq!(resolve(&index, "c.global."), "NODATA");
+    // The parent loses its records, the child stays.
+    index.reset(&source, vec![child.clone()]);
+    assert_below_counts(&index);
+    assert_eq!(resolve(&index, "b.c.global."), "NODATA");
+    // The child moves elsewhere and the parent comes back, in one batch.
+    let moved = mk_entry("ns/child", None, &[("x.y.global", &["240.0.0.1"])]);
+    index.reset(&source, vec![moved, parent]);
+    assert_below_counts(&index);
+    assert_eq!(resolve(&index, "a.b.c.global."), "NXDOMAIN");
+    assert_eq!(resolve(&index, "b.c.global."), "240.0.0.2");
+    assert_eq!(resolve(&index, "y.global."), "NODATA");
+    index.reset(&source, Vec::new());
+    assert_below_counts(&index);
+    assert!(index.table().nodes.iter().next().is_none(), "no node left behind");
+}
