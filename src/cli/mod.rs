@@ -91,11 +91,13 @@ struct ServeArgs {
     ///
     /// `auto`: one socket on --dns-addr and one thread blocking on it, plus
     /// a standby reader per other CPU core, parked. A standby wakes only
-    /// when a read finds a full batch (32 datagrams: a backlog), reads the
-    /// same socket while it stays busy, and parks again. So at moderate
-    /// rates meshdns runs one thread, and under a flood every core drains
-    /// the queue (meshdns_dns_udp_standby_wakeups_total counts the
-    /// wake-ups).
+    /// when 16 reads in a row each find a full batch (32 datagrams: a
+    /// backlog that lasts), or at once when the kernel drops a datagram
+    /// for a full queue; it reads the same socket while it stays busy, and
+    /// parks again. So at moderate rates, and through bursts one core
+    /// clears within a millisecond, meshdns runs one thread, and under a
+    /// flood every core drains the queue
+    /// (meshdns_dns_udp_standby_wakeups_total counts the wake-ups).
     ///
     /// N: N sockets sharing --dns-addr (SO_REUSEPORT: the kernel spreads
     /// clients over them), a thread each, all always on.

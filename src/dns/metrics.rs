@@ -298,7 +298,7 @@ impl DnsMetrics {
         let standby = StandbyMetrics {
             wakeups: IntCounter::new(
                 "meshdns_dns_udp_standby_wakeups_total",
-                "Standby UDP readers woken because a reader found a backlog (--workers auto)",
+                "Standby UDP readers woken because a reader found a lasting backlog or a full queue (--workers auto)",
             )?,
             awake: IntGauge::new(
                 "meshdns_dns_udp_standby_awake",

@@ -40,7 +40,8 @@ const DROPS_SAMPLE: Duration = Duration::from_secs(1);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workers {
     /// `auto`: one socket, one thread blocking on it, and `standby` more
-    /// threads parked until it has a backlog. At moderate rates this costs
+    /// threads parked until it has a backlog that lasts or overflows
+    /// ([`standby::Backlog`]). At moderate rates this costs
     /// what one thread does; under a flood every core drains the queue.
     Auto { standby: usize },
     /// N `SO_REUSEPORT` sockets (the kernel spreads clients over them), a

@@ -1,8 +1,8 @@
 //! The standby readers of `--workers auto`: threads parked beside the one
 //! UDP socket's primary reader, woken one at a time when a reader finds a
-//! backlog, and parked again once the queue is drained. This module owns
-//! when to wake and when to park, and the bookkeeping of who is awake;
-//! [`super::udp`] does the reading.
+//! backlog that lasts or a queue that overflows, and parked again once the
+//! queue is drained. This module owns when to wake and when to park, and
+//! the bookkeeping of who is awake; [`super::udp`] does the reading.
 //!
 //! A parked standby costs nothing: it waits in `std::thread::park`, with no
 //! timer, so an idle or moderately loaded server runs one UDP thread.
@@ -14,10 +14,46 @@ use std::thread::Thread;
 use super::metrics::StandbyMetrics;
 use crate::sys::mmsg::BATCH;
 
-/// A read of `n` datagrams filled the batch, so the kernel may hold more:
-/// a backlog that another reader could take from.
-pub fn backlog(n: usize) -> bool {
-    n >= BATCH
+/// Full reads in a row after which a reader wakes a standby even though
+/// nothing is lost: 16 batches, 512 datagrams, well under a millisecond of
+/// one core's work. A shorter backlog is one reader's to clear: a second
+/// reader on the same queue costs wake-ups and contention on the socket
+/// that, with no idle core (saturation on two cores), cost more than it
+/// saves (`load.py`, see the README's "Why `--workers auto`").
+pub const PATIENCE: u32 = 16;
+
+/// When one reader's reads call for another reader: the kernel dropped a
+/// datagram for a full queue since this reader's last full read (a flood:
+/// wake at once), or [`PATIENCE`] reads in a row filled the batch (a
+/// backlog that lasts). Each reader keeps its own.
+#[derive(Default)]
+pub struct Backlog {
+    full_reads: u32,
+    /// The socket's drop count at this reader's last full read.
+    drops: Option<u32>,
+}
+
+impl Backlog {
+    /// Records a read of `n` datagrams; true when it should wake a
+    /// standby. `drops` reads the socket's drop count (only after a full
+    /// read, so a reader that keeps up makes no extra system call); `None`
+    /// where the kernel does not say, and then only patience wakes.
+    pub fn wake(&mut self, n: usize, drops: impl FnOnce() -> Option<u32>) -> bool {
+        if n < BATCH {
+            self.full_reads = 0;
+            return false;
+        }
+        self.full_reads += 1;
+        let dropped = match drops() {
+            Some(now) => self.drops.replace(now).is_some_and(|seen| seen != now),
+            None => false,
+        };
+        if dropped || self.full_reads >= PATIENCE {
+            self.full_reads = 0;
+            return true;
+        }
+        false
+    }
 }
 
 /// A standby reads on while each read still finds at least half a batch;
@@ -149,12 +185,50 @@ mod tests {
         }
     }
 
+    fn mk_backlog() -> Backlog {
+        Backlog::default()
+    }
+
     #[test]
-    fn only_a_full_batch_is_a_backlog() {
-        assert!(backlog(BATCH));
-        assert!(!backlog(BATCH - 1));
-        assert!(!backlog(1));
-        assert!(!backlog(0));
+    fn a_backlog_wakes_once_it_lasts() {
+        let mut b = mk_backlog();
+        let quiet = || Some(7);
+        for read in 1..PATIENCE {
+            assert!(!b.wake(BATCH, quiet), "woke after {read} full reads");
+        }
+        assert!(b.wake(BATCH, quiet), "{PATIENCE} full reads in a row");
+        // Counting starts again, and a short read breaks the run.
+        for _ in 1..PATIENCE {
+            assert!(!b.wake(BATCH, quiet));
+        }
+        assert!(!b.wake(BATCH - 1, quiet));
+        assert!(!b.wake(BATCH, quiet));
+    }
+
+    #[test]
+    fn a_drop_wakes_at_once() {
+        let mut b = mk_backlog();
+        // The first full read only learns the count: old drops wake no one.
+        assert!(!b.wake(BATCH, || Some(100)));
+        assert!(!b.wake(BATCH, || Some(100)));
+        assert!(b.wake(BATCH, || Some(101)), "a new drop");
+        assert!(!b.wake(BATCH, || Some(101)));
+        // The count wraps.
+        let mut b = mk_backlog();
+        assert!(!b.wake(BATCH, || Some(u32::MAX)));
+        assert!(b.wake(BATCH, || Some(0)));
+    }
+
+    #[test]
+    fn short_reads_ask_nothing_of_the_socket() {
+        let mut b = mk_backlog();
+        for n in [0, 1, BATCH - 1] {
+            assert!(!b.wake(n, || panic!("drops read after a read of {n}")));
+        }
+        // Where the kernel keeps no count, patience still wakes.
+        let results: Vec<bool> = (0..PATIENCE).map(|_| b.wake(BATCH, || None)).collect();
+        assert_eq!(results.iter().filter(|w| **w).count(), 1);
+        assert!(results[PATIENCE as usize - 1]);
     }
 
     #[test]

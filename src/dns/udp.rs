@@ -17,25 +17,28 @@ use super::edns::EDNS_PAYLOAD;
 use super::handler::{Handler, parse};
 use super::metrics::{Proto, UdpRecorder};
 use super::slice::SliceSwitch;
-use super::standby::{self, Standby};
+use super::standby::{self, Backlog, Standby};
 use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
+use crate::sys::sockstat::drops;
 
 /// Serves one socket on the calling thread until it fails for good. The
 /// socket blocks: the first datagram wakes this thread straight from the
 /// kernel, with no event loop in between. Everything else already queued
 /// comes with it, up to [`crate::sys::mmsg::BATCH`], and the replies leave
-/// together. A full batch means more may be queued: it wakes one of
-/// `standby`'s readers, if any sleeps.
+/// together. A backlog that lasts, or a drop, wakes one of `standby`'s
+/// readers, if any sleeps ([`standby::Backlog`]).
 pub fn serve(socket: &UdpSocket, handler: &Handler, standby: &Standby, slice: &SliceSwitch) -> io::Result<()> {
     socket.set_nonblocking(false)?;
     let mut slice = slice.reader();
     let mut batch = Batch::new(handler);
+    let mut backlog = Backlog::default();
     loop {
         slice.follow();
         let Some(n) = received(batch.rx.recv(socket))? else {
             continue;
         };
-        if standby::backlog(n) {
+        // With no standby (`--workers N`) there is nothing to decide.
+        if !standby.is_empty() && backlog.wake(n, || drops(socket).ok()) {
             standby.wake_one();
         }
         batch.answer(n, socket, handler);
@@ -46,7 +49,8 @@ pub fn serve(socket: &UdpSocket, handler: &Handler, standby: &Standby, slice: &S
 /// fails for good: parked until a reader finds a backlog, then reading the
 /// same socket without blocking as [`serve`] does, until a read finds
 /// little or nothing ([`standby::keep_reading`]), and parked again. It
-/// wakes the next standby on a full batch, so a flood brings in every core.
+/// wakes the next standby as [`serve`] does, so a flood brings in every
+/// core.
 pub fn serve_standby(
     socket: &UdpSocket,
     handler: &Handler,
@@ -58,6 +62,7 @@ pub fn serve_standby(
     standby.wait(i);
     // Allocated on the first wake-up: a standby that never wakes costs none.
     let mut batch = Batch::new(handler);
+    let mut backlog = Backlog::default();
     loop {
         slice.follow();
         let read = match batch.rx.try_recv(socket) {
@@ -67,7 +72,7 @@ pub fn serve_standby(
         let Some(n) = received(read)? else {
             continue;
         };
-        if standby::backlog(n) {
+        if backlog.wake(n, || drops(socket).ok()) {
             standby.wake_one();
         }
         batch.answer(n, socket, handler);
