@@ -91,16 +91,16 @@ impl Handler {
 
     /// The fast path for a raw UDP packet ([`super::fast`]); false when
     /// the packet needs the general path. Counted in `recorder`, which the
-    /// caller flushes.
+    /// caller flushes, and timed from its mark ([`UdpRecorder::restart`]).
     pub fn respond_fast(&self, packet: &[u8], out: &mut Vec<u8>, recorder: &mut UdpRecorder) -> bool {
         if !self.ready.synced() {
             return false;
         }
-        let start = Instant::now();
         let Some((rcode, qtype)) = super::fast::respond(packet, &self.index.load(), out) else {
             return false;
         };
-        recorder.answered(qtype, rcode, packet.len(), out.len(), start.elapsed());
+        let took = recorder.lap();
+        recorder.answered(qtype, rcode, packet.len(), out.len(), took);
         true
     }
 

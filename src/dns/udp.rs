@@ -117,6 +117,7 @@ impl Batch {
         if n > 1 {
             handler.prefetch((0..n).map(|i| self.rx.get(i).data));
         }
+        self.recorder.restart();
         for i in 0..n {
             let received = self.rx.get(i);
             let Some(src) = received.peer.socket_addr() else {
@@ -153,24 +154,27 @@ fn answer(
     if src.port() == 0 {
         return false;
     }
-    if received.truncated {
+    let replied = if received.truncated {
         // Larger than any query we answer, and we only have its start.
         debug!(%src, len = packet.len(), "oversized UDP request");
-        return handler.respond_malformed(Proto::Udp, packet, out);
-    }
-    if handler.respond_fast(packet, out, recorder) {
+        handler.respond_malformed(Proto::Udp, packet, out)
+    } else if handler.respond_fast(packet, out, recorder) {
         return true;
-    }
-    match parse(packet, src, Protocol::Udp) {
-        Ok(request) => {
-            handler.respond_udp(&request, out);
-            true
+    } else {
+        match parse(packet, src, Protocol::Udp) {
+            Ok(request) => {
+                handler.respond_udp(&request, out);
+                true
+            }
+            Err(error) => {
+                debug!(%error, %src, "malformed request");
+                handler.respond_malformed(Proto::Udp, packet, out)
+            }
         }
-        Err(error) => {
-            debug!(%error, %src, "malformed request");
-            handler.respond_malformed(Proto::Udp, packet, out)
-        }
-    }
+    };
+    // The general path times itself; the next fast answer starts here.
+    recorder.restart();
+    replied
 }
 
 fn is_transient(e: &io::Error) -> bool {
