@@ -201,9 +201,22 @@ pub fn run(data: &[u8]) {
 pub fn check(handler: &Handler, table: &Table, synced: bool, packet: &[u8]) {
     let mut fast_out = Vec::new();
     let fast = fast::respond(packet, table, &mut fast_out);
+    // A UDP reader's way: the batch looked at first (a slot used before by
+    // another packet), then answered.
+    let mut ahead = fast::Lookahead::default();
+    ahead.look_ahead(
+        1,
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x00\x00\x01\x00\x01",
+        table,
+    );
+    ahead.look_ahead(1, packet, table);
+    let mut batched = Vec::new();
+    let batched_fast = ahead.respond(1, packet, table, &mut batched);
+    assert_eq!(batched_fast, fast, "Lookahead against fast::respond");
+    if fast.is_some() {
+        assert_eq!(batched, fast_out);
+    }
     let mut udp = Vec::new();
-    // A hint only, taken for every batch of two or more: it must not panic.
-    handler.prefetch([packet]);
     let took_fast = handler.respond_fast(packet, &mut udp, &mut handler.metrics().udp_recorder());
     assert_eq!(
         took_fast,

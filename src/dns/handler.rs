@@ -22,7 +22,7 @@ use super::answer::{Reply, answer};
 use super::edns::{EDNS_PAYLOAD, udp_limit};
 use super::metrics::{DnsMetrics, DropReason, Proto, UdpRecorder};
 use crate::admin::Readiness;
-use crate::index::Index;
+use crate::index::{Index, Table};
 
 pub struct Handler {
     index: Arc<Index>,
@@ -79,28 +79,26 @@ impl Handler {
         Prepared { metadata, edns, reply }
     }
 
-    /// Starts loading what answering `packets` on the fast path will read
-    /// from the table, so that their cache misses overlap instead of
-    /// following one another.
-    pub fn prefetch<'p>(&self, packets: impl IntoIterator<Item = &'p [u8]>) {
-        let table = self.index.load();
-        for packet in packets {
-            super::fast::prefetch(packet, &table);
-        }
+    /// The table the fast path answers from; `None` until the index has
+    /// synced, when every query takes the general path. Hold it briefly: a
+    /// UDP reader holds it for one batch.
+    pub fn fast_table(&self) -> Option<arc_swap::Guard<Arc<Table>>> {
+        self.ready.synced().then(|| self.index.load())
     }
 
-    /// The fast path for a raw UDP packet ([`super::fast`]); false when
-    /// the packet needs the general path. Counted in `recorder`, which the
-    /// caller flushes, and timed from its mark ([`UdpRecorder::restart`]).
+    /// The fast path for one raw UDP packet ([`super::fast::respond`]);
+    /// false when the packet needs the general path. Counted in `recorder`,
+    /// which the caller flushes, and timed from its mark
+    /// ([`UdpRecorder::restart`]). A UDP reader does the same a batch at a
+    /// time ([`super::fast::Lookahead`]).
     pub fn respond_fast(&self, packet: &[u8], out: &mut Vec<u8>, recorder: &mut UdpRecorder) -> bool {
-        if !self.ready.synced() {
-            return false;
-        }
-        let Some((rcode, qtype)) = super::fast::respond(packet, &self.index.load(), out) else {
+        let Some(table) = self.fast_table() else {
             return false;
         };
-        let took = recorder.lap();
-        recorder.answered(qtype, rcode, packet.len(), out.len(), took);
+        let Some((rcode, qtype)) = super::fast::respond(packet, &table, out) else {
+            return false;
+        };
+        recorder.answered_now(qtype, rcode, packet.len(), out.len());
         true
     }
 

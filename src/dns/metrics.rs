@@ -203,6 +203,13 @@ impl UdpRecorder {
         });
     }
 
+    /// [`answered`](Self::answered), timed by a [`lap`](Self::lap): a fast
+    /// answer just written.
+    pub fn answered_now(&mut self, qtype: RecordType, rcode: ResponseCode, request_size: usize, response_size: usize) {
+        let took = self.lap();
+        self.answered(qtype, rcode, request_size, response_size, took);
+    }
+
     /// Adds what was counted since the last flush to the shared metrics.
     pub fn flush(&mut self) {
         let shared = &self.shared;

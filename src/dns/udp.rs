@@ -14,10 +14,12 @@ use hickory_server::net::xfer::Protocol;
 use tracing::{debug, warn};
 
 use super::edns::EDNS_PAYLOAD;
+use super::fast::Lookahead;
 use super::handler::{Handler, parse};
 use super::metrics::{Proto, UdpRecorder};
 use super::slice::SliceSwitch;
 use super::standby::{self, Backlog, Standby};
+use crate::index::Table;
 use crate::sys::mmsg::{Received, RecvBatch, SendBatch};
 use crate::sys::sockstat::drops;
 
@@ -95,11 +97,12 @@ fn received(read: io::Result<usize>) -> io::Result<Option<usize>> {
     }
 }
 
-/// One reader's buffers, a received batch and its replies, and what it
-/// counts of them.
+/// One reader's buffers, a received batch and its replies, the fast path's
+/// look at the batch, and what it counts of them.
 struct Batch {
     rx: RecvBatch,
     tx: SendBatch,
+    fast: Lookahead,
     recorder: UdpRecorder,
 }
 
@@ -108,25 +111,34 @@ impl Batch {
         Self {
             rx: RecvBatch::default(),
             tx: SendBatch::new(EDNS_PAYLOAD as usize),
+            fast: Lookahead::default(),
             recorder: handler.metrics().udp_recorder(),
         }
     }
 
     /// Answers the `n` datagrams received last and sends the replies.
     fn answer(&mut self, n: usize, socket: &UdpSocket, handler: &Handler) {
-        if n > 1 {
-            handler.prefetch((0..n).map(|i| self.rx.get(i).data));
-        }
+        // The whole batch is timed: the look ahead is part of the first
+        // fast answer's time.
         self.recorder.restart();
+        // One table for the batch, taken once.
+        let table = handler.fast_table();
+        if let Some(table) = &table {
+            for i in 0..n {
+                self.fast.look_ahead(i, self.rx.get(i).data, table);
+            }
+        }
         for i in 0..n {
             let received = self.rx.get(i);
             let Some(src) = received.peer.socket_addr() else {
                 continue;
             };
-            if answer(&received, src, handler, self.tx.buf(), &mut self.recorder) {
+            let fast = table.as_deref().map(|table| (&mut self.fast, i, &**table));
+            if answer(&received, src, handler, fast, self.tx.buf(), &mut self.recorder) {
                 self.tx.push(received.peer);
             }
         }
+        drop(table);
         // Before the replies leave, so that a client that has its answer
         // finds it counted.
         self.recorder.flush();
@@ -139,10 +151,13 @@ impl Batch {
 }
 
 /// Fills `out` with the reply to `packet`; false when there is none.
+/// `fast` is the batch's look ahead, this datagram's place in it, and the
+/// table it was taken with; `None` before the index has synced.
 fn answer(
     received: &Received<'_>,
     src: SocketAddr,
     handler: &Handler,
+    fast: Option<(&mut Lookahead, usize, &Table)>,
     out: &mut Vec<u8>,
     recorder: &mut UdpRecorder,
 ) -> bool {
@@ -158,7 +173,8 @@ fn answer(
         // Larger than any query we answer, and we only have its start.
         debug!(%src, len = packet.len(), "oversized UDP request");
         handler.respond_malformed(Proto::Udp, packet, out)
-    } else if handler.respond_fast(packet, out, recorder) {
+    } else if let Some((rcode, qtype)) = fast.and_then(|(ahead, i, table)| ahead.respond(i, packet, table, out)) {
+        recorder.answered_now(qtype, rcode, packet.len(), out.len());
         return true;
     } else {
         match parse(packet, src, Protocol::Udp) {

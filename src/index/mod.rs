@@ -35,7 +35,9 @@ pub use self::nodes::Node;
 use self::nodes::Nodes;
 use self::reverse::PtrMap;
 use self::store::Store;
-pub use self::table::{Lookup, MAX_LABELS, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Stats, Table, Zone, ZoneConfig};
+pub use self::table::{
+    Lookup, MAX_LABELS, NameKey, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Stats, Table, Zone, ZoneConfig,
+};
 use crate::serviceentry::ServiceEntry;
 
 /// Most addresses one name can carry after merging entries; long names

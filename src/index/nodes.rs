@@ -298,7 +298,7 @@ fn place(hash: u64) -> (usize, usize) {
 
 impl Nodes {
     /// Every name is hashed as bytes, whether it came as a key or a `&str`.
-    fn hash(&self, name: &[u8]) -> u64 {
+    pub(super) fn hash(&self, name: &[u8]) -> u64 {
         self.hasher.hash_one(name)
     }
 
@@ -309,16 +309,19 @@ impl Nodes {
     /// [`Nodes::get`] for a key built from a query name, which is ASCII
     /// but never checked as UTF-8.
     pub fn get_key(&self, name: &[u8]) -> Option<&Node> {
-        let hash = self.hash(name);
+        self.get_hashed(self.hash(name), name)
+    }
+
+    /// [`Nodes::get_key`] with `hash` already taken ([`Nodes::hash`]).
+    pub(super) fn get_hashed(&self, hash: u64, name: &[u8]) -> Option<&Node> {
         let (t, m) = place(hash);
         let shard = &self.top[t][m];
         shard.find(hash, name).map(|i| &shard.0[i].node)
     }
 
-    /// Starts loading the slot where [`Nodes::get_key`]`(name)` will
+    /// Starts loading the slot where [`Nodes::get_hashed`]`(hash, _)` will
     /// begin, so that the cache misses of several lookups overlap.
-    pub fn prefetch_key(&self, name: &[u8]) {
-        let hash = self.hash(name);
+    pub(super) fn prefetch_hashed(&self, hash: u64) {
         let (t, m) = place(hash);
         let slots = &self.top[t][m].0;
         if !slots.is_empty() {

@@ -99,31 +99,74 @@ pub const SOA_EXPIRE: u32 = 86400;
 /// Most labels a 255-octet name can have.
 pub const MAX_LABELS: usize = 128;
 
-/// Writes the table key for `labels` (lower-cased, dot-separated) into
-/// `buf` and returns its length; `None` when longer than any name can be.
-/// Bytes that cannot occur in a stored key become '?', so the exact lookup
-/// misses while wildcards above that label still apply.
-fn key_of(labels: &[&[u8]], buf: &mut [u8; 256]) -> Option<usize> {
-    let mut len = 0;
-    for (i, label) in labels.iter().enumerate() {
-        if len + label.len() + 1 > buf.len() {
-            return None;
+/// A query name's table key (lower-cased, dot-separated, as names are
+/// stored), built once per query, label by label, and hashed at most once:
+/// the fast path keys a query while parsing it, prefetches with the key,
+/// then looks it up. Bytes that cannot occur in a stored key become '?', so
+/// the exact lookup misses while wildcards above that label still apply.
+#[derive(Clone)]
+pub struct NameKey {
+    buf: [u8; 256],
+    /// `None` once the key outgrew any name.
+    len: Option<usize>,
+    /// The table's hash of the key, once taken.
+    hash: Option<u64>,
+}
+
+impl Default for NameKey {
+    fn default() -> Self {
+        Self {
+            buf: [0; 256],
+            len: Some(0),
+            hash: None,
         }
-        if i > 0 {
-            buf[len] = b'.';
+    }
+}
+
+impl NameKey {
+    /// Starts a new key in the same buffer.
+    pub fn clear(&mut self) {
+        self.len = Some(0);
+        self.hash = None;
+    }
+
+    /// Appends the next label (wire bytes, most specific first, no root).
+    /// A key longer than any name stays invalid: its lookup is NXDOMAIN.
+    pub fn push(&mut self, label: &[u8]) {
+        let Some(mut len) = self.len else {
+            return;
+        };
+        let dot = usize::from(len > 0);
+        if len + dot + label.len() > self.buf.len() {
+            self.len = None;
+            return;
+        }
+        if dot == 1 {
+            self.buf[len] = b'.';
             len += 1;
         }
-        let out = &mut buf[len..len + label.len()];
-        if i == 0 && *label == b"*" {
+        let out = &mut self.buf[len..len + label.len()];
+        // A leading `*` is the wildcard's own; elsewhere it is '?'.
+        if len == 0 && label == b"*" {
             out[0] = b'*';
         } else {
-            for (o, &b) in out.iter_mut().zip(*label) {
+            for (o, &b) in out.iter_mut().zip(label) {
                 *o = KEY_BYTE[usize::from(b)];
             }
         }
-        len += label.len();
+        self.len = Some(len + label.len());
     }
-    Some(len)
+
+    fn of(labels: &[&[u8]]) -> Self {
+        let mut key = Self::default();
+        labels.iter().for_each(|l| key.push(l));
+        key
+    }
+
+    /// The key's bytes, `None` when longer than any name.
+    fn bytes(&self) -> Option<&[u8]> {
+        self.len.map(|len| &self.buf[..len])
+    }
 }
 
 /// `_tcp` or `_udp`, any case: the second label of an SRV name.
@@ -191,8 +234,15 @@ impl Table {
     }
 
     /// [`Table::lookup`] for a name as wire labels (no root label), without
-    /// allocating: the DNS fast path calls this per query.
+    /// allocating.
     pub fn lookup_labels(&self, labels: &[&[u8]]) -> Lookup<'_> {
+        self.lookup_keyed(labels, &mut NameKey::of(labels))
+    }
+
+    /// [`Table::lookup_labels`] with the name's key already built from the
+    /// same labels, as the DNS fast path does while parsing a query. Its hash
+    /// is taken once, here or by [`Table::prefetch_key`], and kept in `key`.
+    pub fn lookup_keyed(&self, labels: &[&[u8]], key: &mut NameKey) -> Lookup<'_> {
         // Zones are sorted most specific first: the longest zone that
         // matches owns the name entirely, so an outer zone's wildcards never
         // reach into a zone nested in it.
@@ -207,11 +257,12 @@ impl Table {
             return self.lookup_reverse(zone, labels);
         }
 
-        let mut buf = [0u8; 256];
-        let Some(len) = key_of(labels, &mut buf) else {
+        let Some(len) = key.len else {
             return Lookup::NxDomain(zone); // longer than any name can be
         };
-        let exact = self.nodes.get_key(&buf[..len]);
+        let hash = *key.hash.get_or_insert_with(|| self.nodes.hash(&key.buf[..len]));
+        let buf = &mut key.buf;
+        let exact = self.nodes.get_hashed(hash, &buf[..len]);
         if let Some(node) = exact.filter(|n| n.has_records()) {
             return Lookup::Records(zone, node);
         }
@@ -220,23 +271,24 @@ impl Table {
             return Lookup::NoData(zone);
         }
         // `_tcp.<host>` above an SRV name is an empty non-terminal, which a
-        // wildcard covers as it covers the others. Worked out before the
-        // wildcard search writes over `buf`.
+        // wildcard covers as it covers the others.
         let srv_parent = exact.is_none() && own >= 2 && is_proto(labels[0]) && {
             let proto = |p: &SrvPort| p.proto_label().as_bytes().eq_ignore_ascii_case(labels[0]);
             self.nodes
                 .get_key(&buf[labels[0].len() + 1..len])
                 .is_some_and(|n| n.ports().iter().any(proto))
         };
-        // `*.` + each proper suffix, most specific first: writing '*' over
-        // the byte before the suffix's dot only touches labels already passed.
+        // `*.` + each proper suffix, most specific first: '*' written over
+        // the last byte of the label before the suffix's dot, then put back.
         // A covering wildcard answers empty non-terminals too, as Istio
         // matches hosts.
         let mut start = 0;
         for label in &labels[..own] {
             start += label.len() + 1;
-            buf[start - 2] = b'*';
-            if let Some(node) = self.nodes.get_key(&buf[start - 2..len]).filter(|n| n.has_records()) {
+            let kept = std::mem::replace(&mut buf[start - 2], b'*');
+            let wildcard = self.nodes.get_key(&buf[start - 2..len]).filter(|n| n.has_records());
+            buf[start - 2] = kept;
+            if let Some(node) = wildcard {
                 return Lookup::Records(zone, node);
             }
         }
@@ -252,13 +304,13 @@ impl Table {
         }
     }
 
-    /// Starts loading what [`Table::lookup_labels`]`(labels)` reads
-    /// first for a name that exists, whatever its zone: a hint, nothing
-    /// more.
-    pub fn prefetch_labels(&self, labels: &[&[u8]]) {
-        let mut buf = [0u8; 256];
-        if let Some(len) = key_of(labels, &mut buf) {
-            self.nodes.prefetch_key(&buf[..len]);
+    /// Starts loading what [`Table::lookup_keyed`]`(_, key)` reads first
+    /// for a name that exists, whatever its zone: a hint, nothing more. The
+    /// hash taken here is kept in `key` for the lookup.
+    pub fn prefetch_key(&self, key: &mut NameKey) {
+        if let Some(len) = key.len {
+            let hash = *key.hash.get_or_insert_with(|| self.nodes.hash(&key.buf[..len]));
+            self.nodes.prefetch_hashed(hash);
         }
     }
 
@@ -292,9 +344,7 @@ impl Table {
     pub fn srv(&self, qname: &Name, zone: &Zone) -> Option<&Node> {
         let labels: Vec<&[u8]> = qname.iter().collect();
         let own = labels.len().checked_sub(zone.labels.len())?;
-        let mut buf = [0u8; 256];
-        let len = key_of(&labels, &mut buf)?;
-        self.srv_host(&labels, own, &buf[..len])
+        self.srv_host(&labels, own, NameKey::of(&labels).bytes()?)
     }
 
     /// [`Table::srv`] for `labels`, `own` of them below the zone, keyed

@@ -84,6 +84,35 @@ fn wildcard_precedence() {
     assert_eq!(resolve(&index, "*.foo.global."), "240.0.0.2");
 }
 
+/// The fast path keys a name once, prefetches with the key and looks it up
+/// with it: a lookup leaves the key as it found it, wildcard search included.
+#[test]
+fn a_name_key_outlasts_its_lookups() {
+    let index = mk_index();
+    index.apply(mk_entry("foo/w", None, &[("*.foo.global", &["240.0.0.2"])]));
+    index.apply(mk_entry("foo/e", None, &[("exact.foo.global", &["240.0.0.4"])]));
+    let table = index.table();
+    for name in ["x.y.Foo.global", "EXACT.foo.global", "nope.global", "*.foo.global"] {
+        let labels: Vec<&[u8]> = name.split('.').map(str::as_bytes).collect();
+        let mut key = NameKey::default();
+        labels.iter().for_each(|l| key.push(l));
+        let fresh = format!("{:?}", table.lookup_labels(&labels));
+        table.prefetch_key(&mut key);
+        for _ in 0..2 {
+            assert_eq!(format!("{:?}", table.lookup_keyed(&labels, &mut key)), fresh, "{name}");
+        }
+    }
+    // Longer than any name: invalid for good, and NXDOMAIN in the zone.
+    let mut key = NameKey::default();
+    let long = [b'a'; 63];
+    for _ in 0..4 {
+        key.push(&long);
+    }
+    key.push(b"global");
+    let labels: [&[u8]; 5] = [&long, &long, &long, &long, b"global"];
+    assert!(matches!(table.lookup_keyed(&labels, &mut key), Lookup::NxDomain(_)));
+}
+
 #[test]
 fn empty_non_terminal_without_a_covering_wildcard_is_nodata() {
     let index = mk_index();
