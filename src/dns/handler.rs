@@ -88,8 +88,8 @@ impl Handler {
 
     /// The fast path for one raw UDP packet ([`super::fast::respond`]);
     /// false when the packet needs the general path. Counted in `recorder`,
-    /// which the caller flushes, and timed from its mark
-    /// ([`UdpRecorder::restart`]). A UDP reader does the same a batch at a
+    /// which the caller flushes, and timed with the others since its mark
+    /// ([`UdpRecorder::settle`]). A UDP reader does the same a batch at a
     /// time ([`super::fast::Lookahead`]).
     pub fn respond_fast(&self, packet: &[u8], out: &mut Vec<u8>, recorder: &mut UdpRecorder) -> bool {
         let Some(table) = self.fast_table() else {
@@ -98,7 +98,7 @@ impl Handler {
         let Some((rcode, qtype)) = super::fast::respond(packet, &table, out) else {
             return false;
         };
-        recorder.answered_now(qtype, rcode, packet.len(), out.len());
+        recorder.answered_fast(qtype, rcode, packet.len(), out.len());
         true
     }
 

@@ -118,9 +118,8 @@ impl Batch {
 
     /// Answers the `n` datagrams received last and sends the replies.
     fn answer(&mut self, n: usize, socket: &UdpSocket, handler: &Handler) {
-        // The whole batch is timed: the look ahead is part of the first
-        // fast answer's time.
-        self.recorder.restart();
+        // The look ahead is part of the fast answers' time.
+        self.recorder.settle();
         // One table for the batch, taken once.
         let table = handler.fast_table();
         if let Some(table) = &table {
@@ -169,13 +168,19 @@ fn answer(
     if src.port() == 0 {
         return false;
     }
+    if !received.truncated
+        && let Some((rcode, qtype)) = fast.and_then(|(ahead, i, table)| ahead.respond(i, packet, table, out))
+    {
+        recorder.answered_fast(qtype, rcode, packet.len(), out.len());
+        return true;
+    }
+    // The fast answers before this one are timed up to here, the next from
+    // the end of it; the general path times itself.
+    recorder.settle();
     let replied = if received.truncated {
         // Larger than any query we answer, and we only have its start.
         debug!(%src, len = packet.len(), "oversized UDP request");
         handler.respond_malformed(Proto::Udp, packet, out)
-    } else if let Some((rcode, qtype)) = fast.and_then(|(ahead, i, table)| ahead.respond(i, packet, table, out)) {
-        recorder.answered_now(qtype, rcode, packet.len(), out.len());
-        return true;
     } else {
         match parse(packet, src, Protocol::Udp) {
             Ok(request) => {
@@ -188,8 +193,7 @@ fn answer(
             }
         }
     };
-    // The general path times itself; the next fast answer starts here.
-    recorder.restart();
+    recorder.settle();
     replied
 }
 
