@@ -257,10 +257,9 @@ impl Table {
             return self.lookup_reverse(zone, labels);
         }
 
-        let Some(len) = key.len else {
+        let Some((len, hash)) = self.hashed(key) else {
             return Lookup::NxDomain(zone); // longer than any name can be
         };
-        let hash = *key.hash.get_or_insert_with(|| self.nodes.hash(&key.buf[..len]));
         let buf = &mut key.buf;
         let exact = self.nodes.get_hashed(hash, &buf[..len]);
         if let Some(node) = exact.filter(|n| n.has_records()) {
@@ -308,10 +307,16 @@ impl Table {
     /// for a name that exists, whatever its zone: a hint, nothing more. The
     /// hash taken here is kept in `key` for the lookup.
     pub fn prefetch_key(&self, key: &mut NameKey) {
-        if let Some(len) = key.len {
-            let hash = *key.hash.get_or_insert_with(|| self.nodes.hash(&key.buf[..len]));
+        if let Some((_, hash)) = self.hashed(key) {
             self.nodes.prefetch_hashed(hash);
         }
+    }
+
+    /// `key`'s length and hash, the hash taken on first use and kept (every
+    /// table of one index hashes alike); `None` when longer than any name.
+    fn hashed(&self, key: &mut NameKey) -> Option<(usize, u64)> {
+        let len = key.len?;
+        Some((len, *key.hash.get_or_insert_with(|| self.nodes.hash(&key.buf[..len]))))
     }
 
     /// [`Table::lookup_labels`] below a reverse zone's apex: an address
