@@ -210,6 +210,7 @@ pub fn check(handler: &Handler, table: &Table, synced: bool, packet: &[u8]) {
         table,
     );
     ahead.look_ahead(1, packet, table);
+    ahead.prefetch(1, table);
     let mut batched = Vec::new();
     let batched_fast = ahead.respond(1, packet, table, &mut batched);
     assert_eq!(batched_fast, fast, "Lookahead against fast::respond");

@@ -6,8 +6,9 @@
 //! Anything else, or any doubt, returns `None` and takes the general path.
 //!
 //! A UDP reader parses a whole batch first ([`Lookahead`]): each query once,
-//! its table key built in the same pass, and the key's slot prefetched, so
-//! that the batch's cache misses overlap before any is answered.
+//! its table key built in the same pass, and where the key lies in the table
+//! prefetched in two stages over the batch (the small table, then its
+//! slots), so that the batch's cache misses overlap before any is answered.
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -83,13 +84,23 @@ impl Default for Lookahead {
 }
 
 impl Lookahead {
-    /// Parses datagram `i` of a batch (below [`BATCH`]) and starts loading
-    /// what answering it will read from `table`, if the fast path takes it.
+    /// Parses datagram `i` of a batch (below [`BATCH`]) and, if the fast
+    /// path takes it, starts loading where in `table` its name will be
+    /// found (the first prefetch stage, [`Table::prefetch_key`]).
     pub fn look_ahead(&mut self, i: usize, packet: &[u8], table: &Table) {
         let (query, key) = &mut self.slots[i];
         *query = parse(packet, key);
         if query.is_some() {
             table.prefetch_key(key);
+        }
+    }
+
+    /// The second prefetch stage for datagram `i` ([`Table::prefetch_slots`]),
+    /// best once every datagram of the batch has been looked ahead at.
+    pub fn prefetch(&self, i: usize, table: &Table) {
+        let (query, key) = &self.slots[i];
+        if query.is_some() {
+            table.prefetch_slots(key);
         }
     }
 
@@ -381,6 +392,7 @@ mod tests {
             for (i, p) in batch.iter().enumerate() {
                 ahead.look_ahead(i, p, &table);
             }
+            (0..batch.len()).for_each(|i| ahead.prefetch(i, &table));
             for (i, p) in batch.iter().enumerate() {
                 let (mut one, mut batched) = (Vec::new(), Vec::new());
                 let want = respond(p, &table, &mut one);

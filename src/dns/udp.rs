@@ -126,6 +126,9 @@ impl Batch {
             for i in 0..n {
                 self.fast.look_ahead(i, self.rx.get(i).data, table);
             }
+            for i in 0..n {
+                self.fast.prefetch(i, table);
+            }
         }
         for i in 0..n {
             let received = self.rx.get(i);

@@ -303,12 +303,21 @@ impl Table {
         }
     }
 
-    /// Starts loading what [`Table::lookup_keyed`]`(_, key)` reads first
-    /// for a name that exists, whatever its zone: a hint, nothing more. The
-    /// hash taken here is kept in `key` for the lookup.
+    /// Starts loading where [`Table::lookup_keyed`]`(_, key)` finds a name
+    /// that exists, whatever its zone: a hint, nothing more, in two stages,
+    /// each best done for a whole batch before the next. This one takes
+    /// the key's hash (kept in `key` for the lookup) and loads the small
+    /// table it falls in; [`Table::prefetch_slots`] then loads its slots.
     pub fn prefetch_key(&self, key: &mut NameKey) {
         if let Some((_, hash)) = self.hashed(key) {
-            self.nodes.prefetch_hashed(hash);
+            self.nodes.prefetch_shard(hash);
+        }
+    }
+
+    /// The second stage of [`Table::prefetch_key`], for a key it hashed.
+    pub fn prefetch_slots(&self, key: &NameKey) {
+        if let (Some(_), Some(hash)) = (key.len, key.hash) {
+            self.nodes.prefetch_slots(hash);
         }
     }
 

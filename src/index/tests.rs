@@ -98,6 +98,7 @@ fn a_name_key_outlasts_its_lookups() {
         labels.iter().for_each(|l| key.push(l));
         let fresh = format!("{:?}", table.lookup_labels(&labels));
         table.prefetch_key(&mut key);
+        table.prefetch_slots(&key);
         for _ in 0..2 {
             assert_eq!(format!("{:?}", table.lookup_keyed(&labels, &mut key)), fresh, "{name}");
         }

@@ -26,3 +26,23 @@ pub fn prefetch<T>(value: &T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
 }
+
+/// Hints that the `lines` cache lines from `value`'s first byte on will be
+/// read soon: a probe run that starts at `value` and may go on past it.
+/// The lines need not belong to `value`, nor to anything: a hint never
+/// faults.
+#[inline(always)]
+pub fn prefetch_lines<T>(value: &T, lines: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let first = (value as *const T).cast::<i8>();
+        for line in 0..lines {
+            // SAFETY: see the module docs; `wrapping_add` never asserts
+            // that the address is inside an allocation.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(line * 64)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (value, lines);
+}
