@@ -332,8 +332,9 @@ impl Nodes {
 
     /// Second stage, best after [`Nodes::prefetch_shard`] for the whole
     /// batch: starts loading the slots [`Nodes::get_hashed`]`(hash, _)`
-    /// probes first. Three lines from the home slot hold about five
-    /// 40-byte slots; a hit probes about two on average at these loads.
+    /// probes first: [`PROBE_LINES`] lines from the home slot's, which
+    /// hold it and at least two more 40-byte slots; a hit probes about two
+    /// at these loads (at most 3/4 full).
     pub(super) fn prefetch_slots(&self, hash: u64) {
         let (t, m) = place(hash);
         let slots = &self.top[t][m].0;

@@ -2,8 +2,9 @@
 //! the load that needs it later does not wait for memory.
 //!
 //! Why it is sound: a prefetch only hints the CPU. It never faults, reads
-//! nothing into the program and writes nothing, whatever the address; the
-//! addresses here come from a reference anyway.
+//! nothing into the program and writes nothing, whatever the address. The
+//! addresses here start at a reference, and [`prefetch_lines`] may run past
+//! its value, which is harmless for the same reason.
 
 /// Hints that `value` will be read soon: the cache lines of its first and
 /// last byte, which is all of them for a value of up to 64 bytes (a
