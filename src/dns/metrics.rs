@@ -132,7 +132,7 @@ fn rcode_index(rcode: ResponseCode) -> usize {
 /// The UDP fast path's answers as one reader thread counts them, added to
 /// the shared metrics by [`flush`] once per batch of datagrams. A shared
 /// histogram costs four atomic operations per observation, on cache lines
-/// every reader of the socket writes; a batch of more than [`FEW`] answers
+/// every reader of the socket writes; a batch of more than `FEW` answers
 /// is summed here first, on plain integers, and costs a few atomic adds in
 /// all. A batch of one or two, as at moderate rates, goes straight to the
 /// shared metrics, which is cheaper than summing.

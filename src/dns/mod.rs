@@ -84,7 +84,7 @@ pub struct Config {
     /// It bounds how long a query can wait under overload.
     pub udp_recv_buffer: usize,
     /// When UDP threads ask for a short scheduler slice
-    /// (`--udp-sched-slice`). See [`slice`].
+    /// (`--udp-sched-slice`). See [`slice`](mod@slice).
     pub udp_sched_slice: SliceMode,
     pub tcp: TcpLimits,
 }

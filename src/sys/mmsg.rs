@@ -12,7 +12,7 @@
 //! - The kernel writes at most `iov_len` bytes to each buffer and at most
 //!   `msg_namelen` bytes to each address; we only read back the lengths it
 //!   reports, clamped to those sizes.
-//! - A peer address ([`Addr`], a union of `sockaddr_in` and `sockaddr_in6`)
+//! - A peer address (`Addr`, a union of `sockaddr_in` and `sockaddr_in6`)
 //!   is read as either only after checking its family and length; any bytes
 //!   are a valid value of both, so reading the family first is sound.
 //! - The receive flags (`MSG_WAITFORONE`, `MSG_DONTWAIT`) only change when
