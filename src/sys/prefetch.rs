@@ -8,24 +8,13 @@
 
 /// Hints that `value` will be read soon: the cache lines of its first and
 /// last byte, which is all of them for a value of up to 64 bytes (a
-/// 40-byte table slot straddles two lines half the time). A no-op where
-/// no stable hint is.
+/// 40-byte table slot straddles two lines half the time). When both bytes
+/// share a line, the second hint finds it already on its way.
 #[inline(always)]
 pub fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let first = (value as *const T).cast::<i8>();
-        let last = first.wrapping_add(size_of::<T>().saturating_sub(1));
-        // SAFETY: see the module docs. When both bytes share a line, the
-        // second hint finds it already on its way.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(first);
-            _mm_prefetch::<_MM_HINT_T0>(last);
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    let first = (value as *const T).cast::<i8>();
+    hint(first);
+    hint(first.wrapping_add(size_of::<T>().saturating_sub(1)));
 }
 
 /// Hints that the `lines` cache lines from `value`'s first byte on will be
@@ -34,16 +23,22 @@ pub fn prefetch<T>(value: &T) {
 /// faults.
 #[inline(always)]
 pub fn prefetch_lines<T>(value: &T, lines: usize) {
+    let first = (value as *const T).cast::<i8>();
+    for line in 0..lines {
+        // `wrapping_add` never asserts that the address is inside an
+        // allocation.
+        hint(first.wrapping_add(line * 64));
+    }
+}
+
+/// One hint for the line holding `addr`; a no-op where no stable hint is.
+#[inline(always)]
+fn hint(addr: *const i8) {
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let first = (value as *const T).cast::<i8>();
-        for line in 0..lines {
-            // SAFETY: see the module docs; `wrapping_add` never asserts
-            // that the address is inside an allocation.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(line * 64)) };
-        }
+    // SAFETY: see the module docs: any address will do.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr);
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (value, lines);
+    let _ = addr;
 }
