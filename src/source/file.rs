@@ -34,6 +34,10 @@ const PARALLEL_BYTES: usize = 1 << 20;
 /// At most this many: reading is about half of a big file's start-up, the
 /// index build the rest.
 const MAX_PARSE_THREADS: usize = 4;
+/// Rescans after new watches, at most (`Files::watch_and_catch_up`): a
+/// watch set that still grows after that many is churning, and its next
+/// change raises an event of its own.
+const CATCH_UP_PASSES: usize = 4;
 
 type SharedWatcher = Mutex<notify::RecommendedWatcher>;
 
@@ -63,23 +67,14 @@ impl FileSource {
         })
         .context("cannot start the file watcher (inotify)")?;
         let watcher = Arc::new(Mutex::new(watcher));
-        let mut state = Files {
-            paths,
-            index,
-            known: HashMap::new(),
-            errors,
-            watcher: Arc::downgrade(&watcher),
-            watched: HashMap::new(),
-            targets: HashSet::new(),
-            listed: HashSet::new(),
-        };
+        let mut state = Files::new(paths, index, errors, &watcher);
         // At start-up there is no good state to keep: refuse to become ready
         // on a broken file (`meshdns check` shows the same errors).
         let failed = state.rescan();
         if !failed.is_empty() {
             anyhow::bail!("invalid ServiceEntry manifests:\n  {}", failed.join("\n  "));
         }
-        let failed = state.rewatch();
+        let failed = state.watch_and_catch_up();
         if let Some((dir, e)) = failed.into_iter().next() {
             return Err(anyhow::anyhow!(e).context(format!(
                 "cannot watch {} (is fs.inotify.max_user_watches/instances exhausted?)",
@@ -127,6 +122,20 @@ struct Fingerprint {
 }
 
 impl Files {
+    /// Nothing loaded or watched yet; `paths` absolute.
+    fn new(paths: Vec<PathBuf>, index: Arc<Index>, errors: IntCounter, watcher: &Arc<SharedWatcher>) -> Self {
+        Self {
+            paths,
+            index,
+            known: HashMap::new(),
+            errors,
+            watcher: Arc::downgrade(watcher),
+            watched: HashMap::new(),
+            targets: HashSet::new(),
+            listed: HashSet::new(),
+        }
+    }
+
     fn watch(mut self, rx: mpsc::Receiver<notify::Result<notify::Event>>) {
         while let Ok(event) = rx.recv() {
             if !self.note(event) {
@@ -141,10 +150,25 @@ impl Files {
                 }
             }
             self.rescan();
-            for (dir, error) in self.rewatch() {
+            for (dir, error) in self.watch_and_catch_up() {
                 warn!(dir = %dir.display(), %error, "cannot watch; its changes show at the next rescan");
             }
         }
+    }
+
+    /// Watches what the last rescan found, and rescans while that adds a
+    /// watch: a write that landed before its directory's watch existed
+    /// raised no event, so only a scan after the watch sees it. Returns the
+    /// directories it could not watch.
+    fn watch_and_catch_up(&mut self) -> Vec<(PathBuf, notify::Error)> {
+        for _ in 0..CATCH_UP_PASSES {
+            let (added, failed) = self.rewatch();
+            if !added {
+                return failed;
+            }
+            self.rescan();
+        }
+        self.rewatch().1
     }
 
     /// Whether an event may mean new content. Opens and reads are not: the
@@ -188,15 +212,16 @@ impl Files {
     }
 
     /// Watches what can change what the paths load, as the paths resolve
-    /// now; returns the directories it could not watch.
-    fn rewatch(&mut self) -> Vec<(PathBuf, notify::Error)> {
+    /// now; returns whether it added a watch, and the directories it could
+    /// not watch.
+    fn rewatch(&mut self) -> (bool, Vec<(PathBuf, notify::Error)>) {
         let Some(watcher) = self.watcher.upgrade() else {
-            return Vec::new();
+            return (false, Vec::new());
         };
         let (wanted, targets) = watch_set(&self.paths, &self.listed);
         self.targets = targets;
         let mut watcher = watcher.lock().unwrap_or_else(|e| e.into_inner());
-        let mut failed = Vec::new();
+        let (mut added, mut failed) = (false, Vec::new());
         // Stale first: one inode must never have two watches (inotify gives
         // both paths one descriptor, and notify would confuse them).
         let stale: Vec<PathBuf> = self
@@ -218,11 +243,12 @@ impl Files {
                 Ok(()) => {
                     debug!(dir = %dir.display(), "watching");
                     self.watched.insert(dir, id);
+                    added = true;
                 }
                 Err(e) => failed.push((dir, e)),
             }
         }
-        failed
+        (added, failed)
     }
 
     /// Re-reads whatever changed on disk; unchanged files cost one stat.
@@ -529,6 +555,41 @@ mod tests {
             dups,
             [("ns", "240.0.0.1".to_string()), ("other", "240.0.0.2".to_string())]
         );
+    }
+
+    /// The A records `name` resolves to in `index`.
+    fn a_of(index: &Index, name: &str) -> Vec<String> {
+        let name = hickory_proto::rr::Name::from_ascii(name).unwrap();
+        match index.table().lookup(&name) {
+            crate::index::Lookup::Records(_, node) => node.v4().iter().map(|a| a.to_string()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A write that lands after a rescan but before the watch on its
+    /// directory exists raises no event (a directory made again, say, then
+    /// written at once): the rescan after a new watch must see it.
+    #[test]
+    fn a_write_before_its_directorys_watch_is_caught_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("d");
+        std::fs::create_dir(&d).unwrap();
+        let file = d.join("a.yaml");
+        std::fs::write(&file, mk_doc("ns", "svc", "240.0.0.1")).unwrap();
+        let index = Arc::new(crate::index::testing::mk_index());
+        let (tx, _rx) = mpsc::channel();
+        let watcher = notify::recommended_watcher(move |event| _ = tx.send(event)).unwrap();
+        let watcher = Arc::new(Mutex::new(watcher));
+        let errors = IntCounter::new("errors", "errors").unwrap();
+        let mut files = Files::new(vec![d], index.clone(), errors, &watcher);
+        assert!(files.rescan().is_empty());
+        assert_eq!(a_of(&index, "svc.ns.global"), ["240.0.0.1"]);
+
+        std::fs::write(&file, mk_doc("ns", "svc", "240.0.0.2")).unwrap();
+        assert!(files.watch_and_catch_up().is_empty());
+        assert_eq!(a_of(&index, "svc.ns.global"), ["240.0.0.2"]);
+        // Watched already: the next call adds nothing, so scans nothing.
+        assert!(!files.rewatch().0);
     }
 
     #[test]
