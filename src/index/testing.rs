@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{Entry, EntryId, HostAddrs, Index, Node, SourceId, Table, ZoneConfig};
+use super::{Entry, EntryId, HostAddrs, Index, Lookup, Node, SourceId, Table, ZoneConfig};
 
 /// An index for `zones` with `config`, its metrics registered nowhere else.
 pub fn mk_index_with(zones: &[&str], config: ZoneConfig) -> Index {
@@ -86,4 +86,27 @@ pub fn all_nodes(table: &Table) -> Vec<(String, Node)> {
     let mut nodes: Vec<_> = table.nodes.iter().map(|(k, n)| (k.to_string(), n.clone())).collect();
     nodes.sort_by(|a, b| a.0.cmp(&b.0));
     nodes
+}
+
+/// The addresses `qname` resolves to in `index` (comma-separated, IPv4
+/// first), or the negative outcome: `REFUSED`, `APEX`, `NODATA`,
+/// `NXDOMAIN`, or `PTR` and the hosts.
+pub fn resolve(index: &Index, qname: &str) -> String {
+    let table = index.table();
+    match table.lookup(&hickory_proto::rr::Name::from_ascii(qname).unwrap()) {
+        Lookup::OutOfZone => "REFUSED".into(),
+        Lookup::Apex(_) => "APEX".into(),
+        Lookup::NoData(_) => "NODATA".into(),
+        Lookup::NxDomain(_) => "NXDOMAIN".into(),
+        Lookup::Ptr(_, hosts) => format!("PTR {}", hosts.join(",")),
+        Lookup::Records(_, node) => {
+            let all: Vec<String> = node
+                .v4()
+                .iter()
+                .map(|a| a.to_string())
+                .chain(node.v6().iter().map(|a| a.to_string()))
+                .collect();
+            all.join(",")
+        }
+    }
 }

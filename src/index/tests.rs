@@ -7,28 +7,7 @@ use hickory_proto::rr::Name;
 
 use super::*;
 
-use super::testing::{mk_entry, mk_entry_in, mk_index, mk_index_with};
-
-/// The addresses a query name resolves to, or the negative outcome.
-fn resolve(index: &Index, qname: &str) -> String {
-    let table = index.table();
-    match table.lookup(&Name::from_ascii(qname).unwrap()) {
-        Lookup::OutOfZone => "REFUSED".into(),
-        Lookup::Apex(_) => "APEX".into(),
-        Lookup::NoData(_) => "NODATA".into(),
-        Lookup::NxDomain(_) => "NXDOMAIN".into(),
-        Lookup::Ptr(_, hosts) => format!("PTR {}", hosts.join(",")),
-        Lookup::Records(_, node) => {
-            let all: Vec<String> = node
-                .v4()
-                .iter()
-                .map(|a| a.to_string())
-                .chain(node.v6().iter().map(|a| a.to_string()))
-                .collect();
-            all.join(",")
-        }
-    }
-}
+use super::testing::{mk_entry, mk_entry_in, mk_index, mk_index_with, resolve};
 
 #[test]
 fn exact_names_case_insensitive() {

@@ -524,6 +524,7 @@ fn hash(text: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::testing::{mk_index, resolve};
 
     fn mk_doc(namespace: &str, name: &str, address: &str) -> String {
         format!(
@@ -543,7 +544,7 @@ mod tests {
         }
         docs.push(mk_doc("ns", "dup", "240.0.0.3"));
         let text = docs.join("---\n");
-        let index = crate::index::testing::mk_index();
+        let index = mk_index();
         let entries = load(Path::new("/etc/meshdns/se.yaml"), &text, &index).unwrap();
         assert_eq!(entries.len(), docs.len() - 1);
         let dups: Vec<_> = entries
@@ -557,15 +558,6 @@ mod tests {
         );
     }
 
-    /// The A records `name` resolves to in `index`.
-    fn a_of(index: &Index, name: &str) -> Vec<String> {
-        let name = hickory_proto::rr::Name::from_ascii(name).unwrap();
-        match index.table().lookup(&name) {
-            crate::index::Lookup::Records(_, node) => node.v4().iter().map(|a| a.to_string()).collect(),
-            _ => Vec::new(),
-        }
-    }
-
     /// A write that lands after a rescan but before the watch on its
     /// directory exists raises no event (a directory made again, say, then
     /// written at once): the rescan after a new watch must see it.
@@ -576,18 +568,18 @@ mod tests {
         std::fs::create_dir(&d).unwrap();
         let file = d.join("a.yaml");
         std::fs::write(&file, mk_doc("ns", "svc", "240.0.0.1")).unwrap();
-        let index = Arc::new(crate::index::testing::mk_index());
+        let index = Arc::new(mk_index());
         let (tx, _rx) = mpsc::channel();
         let watcher = notify::recommended_watcher(move |event| _ = tx.send(event)).unwrap();
         let watcher = Arc::new(Mutex::new(watcher));
         let errors = IntCounter::new("errors", "errors").unwrap();
         let mut files = Files::new(vec![d], index.clone(), errors, &watcher);
         assert!(files.rescan().is_empty());
-        assert_eq!(a_of(&index, "svc.ns.global"), ["240.0.0.1"]);
+        assert_eq!(resolve(&index, "svc.ns.global"), "240.0.0.1");
 
         std::fs::write(&file, mk_doc("ns", "svc", "240.0.0.2")).unwrap();
         assert!(files.watch_and_catch_up().is_empty());
-        assert_eq!(a_of(&index, "svc.ns.global"), ["240.0.0.2"]);
+        assert_eq!(resolve(&index, "svc.ns.global"), "240.0.0.2");
         // Watched already: the next call adds nothing, so scans nothing.
         assert!(!files.rewatch().0);
     }
